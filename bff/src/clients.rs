@@ -1,0 +1,47 @@
+//! gRPC clients of the services behind the BFF. Channels connect lazily (the BFF starts
+//! before its backends) and every call has a deadline.
+
+use proto::cart::cart_commands_client::CartCommandsClient;
+use proto::cart::cart_queries_client::CartQueriesClient;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    #[arg(
+        long,
+        env = "CART_COMMAND_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub cart_command_url: String,
+    #[arg(long, env = "CART_QUERY_URL", default_value = "http://127.0.0.1:50061")]
+    pub cart_query_url: String,
+    /// Deadline of each backend call, in milliseconds.
+    #[arg(long, env = "BACKEND_TIMEOUT_MS", default_value_t = 5000)]
+    pub backend_timeout_ms: u64,
+}
+
+/// Every backend client. Cheap to clone.
+#[derive(Clone)]
+pub struct Backends {
+    pub cart_commands: CartCommandsClient<Channel>,
+    pub cart_queries: CartQueriesClient<Channel>,
+}
+
+fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+impl Backends {
+    pub fn new(args: &BackendArgs) -> anyhow::Result<Self> {
+        let t = Duration::from_millis(args.backend_timeout_ms);
+        Ok(Self {
+            cart_commands: CartCommandsClient::new(channel(&args.cart_command_url, t)?),
+            cart_queries: CartQueriesClient::new(channel(&args.cart_query_url, t)?),
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! The GraphQL backend-for-frontend: the one API clients see (behind Envoy).
+//!
+//! - [`schema`]: the GraphQL types, queries and mutations.
+//! - [`clients`]: tonic clients of the command and query services, with deadlines.
+//! - [`error`]: the BFF's error enum and its one mapping to GraphQL `extensions.code`.
+//! - [`server`]: the axum app (`POST /graphql`, GraphiQL on `GET /graphql`, graphql-ws on
+//!   `/graphql/ws`, `/healthz`) and the binary's wiring.
+
+pub mod clients;
+pub mod error;
+pub mod schema;
+pub mod server;

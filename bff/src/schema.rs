@@ -1,0 +1,298 @@
+//! The GraphQL schema: cart queries and mutations. Arguments are parsed into domain value
+//! types here, at the edge, so malformed input is refused before any service is called.
+
+use crate::clients::Backends;
+use crate::error::{gql, BffError};
+use async_graphql::{Context, EmptySubscription, Enum, Object, Result, Schema, SimpleObject, ID};
+use domain::values::{CartId, ProductId, Quantity, UserId};
+use proto::cart as pb;
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Per-request data: the correlation id that follows the request into every service.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub correlation_id: String,
+}
+
+/// Builds the schema with its limits.
+pub fn build_schema(backends: Backends) -> AppSchema {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .data(backends)
+        .limit_depth(12)
+        .limit_complexity(500)
+        .finish()
+}
+
+fn backends<'a>(ctx: &'a Context<'_>) -> &'a Backends {
+    ctx.data_unchecked::<Backends>()
+}
+
+/// A gRPC request carrying the caller's correlation id.
+fn grpc<T>(ctx: &Context<'_>, message: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    if let Some(rc) = ctx.data_opt::<RequestContext>() {
+        if let Ok(v) = rc.correlation_id.parse() {
+            req.metadata_mut().insert("x-correlation-id", v);
+        }
+    }
+    req
+}
+
+fn meta(idempotency_key: Option<String>) -> Option<pb::CommandMeta> {
+    Some(pb::CommandMeta {
+        idempotency_key: idempotency_key.unwrap_or_default(),
+        actor: "anonymous".into(),
+    })
+}
+
+fn parse_cart_id(id: &ID) -> Result<CartId, BffError> {
+    Ok(CartId::parse(id)?)
+}
+
+fn parse_product_id(id: &ID) -> Result<ProductId, BffError> {
+    Ok(ProductId::parse(id)?)
+}
+
+fn parse_quantity(n: i64) -> Result<Quantity, BffError> {
+    Ok(Quantity::new(n)?)
+}
+
+fn check_key(key: &Option<String>) -> Result<(), BffError> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > 128 => Err(BffError::InvalidArgument(
+            "idempotencyKey must be 1 to 128 characters".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum CartStatus {
+    Open,
+    CheckedOut,
+}
+
+/// One product line of a cart.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct CartLine {
+    pub product_id: ID,
+    pub quantity: i32,
+    /// The cart version that last changed this line.
+    pub version: i64,
+}
+
+/// A shopping cart as the read model has it.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Cart {
+    pub id: ID,
+    /// The owner, if the cart is not anonymous.
+    pub customer_id: Option<ID>,
+    pub status: CartStatus,
+    /// The cart's stream version this view reflects.
+    pub version: i64,
+    pub lines: Vec<CartLine>,
+    /// Units over all lines.
+    pub item_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<pb::Cart> for Cart {
+    fn from(c: pb::Cart) -> Self {
+        let item_count = c.lines.iter().map(|l| i64::from(l.quantity)).sum();
+        Cart {
+            id: ID(c.cart_id),
+            customer_id: (!c.customer_id.is_empty()).then(|| ID(c.customer_id)),
+            status: if c.status == "checked_out" {
+                CartStatus::CheckedOut
+            } else {
+                CartStatus::Open
+            },
+            version: c.version as i64,
+            lines: c
+                .lines
+                .into_iter()
+                .map(|l| CartLine {
+                    product_id: ID(l.product_id),
+                    quantity: l.quantity as i32,
+                    version: l.version as i64,
+                })
+                .collect(),
+            item_count,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// What a cart mutation returns: the cart and its stream version after the change. Pass the
+/// version as `atLeastVersion` to read your own write.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct CartMutationResult {
+    pub cart_id: ID,
+    pub version: i64,
+}
+
+impl From<pb::CommandResult> for CartMutationResult {
+    fn from(r: pb::CommandResult) -> Self {
+        Self {
+            cart_id: ID(r.cart_id),
+            version: r.version as i64,
+        }
+    }
+}
+
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// A cart by id, from the read model. Errors with `NOT_FOUND` for an unknown cart.
+    async fn cart(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Cart>> {
+        gql(async move {
+            let id = parse_cart_id(&id)?;
+            let req = grpc(
+                ctx,
+                pb::GetCartRequest {
+                    cart_id: id.to_string(),
+                },
+            );
+            let cart = backends(ctx).cart_queries.clone().get_cart(req).await?;
+            Ok(Some(cart.into_inner().into()))
+        }
+        .await)
+    }
+}
+
+pub struct MutationRoot;
+
+#[Object]
+impl MutationRoot {
+    /// Opens a new, empty cart.
+    async fn create_cart(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: Option<ID>,
+        idempotency_key: Option<String>,
+    ) -> Result<CartMutationResult> {
+        gql(async move {
+            check_key(&idempotency_key)?;
+            let customer_id = customer_id
+                .map(|c| UserId::parse(&c).map_err(BffError::from))
+                .transpose()?;
+            let req = grpc(
+                ctx,
+                pb::CreateCartRequest {
+                    meta: meta(idempotency_key),
+                    cart_id: String::new(),
+                    customer_id: customer_id.map(|c| c.to_string()).unwrap_or_default(),
+                },
+            );
+            let r = backends(ctx).cart_commands.clone().create_cart(req).await?;
+            Ok(r.into_inner().into())
+        }
+        .await)
+    }
+
+    /// Adds units of a product; a product already in the cart gets its quantity raised.
+    async fn add_item_to_cart(
+        &self,
+        ctx: &Context<'_>,
+        cart_id: ID,
+        product_id: ID,
+        quantity: i64,
+        idempotency_key: Option<String>,
+    ) -> Result<CartMutationResult> {
+        gql(async move {
+            check_key(&idempotency_key)?;
+            let req = grpc(
+                ctx,
+                pb::AddItemRequest {
+                    meta: meta(idempotency_key),
+                    cart_id: parse_cart_id(&cart_id)?.to_string(),
+                    product_id: parse_product_id(&product_id)?.to_string(),
+                    quantity: i64::from(parse_quantity(quantity)?.get()),
+                },
+            );
+            let r = backends(ctx).cart_commands.clone().add_item(req).await?;
+            Ok(r.into_inner().into())
+        }
+        .await)
+    }
+
+    /// Sets a line's quantity.
+    async fn change_cart_item_quantity(
+        &self,
+        ctx: &Context<'_>,
+        cart_id: ID,
+        product_id: ID,
+        quantity: i64,
+        idempotency_key: Option<String>,
+    ) -> Result<CartMutationResult> {
+        gql(async move {
+            check_key(&idempotency_key)?;
+            let req = grpc(
+                ctx,
+                pb::ChangeItemQuantityRequest {
+                    meta: meta(idempotency_key),
+                    cart_id: parse_cart_id(&cart_id)?.to_string(),
+                    product_id: parse_product_id(&product_id)?.to_string(),
+                    quantity: i64::from(parse_quantity(quantity)?.get()),
+                },
+            );
+            let r = backends(ctx)
+                .cart_commands
+                .clone()
+                .change_item_quantity(req)
+                .await?;
+            Ok(r.into_inner().into())
+        }
+        .await)
+    }
+
+    /// Removes a line.
+    async fn remove_item_from_cart(
+        &self,
+        ctx: &Context<'_>,
+        cart_id: ID,
+        product_id: ID,
+        idempotency_key: Option<String>,
+    ) -> Result<CartMutationResult> {
+        gql(async move {
+            check_key(&idempotency_key)?;
+            let req = grpc(
+                ctx,
+                pb::RemoveItemRequest {
+                    meta: meta(idempotency_key),
+                    cart_id: parse_cart_id(&cart_id)?.to_string(),
+                    product_id: parse_product_id(&product_id)?.to_string(),
+                },
+            );
+            let r = backends(ctx).cart_commands.clone().remove_item(req).await?;
+            Ok(r.into_inner().into())
+        }
+        .await)
+    }
+
+    /// Removes every line.
+    async fn clear_cart(
+        &self,
+        ctx: &Context<'_>,
+        cart_id: ID,
+        idempotency_key: Option<String>,
+    ) -> Result<CartMutationResult> {
+        gql(async move {
+            check_key(&idempotency_key)?;
+            let req = grpc(
+                ctx,
+                pb::ClearCartRequest {
+                    meta: meta(idempotency_key),
+                    cart_id: parse_cart_id(&cart_id)?.to_string(),
+                },
+            );
+            let r = backends(ctx).cart_commands.clone().clear_cart(req).await?;
+            Ok(r.into_inner().into())
+        }
+        .await)
+    }
+}

@@ -1,0 +1,92 @@
+//! The BFF's HTTP server: `POST /graphql` executes, `GET /graphql` serves GraphiQL,
+//! `/graphql/ws` speaks graphql-ws, `/healthz` answers health checks. Bodies over 1 MiB are
+//! refused here as well as at Envoy.
+
+use crate::clients::{BackendArgs, Backends};
+use crate::error::GRAPHQL_VALIDATION_FAILED;
+use crate::schema::{build_schema, AppSchema, RequestContext};
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+use clap::Parser;
+use command_services::support::{init_tracing, shutdown_token};
+use std::net::SocketAddr;
+use tracing::Instrument;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(name = "bff", version)]
+pub struct BffArgs {
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub backends: BackendArgs,
+}
+
+async fn graphiql() -> impl IntoResponse {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
+}
+
+async fn graphql(
+    State(schema): State<AppSchema>,
+    headers: HeaderMap,
+    req: GraphQLRequest,
+) -> GraphQLResponse {
+    let correlation_id = headers
+        .get("x-request-id")
+        .or_else(|| headers.get("x-correlation-id"))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let span = tracing::info_span!("graphql", correlation_id = %correlation_id);
+    let request = req.into_inner().data(RequestContext { correlation_id });
+    let mut response = schema.execute(request).instrument(span).await;
+    // Errors from the engine itself (syntax, validation, limits) get a code too.
+    for e in &mut response.errors {
+        let has_code = e
+            .extensions
+            .as_ref()
+            .is_some_and(|x| x.get("code").is_some());
+        if !has_code {
+            e.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", GRAPHQL_VALIDATION_FAILED);
+        }
+    }
+    response.into()
+}
+
+/// The axum app.
+pub fn app(schema: AppSchema) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(schema)
+}
+
+pub async fn bff_main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = BffArgs::parse();
+    let shutdown = shutdown_token();
+    let schema = build_schema(Backends::new(&args.backends)?);
+    let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
+    tracing::info!(addr = %args.http_addr, "GraphQL BFF listening on /graphql");
+    axum::serve(listener, app(schema))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}

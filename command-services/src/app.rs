@@ -1,0 +1,99 @@
+//! Entry points of the write side's binaries: argument parsing and wiring, so each `main` is
+//! one line. `command-service --aggregate <name>` serves one aggregate's gRPC commands;
+//! `relay` publishes the store to Kafka.
+
+use crate::cart_service::CartService;
+use crate::handler::CommandHandler;
+use crate::kafka::KafkaArgs;
+use crate::relay::{Relay, RelayConfig};
+use crate::support::{
+    init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
+};
+use crate::MongoArgs;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AggregateKind {
+    Cart,
+}
+
+/// Serves one aggregate's command API over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "command-service", version)]
+pub struct CommandServiceArgs {
+    /// Which aggregate this instance serves.
+    #[arg(long, env = "AGGREGATE", value_enum)]
+    pub aggregate: AggregateKind,
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Serves `/healthz`.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:9201")]
+    pub admin_addr: SocketAddr,
+    /// Attempts per command when concurrent writers collide (reload, decide, append).
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 20)]
+    pub max_attempts: u32,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+}
+
+pub async fn command_service_main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = CommandServiceArgs::parse();
+    let shutdown = shutdown_token();
+    let ready = Readiness::default();
+    let admin = tokio::spawn(serve_admin(
+        args.admin_addr,
+        ready.clone(),
+        shutdown.clone(),
+    ));
+    let store = retry_startup("event store", &shutdown, || args.mongo.connect()).await?;
+    ready.set_ready(true);
+    let served = match args.aggregate {
+        AggregateKind::Cart => {
+            let handler = Arc::new(CommandHandler::new(store, args.max_attempts));
+            serve_grpc(args.grpc_addr, CartService::new(handler), shutdown.clone()).await
+        }
+    };
+    shutdown.cancel();
+    admin.await??;
+    served
+}
+
+/// Publishes every committed event of the store to Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "relay", version)]
+pub struct RelayArgs {
+    /// Serves `/healthz`.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:9203")]
+    pub admin_addr: SocketAddr,
+    #[arg(long, env = "RELAY_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub mongo: MongoArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+pub async fn relay_main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = RelayArgs::parse();
+    let shutdown = shutdown_token();
+    let ready = Readiness::default();
+    let admin = tokio::spawn(serve_admin(
+        args.admin_addr,
+        ready.clone(),
+        shutdown.clone(),
+    ));
+    let store = retry_startup("event store", &shutdown, || args.mongo.connect()).await?;
+    let config = RelayConfig {
+        batch_size: args.batch_size.max(1),
+        ..RelayConfig::default()
+    };
+    let relay = Relay::new(store, args.kafka, config, ready)?;
+    relay.run(shutdown.clone()).await?;
+    shutdown.cancel();
+    admin.await??;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! `relay`: publishes every committed event from the MongoDB store to Kafka.
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    command_services::app::relay_main().await
+}

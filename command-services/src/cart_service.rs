@@ -1,0 +1,151 @@
+//! The `CartCommands` gRPC service: parses each request into a domain command (bad input is
+//! `INVALID_ARGUMENT` before anything is loaded) and hands it to the generic handler.
+
+use crate::error::CommandError;
+use crate::handler::{CommandContext, CommandHandler, CommandOutcome};
+use domain::cart::{Cart, CartCommand};
+use domain::values::{CartId, ProductId, Quantity, UserId};
+use event_schemas::EventMeta;
+use proto::cart::cart_commands_server::{CartCommands, CartCommandsServer};
+use proto::cart::{
+    AddItemRequest, ChangeItemQuantityRequest, ClearCartRequest, CommandMeta, CommandResult,
+    CreateCartRequest, RemoveItemRequest,
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// gRPC metadata key carrying the correlation id of a request.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+pub struct CartService {
+    handler: Arc<CommandHandler<Cart>>,
+}
+
+impl CartService {
+    pub fn new(handler: Arc<CommandHandler<Cart>>) -> CartCommandsServer<Self> {
+        CartCommandsServer::new(Self { handler })
+    }
+
+    async fn run<T>(
+        &self,
+        request: &Request<T>,
+        meta: Option<&CommandMeta>,
+        cart_id: CartId,
+        command: CartCommand,
+    ) -> Result<Response<CommandResult>, Status> {
+        let ctx = context(request, meta);
+        let CommandOutcome { stream_id, version } = self
+            .handler
+            .handle(&cart_id.to_string(), &command, &ctx)
+            .await?;
+        Ok(Response::new(CommandResult {
+            cart_id: stream_id,
+            version,
+        }))
+    }
+}
+
+/// The command context from the request's metadata and the command's own meta block.
+pub fn context<T>(request: &Request<T>, meta: Option<&CommandMeta>) -> CommandContext {
+    let correlation_id = request
+        .metadata()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let actor = meta
+        .map(|m| m.actor.clone())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "anonymous".to_owned());
+    CommandContext {
+        idempotency_key: meta
+            .map(|m| m.idempotency_key.clone())
+            .filter(|k| !k.is_empty()),
+        meta: EventMeta {
+            correlation_id,
+            causation_id: None,
+            actor,
+        },
+    }
+}
+
+fn cart_id(s: &str) -> Result<CartId, CommandError> {
+    Ok(CartId::parse(s)?)
+}
+
+fn product_id(s: &str) -> Result<ProductId, CommandError> {
+    Ok(ProductId::parse(s)?)
+}
+
+#[tonic::async_trait]
+impl CartCommands for CartService {
+    async fn create_cart(
+        &self,
+        request: Request<CreateCartRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.get_ref();
+        let id = if r.cart_id.is_empty() {
+            CartId::generate()
+        } else {
+            cart_id(&r.cart_id)?
+        };
+        let customer_id = match r.customer_id.as_str() {
+            "" => None,
+            s => Some(UserId::parse(s).map_err(CommandError::from)?),
+        };
+        let command = CartCommand::Create {
+            cart_id: id,
+            customer_id,
+        };
+        self.run(&request, r.meta.as_ref(), id, command).await
+    }
+
+    async fn add_item(
+        &self,
+        request: Request<AddItemRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.get_ref();
+        let id = cart_id(&r.cart_id)?;
+        let command = CartCommand::AddItem {
+            product_id: product_id(&r.product_id)?,
+            quantity: Quantity::new(r.quantity).map_err(CommandError::from)?,
+        };
+        self.run(&request, r.meta.as_ref(), id, command).await
+    }
+
+    async fn change_item_quantity(
+        &self,
+        request: Request<ChangeItemQuantityRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.get_ref();
+        let id = cart_id(&r.cart_id)?;
+        let command = CartCommand::ChangeItemQuantity {
+            product_id: product_id(&r.product_id)?,
+            quantity: Quantity::new(r.quantity).map_err(CommandError::from)?,
+        };
+        self.run(&request, r.meta.as_ref(), id, command).await
+    }
+
+    async fn remove_item(
+        &self,
+        request: Request<RemoveItemRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.get_ref();
+        let id = cart_id(&r.cart_id)?;
+        let command = CartCommand::RemoveItem {
+            product_id: product_id(&r.product_id)?,
+        };
+        self.run(&request, r.meta.as_ref(), id, command).await
+    }
+
+    async fn clear_cart(
+        &self,
+        request: Request<ClearCartRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.get_ref();
+        let id = cart_id(&r.cart_id)?;
+        self.run(&request, r.meta.as_ref(), id, CartCommand::Clear)
+            .await
+    }
+}

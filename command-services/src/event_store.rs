@@ -1,0 +1,330 @@
+//! The MongoDB event store: one document per event in `events`, with a unique index on
+//! `(stream_id, version)`. A command's events are inserted in one multi-document transaction,
+//! together with its idempotency record, so either all of them exist or none does. A duplicate
+//! key means another writer got there first: that is reported as [`StoreError::Conflict`],
+//! never as an overwrite.
+//!
+//! Each document also carries `published: false` until the relay has handed it to Kafka; the
+//! relay's catch-up read finds whatever a crash left behind through that flag.
+
+use chrono::{DateTime, Utc};
+use event_schemas::EventEnvelope;
+use futures::TryStreamExt;
+use mongodb::bson::{self, doc, Bson, Document};
+use mongodb::error::{ErrorKind as MongoErrorKind, WriteFailure};
+use mongodb::options::IndexOptions;
+use mongodb::{Client, Collection, Database, IndexModel};
+use std::time::Duration;
+
+/// What can go wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended at the expected version first, or a transaction collided.
+    #[error("concurrent write to the stream")]
+    Conflict,
+    /// The store cannot be reached or is failing over; retrying later may succeed.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored document does not decode: a bug or a tampered store.
+    #[error("corrupt event document: {0}")]
+    Corrupt(String),
+}
+
+/// MongoDB server error codes we act on.
+pub mod codes {
+    pub const DUPLICATE_KEY: i32 = 11000;
+    pub const WRITE_CONFLICT: i32 = 112;
+    pub const NO_SUCH_TRANSACTION: i32 = 251;
+}
+
+/// The server error code of a driver error, wherever the driver put it.
+pub fn error_code(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        MongoErrorKind::Command(c) => Some(c.code),
+        MongoErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        MongoErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        MongoErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .and_then(|w| w.first().map(|w| w.code))
+            .or_else(|| m.write_concern_error.as_ref().map(|w| w.code)),
+        _ => None,
+    }
+}
+
+impl From<mongodb::error::Error> for StoreError {
+    fn from(e: mongodb::error::Error) -> Self {
+        match error_code(&e) {
+            Some(codes::DUPLICATE_KEY) | Some(codes::WRITE_CONFLICT) => StoreError::Conflict,
+            _ if e.contains_label("TransientTransactionError") => StoreError::Conflict,
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// A previous result of an idempotent command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentResult {
+    pub stream_id: String,
+    pub version: u64,
+}
+
+/// The event store. Cheap to clone.
+#[derive(Clone)]
+pub struct EventStore {
+    client: Client,
+    db: Database,
+    events: Collection<Document>,
+    idempotency: Collection<Document>,
+}
+
+impl EventStore {
+    /// Connects and makes sure the indexes exist.
+    pub async fn connect(uri: &str, db_name: &str) -> anyhow::Result<Self> {
+        let mut options = mongodb::options::ClientOptions::parse(uri).await?;
+        options.app_name = Some("commerce".into());
+        options.server_selection_timeout = Some(Duration::from_secs(5));
+        options.connect_timeout = Some(Duration::from_secs(5));
+        let client = Client::with_options(options)?;
+        let db = client.database(db_name);
+        let store = Self {
+            events: db.collection("events"),
+            idempotency: db.collection("idempotency_keys"),
+            client,
+            db,
+        };
+        store.ensure_indexes().await?;
+        Ok(store)
+    }
+
+    async fn ensure_indexes(&self) -> anyhow::Result<()> {
+        let unique = IndexOptions::builder()
+            .unique(true)
+            .name("stream_version".to_owned())
+            .build();
+        self.events
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "stream_id": 1, "version": 1 })
+                    .options(unique)
+                    .build(),
+            )
+            .await?;
+        self.events
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "published": 1, "stream_id": 1, "version": 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name("unpublished".to_owned())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await?;
+        self.events
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "stream_type": 1, "occurred_at": 1 })
+                    .options(IndexOptions::builder().name("type_time".to_owned()).build())
+                    .build(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn events(&self) -> &Collection<Document> {
+        &self.events
+    }
+
+    /// Is the store reachable? Used by health checks, never on the request path.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.run_command(doc! { "ping": 1 }).await?;
+        Ok(())
+    }
+
+    /// The events of a stream after `after_version`, in version order.
+    pub async fn load(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let cursor = self
+            .events
+            .find(doc! { "stream_id": stream_id, "version": { "$gt": after_version as i64 } })
+            .sort(doc! { "version": 1 })
+            .await?;
+        let docs: Vec<Document> = cursor.try_collect().await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            let env = from_document(d)?;
+            let expected = after_version + out.len() as u64 + 1;
+            if env.version != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "stream {stream_id} jumps to version {} where {expected} was expected",
+                    env.version
+                )));
+            }
+            out.push(env);
+        }
+        Ok(out)
+    }
+
+    /// Looks up the recorded result of an idempotency key.
+    pub async fn idempotent_result(
+        &self,
+        stream_type: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentResult>, StoreError> {
+        let found = self
+            .idempotency
+            .find_one(doc! { "_id": idempotency_id(stream_type, key) })
+            .await?;
+        Ok(found.and_then(|d| {
+            Some(IdempotentResult {
+                stream_id: d.get_str("stream_id").ok()?.to_owned(),
+                version: d.get_i64("version").ok()? as u64,
+            })
+        }))
+    }
+
+    /// Appends a command's events, all or nothing, in one transaction with the idempotency
+    /// record (if any). The events must continue the stream gap-free; if any of their
+    /// `(stream_id, version)` exists already, nothing is written and `Conflict` is returned.
+    pub async fn append(
+        &self,
+        events: &[EventEnvelope],
+        idempotency_key: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        let docs = events
+            .iter()
+            .map(to_document)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut session = self.client.start_session().await?;
+        session.start_transaction().await?;
+        let written = async {
+            self.events.insert_many(docs).session(&mut session).await?;
+            if let Some(key) = idempotency_key {
+                self.idempotency
+                    .insert_one(doc! {
+                        "_id": idempotency_id(&last.stream_type, key),
+                        "stream_id": &last.stream_id,
+                        "version": last.version as i64,
+                        "created_at": bson::DateTime::now(),
+                    })
+                    .session(&mut session)
+                    .await?;
+            }
+            Ok::<_, mongodb::error::Error>(())
+        }
+        .await;
+        if let Err(e) = written {
+            // Aborting can itself fail when the server already dropped the transaction.
+            let _ = session.abort_transaction().await;
+            return Err(e.into());
+        }
+        // A commit whose outcome is unknown may be retried: committing is idempotent.
+        let mut attempts = 0;
+        loop {
+            match session.commit_transaction().await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.contains_label("UnknownTransactionCommitResult") && attempts < 3 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Marks events as handed to Kafka.
+    pub async fn mark_published(&self, event_ids: &[String]) -> Result<(), StoreError> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        self.events
+            .update_many(
+                doc! { "_id": { "$in": event_ids } },
+                doc! { "$set": { "published": true } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` events not yet handed to Kafka, ordered by stream and version.
+    pub async fn unpublished(&self, limit: i64) -> Result<Vec<EventEnvelope>, StoreError> {
+        let cursor = self
+            .events
+            .find(doc! { "published": false })
+            .sort(doc! { "stream_id": 1, "version": 1 })
+            .limit(limit)
+            .await?;
+        let docs: Vec<Document> = cursor.try_collect().await?;
+        docs.into_iter().map(from_document).collect()
+    }
+}
+
+fn idempotency_id(stream_type: &str, key: &str) -> String {
+    format!("{stream_type}:{key}")
+}
+
+/// An envelope as a stored document. `_id` is the event id.
+pub fn to_document(env: &EventEnvelope) -> Result<Document, StoreError> {
+    let data = bson::to_document(&env.data)
+        .map_err(|e| StoreError::Corrupt(format!("payload is not a document: {e}")))?;
+    let mut d = doc! {
+        "_id": env.event_id.to_string(),
+        "stream_type": &env.stream_type,
+        "stream_id": &env.stream_id,
+        "version": env.version as i64,
+        "event_type": &env.event_type,
+        "schema_version": env.schema_version as i32,
+        "occurred_at": bson::DateTime::from_millis(env.occurred_at.timestamp_millis()),
+        "correlation_id": &env.correlation_id,
+        "actor": &env.actor,
+        "data": data,
+        "published": false,
+    };
+    if let Some(c) = &env.causation_id {
+        d.insert("causation_id", c);
+    }
+    Ok(d)
+}
+
+/// A stored document as an envelope.
+pub fn from_document(d: Document) -> Result<EventEnvelope, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("{what} in {:?}", d.get("_id")));
+    let s = |k: &str| d.get_str(k).map(str::to_owned).map_err(|_| corrupt(k));
+    let int = |k: &str| match d.get(k) {
+        Some(Bson::Int64(n)) => Ok(*n),
+        Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+        _ => Err(corrupt(k)),
+    };
+    let millis = d
+        .get_datetime("occurred_at")
+        .map_err(|_| corrupt("occurred_at"))?
+        .timestamp_millis();
+    let occurred_at: DateTime<Utc> =
+        DateTime::from_timestamp_millis(millis).ok_or_else(|| corrupt("occurred_at"))?;
+    let data = d.get_document("data").map_err(|_| corrupt("data"))?.clone();
+    Ok(EventEnvelope {
+        event_id: s("_id")?.parse().map_err(|_| corrupt("_id"))?,
+        stream_type: s("stream_type")?,
+        stream_id: s("stream_id")?,
+        version: u64::try_from(int("version")?).map_err(|_| corrupt("version"))?,
+        event_type: s("event_type")?,
+        schema_version: u32::try_from(int("schema_version")?)
+            .map_err(|_| corrupt("schema_version"))?,
+        occurred_at,
+        correlation_id: s("correlation_id")?,
+        causation_id: d.get_str("causation_id").ok().map(str::to_owned),
+        actor: s("actor")?,
+        data: Bson::Document(data).into_relaxed_extjson(),
+    })
+}

@@ -1,0 +1,163 @@
+//! The one generic command handler every aggregate's service uses: load the stream (from a
+//! cache of folded states plus the events after it), `decide`, append with optimistic
+//! concurrency, and retry a bounded number of times on conflict by reloading.
+//!
+//! Idempotency: a command with an idempotency key is applied once; a retry with the same key
+//! gets the first result back and appends nothing, even when the two race.
+
+use crate::error::CommandError;
+use crate::event_store::{EventStore, IdempotentResult, StoreError};
+use chrono::Utc;
+use domain::Aggregate;
+use event_schemas::{EventEnvelope, EventMeta};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Everything about a command besides the command itself.
+#[derive(Debug, Clone, Default)]
+pub struct CommandContext {
+    pub idempotency_key: Option<String>,
+    pub meta: EventMeta,
+}
+
+/// A handled command: the stream and its version afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub stream_id: String,
+    pub version: u64,
+}
+
+impl From<IdempotentResult> for CommandOutcome {
+    fn from(r: IdempotentResult) -> Self {
+        Self {
+            stream_id: r.stream_id,
+            version: r.version,
+        }
+    }
+}
+
+/// How many folded states to keep; the cache is cleared when it grows past this.
+const CACHE_CAPACITY: usize = 10_000;
+
+/// The generic handler for aggregate `A`.
+pub struct CommandHandler<A: Aggregate> {
+    store: EventStore,
+    cache: Mutex<HashMap<String, (A, u64)>>,
+    max_attempts: u32,
+}
+
+impl<A: Aggregate> CommandHandler<A> {
+    pub fn new(store: EventStore, max_attempts: u32) -> Self {
+        Self {
+            store,
+            cache: Mutex::new(HashMap::new()),
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// The current state and version of a stream: the cached fold plus newer events.
+    pub async fn load(&self, stream_id: &str) -> Result<(A, u64), CommandError> {
+        let cached = self.cached(stream_id);
+        let (mut state, mut version) = cached.unwrap_or_default();
+        for env in self.store.load(stream_id, version).await? {
+            let event: A::Event = env
+                .decode()
+                .map_err(|e| CommandError::Internal(format!("stored event: {e}")))?;
+            state = state.evolve(&event);
+            version = env.version;
+        }
+        Ok((state, version))
+    }
+
+    fn cached(&self, stream_id: &str) -> Option<(A, u64)> {
+        self.cache.lock().ok()?.get(stream_id).cloned()
+    }
+
+    fn remember(&self, stream_id: &str, state: A, version: u64) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(stream_id.to_owned(), (state, version));
+        }
+    }
+
+    /// Handles one command on one stream.
+    pub async fn handle(
+        &self,
+        stream_id: &str,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Result<CommandOutcome, CommandError> {
+        let key = ctx.idempotency_key.as_deref().filter(|k| !k.is_empty());
+        if let Some(key) = key {
+            if let Some(done) = self.store.idempotent_result(A::STREAM_TYPE, key).await? {
+                return Ok(done.into());
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (state, version) = self.load(stream_id).await?;
+            let events = state
+                .decide(command)
+                .map_err(|e| CommandError::domain(&e))?;
+            if events.is_empty() {
+                return Ok(CommandOutcome {
+                    stream_id: stream_id.to_owned(),
+                    version,
+                });
+            }
+            let now = Utc::now();
+            let envelopes = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    EventEnvelope::new(
+                        A::STREAM_TYPE,
+                        stream_id,
+                        version + 1 + i as u64,
+                        e,
+                        &ctx.meta,
+                        now,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CommandError::Internal(e.to_string()))?;
+            let new_version = version + envelopes.len() as u64;
+            match self.store.append(&envelopes, key).await {
+                Ok(()) => {
+                    let state = events.iter().fold(state, A::evolve);
+                    self.remember(stream_id, state, new_version);
+                    return Ok(CommandOutcome {
+                        stream_id: stream_id.to_owned(),
+                        version: new_version,
+                    });
+                }
+                Err(StoreError::Conflict) => {
+                    // The same idempotency key may have won the race.
+                    if let Some(key) = key {
+                        if let Some(done) =
+                            self.store.idempotent_result(A::STREAM_TYPE, key).await?
+                        {
+                            return Ok(done.into());
+                        }
+                    }
+                    if attempt >= self.max_attempts {
+                        tracing::debug!(stream_id, attempt, "giving up after conflicts");
+                        return Err(CommandError::Conflict);
+                    }
+                    let backoff = rand::rng().random_range(1..=(5 * attempt as u64).min(50));
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

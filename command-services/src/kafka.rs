@@ -1,0 +1,67 @@
+//! Kafka plumbing shared by the relay, the projectors and the tools: client configuration,
+//! the idempotent producer, and topic creation (event topics keep history forever).
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::FutureProducer;
+use std::time::Duration;
+
+/// Where the brokers are and how new topics are laid out.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Comma-separated bootstrap brokers.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// Partitions of a topic this service creates.
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 3)]
+    pub kafka_partitions: i32,
+    /// Replication factor of a topic this service creates (3 on a real cluster).
+    #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+}
+
+impl KafkaArgs {
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.kafka_brokers);
+        c
+    }
+
+    /// An idempotent producer (acks=all, ordered per partition across retries).
+    pub fn producer(&self) -> anyhow::Result<FutureProducer> {
+        Ok(self
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000")
+            .create()?)
+    }
+
+    /// Creates the topics that do not exist yet; event topics keep every record forever.
+    pub async fn ensure_topics(&self, topics: &[String]) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| {
+                NewTopic::new(
+                    t,
+                    self.kafka_partitions,
+                    TopicReplication::Fixed(self.kafka_replication),
+                )
+                .set("retention.ms", "-1")
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics(&new, &opts).await? {
+            match result {
+                Ok(t) => tracing::info!(topic = %t, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => anyhow::bail!("creating topic {t}: {code}"),
+            }
+        }
+        Ok(())
+    }
+}

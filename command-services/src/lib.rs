@@ -1,0 +1,37 @@
+//! The write side of the commerce backend.
+//!
+//! - [`event_store`]: the MongoDB event store (one document per event, atomic appends,
+//!   duplicate key = conflict, idempotency records).
+//! - [`handler`]: the one generic command handler every aggregate uses.
+//! - [`cart_service`]: the `CartCommands` gRPC service.
+//! - [`relay`]: tails the store and publishes every committed event to Kafka.
+//! - [`kafka`], [`support`]: plumbing shared with the other services.
+//! - [`error`]: the command side's error enum and its mapping to gRPC status codes.
+
+pub mod app;
+pub mod cart_service;
+pub mod error;
+pub mod event_store;
+pub mod handler;
+pub mod kafka;
+pub mod relay;
+pub mod support;
+
+/// Where the event store is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MongoArgs {
+    #[arg(
+        long,
+        env = "MONGODB_URI",
+        default_value = "mongodb://127.0.0.1:27017/?directConnection=true"
+    )]
+    pub mongodb_uri: String,
+    #[arg(long, env = "MONGODB_DB", default_value = "commerce")]
+    pub mongodb_db: String,
+}
+
+impl MongoArgs {
+    pub async fn connect(&self) -> anyhow::Result<event_store::EventStore> {
+        event_store::EventStore::connect(&self.mongodb_uri, &self.mongodb_db).await
+    }
+}

@@ -1,0 +1,262 @@
+//! The relay: publishes every committed event to Kafka, crash-safe, with no dual write on the
+//! request path.
+//!
+//! It tails the `events` collection with a change stream whose resume token is persisted in
+//! `relay_state` after every batch, and it keeps a catch-up read over the documents still
+//! marked `published: false`: at start-up, after an expired or invalid resume token, and
+//! whenever the stream is idle. A batch is marked published only after Kafka acknowledged
+//! every record of it (idempotent producer, acks=all, key = stream id), so a kill at any moment
+//! at worst publishes some events twice, never loses one; consumers skip versions they have.
+
+use crate::event_store::{from_document, EventStore};
+use crate::kafka::KafkaArgs;
+use crate::support::Readiness;
+use event_schemas::{cloudevents, topic_for, EventEnvelope};
+use futures::StreamExt;
+use mongodb::bson::{self, doc, Document};
+use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
+use mongodb::change_stream::ChangeStream;
+use mongodb::Collection;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Tuning knobs of the relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Most events produced per batch.
+    pub batch_size: usize,
+    /// How long the change stream may stay quiet before a catch-up sweep.
+    pub idle_sweep: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            idle_sweep: Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct Relay {
+    store: EventStore,
+    kafka: KafkaArgs,
+    producer: FutureProducer,
+    state: Collection<Document>,
+    config: RelayConfig,
+    /// Highest version handed to Kafka per stream during this run, to skip overlap between
+    /// the catch-up read and the change stream.
+    published: HashMap<String, u64>,
+    topics: HashSet<String>,
+    ready: Readiness,
+}
+
+type Events = ChangeStream<ChangeStreamEvent<Document>>;
+
+const STATE_ID: &str = "relay";
+
+impl Relay {
+    pub fn new(
+        store: EventStore,
+        kafka: KafkaArgs,
+        config: RelayConfig,
+        ready: Readiness,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            state: store.database().collection("relay_state"),
+            producer: kafka.producer()?,
+            store,
+            kafka,
+            config,
+            published: HashMap::new(),
+            topics: HashSet::new(),
+            ready,
+        })
+    }
+
+    /// Runs until the token is cancelled, reconnecting after any failure.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        while !shutdown.is_cancelled() {
+            match self.run_once(&shutdown).await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.ready.set_ready(false);
+                    tracing::warn!(error = %e, "relay interrupted; resuming");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!("relay stopped");
+        Ok(())
+    }
+
+    async fn run_once(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut stream = self.open_stream().await?;
+        self.catch_up().await?;
+        self.ready.set_ready(true);
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                n = tokio::time::timeout(self.config.idle_sweep, stream.next()) => n,
+            };
+            match next {
+                Err(_idle) => {
+                    self.catch_up().await?;
+                    self.save_token(stream.resume_token()).await?;
+                }
+                Ok(None) => anyhow::bail!("change stream closed"),
+                Ok(Some(first)) => {
+                    let mut batch = Vec::new();
+                    push_insert(&mut batch, first?)?;
+                    while batch.len() < self.config.batch_size {
+                        match tokio::time::timeout(Duration::from_millis(2), stream.next()).await {
+                            Ok(Some(ev)) => push_insert(&mut batch, ev?)?,
+                            Ok(None) => break,
+                            Err(_) => break,
+                        }
+                    }
+                    self.publish(batch).await?;
+                    self.save_token(stream.resume_token()).await?;
+                }
+            }
+        }
+    }
+
+    /// Opens the change stream from the persisted resume token; if the server refuses the
+    /// token (expired history, new store), opens it from now: the catch-up read covers the gap.
+    async fn open_stream(&self) -> anyhow::Result<Events> {
+        let token: Option<ResumeToken> = self
+            .state
+            .find_one(doc! { "_id": STATE_ID })
+            .await?
+            .and_then(|d| d.get("resume_token").cloned())
+            .and_then(|b| bson::from_bson(b).ok());
+        let pipeline = [doc! { "$match": { "operationType": "insert" } }];
+        if let Some(token) = token {
+            match self
+                .store
+                .events()
+                .watch()
+                .pipeline(pipeline.clone())
+                .resume_after(token)
+                .await
+            {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "resume token refused; catching up from the store")
+                }
+            }
+        }
+        Ok(self.store.events().watch().pipeline(pipeline).await?)
+    }
+
+    async fn save_token(&self, token: Option<ResumeToken>) -> anyhow::Result<()> {
+        if let Some(token) = token {
+            self.state
+                .update_one(
+                    doc! { "_id": STATE_ID },
+                    doc! { "$set": { "resume_token": bson::to_bson(&token)? } },
+                )
+                .upsert(true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes everything still marked unpublished, in stream order.
+    async fn catch_up(&mut self) -> anyhow::Result<()> {
+        loop {
+            let batch = self
+                .store
+                .unpublished(self.config.batch_size as i64)
+                .await?;
+            let n = batch.len();
+            if n > 0 {
+                tracing::info!(events = n, "catch-up: publishing unpublished events");
+            }
+            self.publish(batch).await?;
+            if n < self.config.batch_size {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Produces a batch, waits for every acknowledgement, then marks it published.
+    async fn publish(&mut self, batch: Vec<EventEnvelope>) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for env in &batch {
+            let topic = topic_for(&env.stream_type);
+            if !self.topics.contains(&topic) {
+                self.kafka
+                    .ensure_topics(std::slice::from_ref(&topic))
+                    .await?;
+                self.topics.insert(topic);
+            }
+        }
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for env in &batch {
+            if self
+                .published
+                .get(&env.stream_id)
+                .is_some_and(|v| *v >= env.version)
+            {
+                continue;
+            }
+            let topic = topic_for(&env.stream_type);
+            let payload = cloudevents::encode(env);
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "content-type",
+                    value: Some(cloudevents::CONTENT_TYPE),
+                })
+                .insert(Header {
+                    key: "correlation-id",
+                    value: Some(env.correlation_id.as_str()),
+                });
+            let record = FutureRecord::to(&topic)
+                .key(env.stream_id.as_str())
+                .payload(&payload)
+                .headers(headers);
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(e, _)| anyhow::anyhow!("enqueueing to Kafka: {e}"))?;
+            deliveries.push(delivery);
+        }
+        for d in deliveries {
+            match d.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => anyhow::bail!("Kafka refused a record: {e}"),
+                Err(_) => anyhow::bail!("Kafka producer dropped a record"),
+            }
+        }
+        let ids: Vec<String> = batch.iter().map(|e| e.event_id.to_string()).collect();
+        self.store.mark_published(&ids).await?;
+        if self.published.len() > 100_000 {
+            self.published.clear();
+        }
+        for env in batch {
+            let v = self.published.entry(env.stream_id).or_default();
+            *v = (*v).max(env.version);
+        }
+        Ok(())
+    }
+}
+
+fn push_insert(
+    batch: &mut Vec<EventEnvelope>,
+    ev: ChangeStreamEvent<Document>,
+) -> anyhow::Result<()> {
+    if let Some(doc) = ev.full_document {
+        batch.push(from_document(doc)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! The shopping cart aggregate: commands, events, state, `decide` and `evolve`.
+//!
+//! Rules: a cart holds at most [`MAX_LINES`] lines, each with a quantity between 1 and
+//! [`Quantity::MAX`]; adding a product that is already in the cart raises that line's
+//! quantity; removing or changing a line that is not there is refused; a checked-out cart is
+//! closed and refuses every change.
+
+use crate::values::{CartId, ProductId, Quantity, UserId};
+use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The most distinct products one cart may hold.
+pub const MAX_LINES: usize = 100;
+
+/// What a client can ask of a cart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CartCommand {
+    Create {
+        cart_id: CartId,
+        customer_id: Option<UserId>,
+    },
+    AddItem {
+        product_id: ProductId,
+        quantity: Quantity,
+    },
+    ChangeItemQuantity {
+        product_id: ProductId,
+        quantity: Quantity,
+    },
+    RemoveItem {
+        product_id: ProductId,
+    },
+    Clear,
+    CheckOut,
+}
+
+/// A cart was opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartCreated {
+    pub cart_id: CartId,
+    /// The owner; absent for an anonymous cart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<UserId>,
+}
+
+/// A product that was not in the cart was added as a new line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartItemAdded {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+/// A line's quantity was set to a new value (its new total, not a delta).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartItemQuantityChanged {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+/// A line was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartItemRemoved {
+    pub product_id: ProductId,
+}
+
+/// Every line was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartCleared {}
+
+/// The cart was checked out and is closed from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartCheckedOut {}
+
+/// Everything that can happen to a cart. Serialised as `{ "event_type": ..., "data": ... }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "data")]
+pub enum CartEvent {
+    CartCreated(CartCreated),
+    CartItemAdded(CartItemAdded),
+    CartItemQuantityChanged(CartItemQuantityChanged),
+    CartItemRemoved(CartItemRemoved),
+    CartCleared(CartCleared),
+    CartCheckedOut(CartCheckedOut),
+}
+
+impl DomainEvent for CartEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            CartEvent::CartCreated(_) => "CartCreated",
+            CartEvent::CartItemAdded(_) => "CartItemAdded",
+            CartEvent::CartItemQuantityChanged(_) => "CartItemQuantityChanged",
+            CartEvent::CartItemRemoved(_) => "CartItemRemoved",
+            CartEvent::CartCleared(_) => "CartCleared",
+            CartEvent::CartCheckedOut(_) => "CartCheckedOut",
+        }
+    }
+}
+
+/// Why a cart command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CartError {
+    #[error("cart not found")]
+    NotFound,
+    #[error("cart already exists")]
+    AlreadyExists,
+    #[error("the cart has no line for product {0}")]
+    LineNotFound(ProductId),
+    #[error("a cart holds at most {MAX_LINES} different products")]
+    TooManyLines,
+    #[error("a line holds at most {} units", Quantity::MAX)]
+    QuantityTooLarge,
+    #[error("the cart is checked out and can no longer change")]
+    Closed,
+    #[error("an empty cart cannot be checked out")]
+    Empty,
+}
+
+impl DomainError for CartError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CartError::NotFound | CartError::LineNotFound(_) => ErrorKind::NotFound,
+            CartError::AlreadyExists => ErrorKind::AlreadyExists,
+            CartError::QuantityTooLarge => ErrorKind::InvalidArgument,
+            CartError::TooManyLines | CartError::Closed | CartError::Empty => {
+                ErrorKind::FailedPrecondition
+            }
+        }
+    }
+}
+
+/// Where a cart is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CartStatus {
+    /// No `CartCreated` yet: the stream is empty.
+    #[default]
+    New,
+    Open,
+    CheckedOut,
+}
+
+/// The state folded from a cart's events.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cart {
+    pub id: Option<CartId>,
+    pub customer_id: Option<UserId>,
+    pub status: CartStatus,
+    pub lines: BTreeMap<ProductId, Quantity>,
+}
+
+impl Cart {
+    /// The invariants every folded cart satisfies.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.lines.len() > MAX_LINES {
+            return Err(format!("{} lines", self.lines.len()));
+        }
+        if self.status == CartStatus::New && (!self.lines.is_empty() || self.id.is_some()) {
+            return Err("a cart that was never created has content".into());
+        }
+        if self
+            .lines
+            .values()
+            .any(|q| q.get() < 1 || q.get() > Quantity::MAX)
+        {
+            return Err("a quantity is out of range".into());
+        }
+        Ok(())
+    }
+}
+
+impl Aggregate for Cart {
+    const STREAM_TYPE: &'static str = "cart";
+    type Command = CartCommand;
+    type Event = CartEvent;
+    type Error = CartError;
+
+    fn decide(&self, command: &CartCommand) -> Result<Vec<CartEvent>, CartError> {
+        use CartCommand as C;
+        match (self.status, command) {
+            (
+                CartStatus::New,
+                C::Create {
+                    cart_id,
+                    customer_id,
+                },
+            ) => {
+                return Ok(vec![CartEvent::CartCreated(CartCreated {
+                    cart_id: *cart_id,
+                    customer_id: *customer_id,
+                })])
+            }
+            (_, C::Create { .. }) => return Err(CartError::AlreadyExists),
+            (CartStatus::New, _) => return Err(CartError::NotFound),
+            (CartStatus::CheckedOut, _) => return Err(CartError::Closed),
+            (CartStatus::Open, _) => {}
+        }
+        let events = match command {
+            C::Create { .. } => return Err(CartError::AlreadyExists),
+            C::AddItem {
+                product_id,
+                quantity,
+            } => match self.lines.get(product_id) {
+                Some(current) => {
+                    let total = current
+                        .checked_add(*quantity)
+                        .map_err(|_| CartError::QuantityTooLarge)?;
+                    vec![CartEvent::CartItemQuantityChanged(
+                        CartItemQuantityChanged {
+                            product_id: *product_id,
+                            quantity: total,
+                        },
+                    )]
+                }
+                None if self.lines.len() >= MAX_LINES => return Err(CartError::TooManyLines),
+                None => vec![CartEvent::CartItemAdded(CartItemAdded {
+                    product_id: *product_id,
+                    quantity: *quantity,
+                })],
+            },
+            C::ChangeItemQuantity {
+                product_id,
+                quantity,
+            } => match self.lines.get(product_id) {
+                None => return Err(CartError::LineNotFound(*product_id)),
+                Some(current) if current == quantity => vec![],
+                Some(_) => vec![CartEvent::CartItemQuantityChanged(
+                    CartItemQuantityChanged {
+                        product_id: *product_id,
+                        quantity: *quantity,
+                    },
+                )],
+            },
+            C::RemoveItem { product_id } => {
+                if !self.lines.contains_key(product_id) {
+                    return Err(CartError::LineNotFound(*product_id));
+                }
+                vec![CartEvent::CartItemRemoved(CartItemRemoved {
+                    product_id: *product_id,
+                })]
+            }
+            C::Clear if self.lines.is_empty() => vec![],
+            C::Clear => vec![CartEvent::CartCleared(CartCleared {})],
+            C::CheckOut if self.lines.is_empty() => return Err(CartError::Empty),
+            C::CheckOut => vec![CartEvent::CartCheckedOut(CartCheckedOut {})],
+        };
+        Ok(events)
+    }
+
+    fn evolve(mut self, event: &CartEvent) -> Self {
+        match event {
+            CartEvent::CartCreated(e) => {
+                self.id = Some(e.cart_id);
+                self.customer_id = e.customer_id;
+                self.status = CartStatus::Open;
+            }
+            CartEvent::CartItemAdded(e) => {
+                self.lines.insert(e.product_id, e.quantity);
+            }
+            CartEvent::CartItemQuantityChanged(e) => {
+                self.lines.insert(e.product_id, e.quantity);
+            }
+            CartEvent::CartItemRemoved(e) => {
+                self.lines.remove(&e.product_id);
+            }
+            CartEvent::CartCleared(_) => self.lines.clear(),
+            CartEvent::CartCheckedOut(_) => self.status = CartStatus::CheckedOut,
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// given(events) / when(command) / then(events or error), in the cqrs-es style.
+    struct Given(Vec<CartEvent>);
+
+    fn given(events: impl IntoIterator<Item = CartEvent>) -> Given {
+        Given(events.into_iter().collect())
+    }
+
+    impl Given {
+        fn when(self, command: CartCommand) -> Result<Vec<CartEvent>, CartError> {
+            Cart::fold(&self.0).decide(&command)
+        }
+    }
+
+    fn q(n: i64) -> Quantity {
+        Quantity::new(n).unwrap()
+    }
+
+    fn p(n: u128) -> ProductId {
+        ProductId::from(uuid::Uuid::from_u128(n))
+    }
+
+    fn cart() -> CartId {
+        CartId::from(uuid::Uuid::from_u128(42))
+    }
+
+    fn created() -> CartEvent {
+        CartEvent::CartCreated(CartCreated {
+            cart_id: cart(),
+            customer_id: None,
+        })
+    }
+
+    fn added(product: u128, n: i64) -> CartEvent {
+        CartEvent::CartItemAdded(CartItemAdded {
+            product_id: p(product),
+            quantity: q(n),
+        })
+    }
+
+    fn add(product: u128, n: i64) -> CartCommand {
+        CartCommand::AddItem {
+            product_id: p(product),
+            quantity: q(n),
+        }
+    }
+
+    #[test]
+    fn creating_a_new_cart() {
+        let then = given([]).when(CartCommand::Create {
+            cart_id: cart(),
+            customer_id: None,
+        });
+        assert_eq!(then, Ok(vec![created()]));
+    }
+
+    #[test]
+    fn creating_twice_is_refused() {
+        let then = given([created()]).when(CartCommand::Create {
+            cart_id: cart(),
+            customer_id: None,
+        });
+        assert_eq!(then, Err(CartError::AlreadyExists));
+    }
+
+    #[test]
+    fn commands_on_a_missing_cart_are_not_found() {
+        assert_eq!(given([]).when(add(1, 1)), Err(CartError::NotFound));
+        assert_eq!(given([]).when(CartCommand::Clear), Err(CartError::NotFound));
+    }
+
+    #[test]
+    fn adding_a_new_product_adds_a_line() {
+        assert_eq!(given([created()]).when(add(1, 2)), Ok(vec![added(1, 2)]));
+    }
+
+    #[test]
+    fn adding_a_product_again_raises_its_quantity() {
+        let then = given([created(), added(1, 2)]).when(add(1, 3));
+        assert_eq!(
+            then,
+            Ok(vec![CartEvent::CartItemQuantityChanged(
+                CartItemQuantityChanged {
+                    product_id: p(1),
+                    quantity: q(5)
+                }
+            )])
+        );
+    }
+
+    #[test]
+    fn a_line_cannot_exceed_the_maximum() {
+        let max = i64::from(Quantity::MAX);
+        let then = given([created(), added(1, max)]).when(add(1, 1));
+        assert_eq!(then, Err(CartError::QuantityTooLarge));
+    }
+
+    #[test]
+    fn quantities_below_one_or_above_the_maximum_do_not_parse() {
+        assert!(Quantity::new(0).is_err());
+        assert!(Quantity::new(-1).is_err());
+        assert!(Quantity::new(i64::from(Quantity::MAX) + 1).is_err());
+    }
+
+    #[test]
+    fn too_many_lines_are_refused() {
+        let mut history = vec![created()];
+        history.extend((0..MAX_LINES as u128).map(|i| added(i, 1)));
+        assert_eq!(
+            given(history).when(add(10_000, 1)),
+            Err(CartError::TooManyLines)
+        );
+    }
+
+    #[test]
+    fn changing_or_removing_a_missing_line_is_refused() {
+        let then = given([created()]).when(CartCommand::ChangeItemQuantity {
+            product_id: p(7),
+            quantity: q(1),
+        });
+        assert_eq!(then, Err(CartError::LineNotFound(p(7))));
+        let then = given([created()]).when(CartCommand::RemoveItem { product_id: p(7) });
+        assert_eq!(then, Err(CartError::LineNotFound(p(7))));
+    }
+
+    #[test]
+    fn changing_to_the_same_quantity_changes_nothing() {
+        let then = given([created(), added(1, 2)]).when(CartCommand::ChangeItemQuantity {
+            product_id: p(1),
+            quantity: q(2),
+        });
+        assert_eq!(then, Ok(vec![]));
+    }
+
+    #[test]
+    fn removing_and_clearing() {
+        let then =
+            given([created(), added(1, 2)]).when(CartCommand::RemoveItem { product_id: p(1) });
+        assert_eq!(
+            then,
+            Ok(vec![CartEvent::CartItemRemoved(CartItemRemoved {
+                product_id: p(1)
+            })])
+        );
+        let then = given([created(), added(1, 2)]).when(CartCommand::Clear);
+        assert_eq!(then, Ok(vec![CartEvent::CartCleared(CartCleared {})]));
+        assert_eq!(given([created()]).when(CartCommand::Clear), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_checked_out_cart_is_closed() {
+        let history = [
+            created(),
+            added(1, 1),
+            CartEvent::CartCheckedOut(CartCheckedOut {}),
+        ];
+        for command in [
+            add(2, 1),
+            CartCommand::RemoveItem { product_id: p(1) },
+            CartCommand::Clear,
+            CartCommand::CheckOut,
+        ] {
+            assert_eq!(given(history.clone()).when(command), Err(CartError::Closed));
+        }
+    }
+
+    #[test]
+    fn an_empty_cart_cannot_be_checked_out() {
+        assert_eq!(
+            given([created()]).when(CartCommand::CheckOut),
+            Err(CartError::Empty)
+        );
+    }
+
+    #[test]
+    fn events_serialise_with_type_and_data() {
+        let json = serde_json::to_value(added(1, 2)).unwrap();
+        assert_eq!(json["event_type"], "CartItemAdded");
+        assert_eq!(json["data"]["quantity"], 2);
+        let back: CartEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, added(1, 2));
+    }
+
+    fn any_command() -> impl Strategy<Value = CartCommand> {
+        let product = (0u128..8).prop_map(p);
+        let qty = (1i64..=i64::from(Quantity::MAX)).prop_map(q);
+        prop_oneof![
+            Just(CartCommand::Create {
+                cart_id: cart(),
+                customer_id: None
+            }),
+            (product.clone(), qty.clone()).prop_map(|(product_id, quantity)| {
+                CartCommand::AddItem {
+                    product_id,
+                    quantity,
+                }
+            }),
+            (product.clone(), qty).prop_map(|(product_id, quantity)| {
+                CartCommand::ChangeItemQuantity {
+                    product_id,
+                    quantity,
+                }
+            }),
+            product.prop_map(|product_id| CartCommand::RemoveItem { product_id }),
+            Just(CartCommand::Clear),
+            Just(CartCommand::CheckOut),
+        ]
+    }
+
+    proptest! {
+        /// Whatever commands arrive, the state folded from the events `decide` produced keeps
+        /// the cart's invariants, and replaying those events gives the same state.
+        #[test]
+        fn folded_state_always_satisfies_the_invariants(
+            commands in proptest::collection::vec(any_command(), 0..200)
+        ) {
+            let mut state = Cart::default();
+            let mut history = Vec::new();
+            for command in &commands {
+                if let Ok(events) = state.decide(command) {
+                    for e in &events {
+                        state = state.evolve(e);
+                    }
+                    history.extend(events);
+                }
+                prop_assert!(state.check_invariants().is_ok(), "{:?}", state.check_invariants());
+            }
+            prop_assert_eq!(Cart::fold(&history), state);
+        }
+    }
+}

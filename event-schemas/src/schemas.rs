@@ -1,0 +1,100 @@
+//! The JSON Schema of every event type, generated from the Rust payload types with schemars.
+//! The generated files are checked in under `event-schemas/schemas/`; the test below fails when
+//! they drift from the code (run it with `UPDATE_SCHEMAS=1` to rewrite them).
+
+use schemars::{schema_for, JsonSchema};
+
+/// One event type's schema at one schema version.
+pub struct EventSchema {
+    pub stream_type: &'static str,
+    pub event_type: &'static str,
+    pub schema_version: u32,
+    pub schema: serde_json::Value,
+}
+
+impl EventSchema {
+    fn of<T: JsonSchema>(stream_type: &'static str, event_type: &'static str, v: u32) -> Self {
+        let mut schema = serde_json::to_value(schema_for!(T)).unwrap_or_default();
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert(
+                "$id".into(),
+                format!("urn:commerce:schema:{stream_type}:{event_type}:v{v}").into(),
+            );
+        }
+        Self {
+            stream_type,
+            event_type,
+            schema_version: v,
+            schema,
+        }
+    }
+
+    /// Path relative to the crate: `schemas/<stream_type>/<event_type>.v<N>.json`.
+    pub fn relative_path(&self) -> String {
+        format!(
+            "schemas/{}/{}.v{}.json",
+            self.stream_type, self.event_type, self.schema_version
+        )
+    }
+
+    /// The file's content: pretty JSON with a trailing newline.
+    pub fn render(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.schema).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// Every event type of every aggregate, at every schema version still read.
+pub fn all() -> Vec<EventSchema> {
+    use domain::cart::*;
+    vec![
+        EventSchema::of::<CartCreated>("cart", "CartCreated", 1),
+        EventSchema::of::<CartItemAdded>("cart", "CartItemAdded", 1),
+        EventSchema::of::<CartItemQuantityChanged>("cart", "CartItemQuantityChanged", 1),
+        EventSchema::of::<CartItemRemoved>("cart", "CartItemRemoved", 1),
+        EventSchema::of::<CartCleared>("cart", "CartCleared", 1),
+        EventSchema::of::<CartCheckedOut>("cart", "CartCheckedOut", 1),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn checked_in_schemas_match_the_code() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let update = std::env::var_os("UPDATE_SCHEMAS").is_some();
+        let mut drifted = Vec::new();
+        for s in all() {
+            let path = root.join(s.relative_path());
+            let want = s.render();
+            if update {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &want).unwrap();
+            } else if std::fs::read_to_string(&path).ok().as_deref() != Some(want.as_str()) {
+                drifted.push(s.relative_path());
+            }
+        }
+        assert!(
+            drifted.is_empty(),
+            "JSON Schemas drifted from the code: {drifted:?}; run `UPDATE_SCHEMAS=1 cargo test -p event-schemas` and commit"
+        );
+    }
+
+    #[test]
+    fn every_cart_event_has_a_schema() {
+        let names: Vec<_> = all().iter().map(|s| s.event_type).collect();
+        for n in [
+            "CartCreated",
+            "CartItemAdded",
+            "CartItemQuantityChanged",
+            "CartItemRemoved",
+            "CartCleared",
+        ] {
+            assert!(names.contains(&n), "{n}");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Entry point of the `projector` binary: `projector --projection cart` migrates the read
+//! models and runs the named projection until SIGTERM.
+
+use crate::cart::CartProjection;
+use crate::runtime::{ProjectorRuntime, RuntimeConfig};
+use clap::Parser;
+use command_services::kafka::KafkaArgs;
+use command_services::support::{
+    init_tracing, retry_startup, serve_admin, shutdown_token, Readiness,
+};
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ProjectionKind {
+    Cart,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "projector", version)]
+pub struct ProjectorArgs {
+    #[arg(long, env = "PROJECTION", value_enum)]
+    pub projection: ProjectionKind,
+    /// Serves `/healthz`.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:9204")]
+    pub admin_addr: SocketAddr,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/commerce"
+    )]
+    pub database_url: String,
+    #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// Connects to PostgreSQL with a small pool.
+pub async fn connect_pg(url: &str, max: u32) -> anyhow::Result<sqlx::PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect(url)
+        .await?)
+}
+
+pub async fn projector_main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = ProjectorArgs::parse();
+    let shutdown = shutdown_token();
+    let ready = Readiness::default();
+    let admin = tokio::spawn(serve_admin(
+        args.admin_addr,
+        ready.clone(),
+        shutdown.clone(),
+    ));
+    let pool = retry_startup("PostgreSQL", &shutdown, || async {
+        let pool = connect_pg(&args.database_url, 4).await?;
+        crate::migrate(&pool).await?;
+        Ok(pool)
+    })
+    .await?;
+    let config = RuntimeConfig {
+        batch_size: args.batch_size.max(1),
+        ..RuntimeConfig::default()
+    };
+    let result = match args.projection {
+        ProjectionKind::Cart => {
+            ProjectorRuntime::new(CartProjection, pool, args.kafka, config, ready)
+                .run(shutdown.clone())
+                .await
+        }
+    };
+    shutdown.cancel();
+    admin.await??;
+    result
+}

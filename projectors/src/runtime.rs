@@ -1,0 +1,291 @@
+//! The projector runtime: consumes a read model's topics in its own consumer group, applies
+//! events in batches, and commits the read-model rows and the checkpoint (topic, partition,
+//! next offset) in one PostgreSQL transaction. A crash replays into the same result: offsets
+//! below the checkpoint are skipped, and each row only moves to its stream's next version.
+//!
+//! A message that cannot be decoded or applied goes to `<topic>.dlq` with the reason in the
+//! `dlq-reason` header, and the projector goes on. A database failure retries the same batch.
+
+use command_services::kafka::KafkaArgs;
+use command_services::support::Readiness;
+use event_schemas::{cloudevents, dead_letter_topic, EventEnvelope};
+use futures::StreamExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Why one event was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The event cannot ever be applied (bad payload, a gap in the stream): dead-letter it.
+    #[error("{0}")]
+    Poison(String),
+    /// The database failed: retry the batch.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// One read model: which topics feed it and how an event changes its rows.
+pub trait Projection: Send + Sync + 'static {
+    /// Names the consumer group (`projector.<name>`) and the checkpoint rows.
+    fn name(&self) -> &'static str;
+    fn topics(&self) -> Vec<String>;
+    /// Applies one event inside the batch's transaction. Must be idempotent: an event at or
+    /// below the row's version changes nothing.
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        event: &'a EventEnvelope,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a;
+}
+
+/// Tuning knobs of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub batch_size: usize,
+    /// How long to wait for more messages once a batch has started.
+    pub batch_linger: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            batch_linger: Duration::from_millis(10),
+        }
+    }
+}
+
+type Checkpoints = HashMap<(String, i32), i64>;
+
+pub struct ProjectorRuntime<P: Projection> {
+    projection: P,
+    pool: PgPool,
+    kafka: KafkaArgs,
+    config: RuntimeConfig,
+    ready: Readiness,
+}
+
+struct DeadLetter {
+    message: OwnedMessage,
+    reason: String,
+}
+
+impl<P: Projection> ProjectorRuntime<P> {
+    pub fn new(
+        projection: P,
+        pool: PgPool,
+        kafka: KafkaArgs,
+        config: RuntimeConfig,
+        ready: Readiness,
+    ) -> Self {
+        Self {
+            projection,
+            pool,
+            kafka,
+            config,
+            ready,
+        }
+    }
+
+    /// Consumes until the token is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        let topics = self.projection.topics();
+        let mut all_topics = topics.clone();
+        all_topics.extend(topics.iter().map(|t| dead_letter_topic(t)));
+        self.kafka.ensure_topics(&all_topics).await?;
+
+        let consumer: StreamConsumer = self
+            .kafka
+            .client_config()
+            .set("group.id", format!("projector.{name}"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", "10000")
+            .create()?;
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topic_refs)?;
+        let producer: FutureProducer = self.kafka.producer()?;
+        let mut checkpoints = self.load_checkpoints().await?;
+        self.ready.set_ready(true);
+        tracing::info!(projection = name, ?topics, "projector consuming");
+
+        let mut stream = consumer.stream();
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = stream.next() => m,
+            };
+            let Some(first) = first else { break };
+            let mut batch = vec![first?.detach()];
+            while batch.len() < self.config.batch_size {
+                match tokio::time::timeout(self.config.batch_linger, stream.next()).await {
+                    Ok(Some(m)) => batch.push(m?.detach()),
+                    _ => break,
+                }
+            }
+            batch.retain(|m| {
+                let next = checkpoints.get(&(m.topic().to_owned(), m.partition()));
+                next.is_none_or(|n| m.offset() >= *n)
+            });
+            if batch.is_empty() {
+                continue;
+            }
+            let committed = loop {
+                match self.apply_batch(&batch, &producer).await {
+                    Ok(c) => break Some(c),
+                    Err(e) => {
+                        self.ready.set_ready(false);
+                        tracing::warn!(projection = name, error = %e, "batch failed; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break None,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                }
+            };
+            let Some(committed) = committed else { break };
+            self.ready.set_ready(true);
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, partition), next) in committed {
+                tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+                checkpoints.insert((topic, partition), next);
+            }
+            // Kafka's committed offsets only make restarts and lag tooling cheaper; the
+            // PostgreSQL checkpoint is the truth.
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                tracing::debug!(error = %e, "offset commit to Kafka failed");
+            }
+        }
+        tracing::info!(projection = name, "projector stopped");
+        Ok(())
+    }
+
+    async fn load_checkpoints(&self) -> anyhow::Result<Checkpoints> {
+        let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+            "SELECT topic, partition, next_offset FROM projector_checkpoints WHERE projection = $1",
+        )
+        .bind(self.projection.name())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
+    }
+
+    /// Applies one batch in one transaction; returns the new checkpoints.
+    async fn apply_batch(
+        &self,
+        batch: &[OwnedMessage],
+        producer: &FutureProducer,
+    ) -> anyhow::Result<Checkpoints> {
+        let mut tx = self.pool.begin().await?;
+        let mut dead = Vec::new();
+        let mut next: Checkpoints = HashMap::new();
+        for m in batch {
+            next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+            let decoded = match m.payload() {
+                None => Err("empty record".to_owned()),
+                Some(bytes) => cloudevents::decode(bytes).map_err(|e| e.to_string()),
+            };
+            let event = match decoded {
+                Ok(e) => e,
+                Err(reason) => {
+                    dead.push(DeadLetter {
+                        message: m.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            match self.projection.apply(&mut *tx, &event).await {
+                Ok(()) => {}
+                Err(ProjectionError::Poison(reason)) => dead.push(DeadLetter {
+                    message: m.clone(),
+                    reason,
+                }),
+                Err(ProjectionError::Db(e)) => return Err(e.into()),
+            }
+        }
+        for ((topic, partition), offset) in &next {
+            sqlx::query(
+                "INSERT INTO projector_checkpoints (projection, topic, partition, next_offset, updated_at)
+                 VALUES ($1, $2, $3, $4, now())
+                 ON CONFLICT (projection, topic, partition) DO UPDATE
+                 SET next_offset = GREATEST(projector_checkpoints.next_offset, EXCLUDED.next_offset),
+                     updated_at = now()",
+            )
+            .bind(self.projection.name())
+            .bind(topic)
+            .bind(partition)
+            .bind(offset)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Dead letters are on the broker before the checkpoint moves past them.
+        self.send_dead_letters(&dead, producer).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn send_dead_letters(
+        &self,
+        dead: &[DeadLetter],
+        producer: &FutureProducer,
+    ) -> anyhow::Result<()> {
+        for d in dead {
+            let m = &d.message;
+            tracing::warn!(
+                projection = self.projection.name(),
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                reason = %d.reason,
+                "dead-lettering a message"
+            );
+            let partition = m.partition().to_string();
+            let offset = m.offset().to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "dlq-reason",
+                    value: Some(d.reason.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq-source-topic",
+                    value: Some(m.topic()),
+                })
+                .insert(Header {
+                    key: "dlq-source-partition",
+                    value: Some(partition.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq-source-offset",
+                    value: Some(offset.as_str()),
+                })
+                .insert(Header {
+                    key: "dlq-projection",
+                    value: Some(self.projection.name()),
+                });
+            let topic = dead_letter_topic(m.topic());
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&topic).headers(headers);
+            if let Some(k) = m.key() {
+                record = record.key(k);
+            }
+            if let Some(p) = m.payload() {
+                record = record.payload(p);
+            }
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("dead-letter produce failed: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! Entry point of the `query-service` binary: `query-service --service cart`.
+
+use crate::cart::CartQueryService;
+use clap::Parser;
+use command_services::support::{
+    init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
+};
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ServiceKind {
+    Cart,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "query-service", version)]
+pub struct QueryServiceArgs {
+    #[arg(long, env = "QUERY_SERVICE", value_enum)]
+    pub service: ServiceKind,
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50061")]
+    pub grpc_addr: SocketAddr,
+    /// Serves `/healthz`.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:9202")]
+    pub admin_addr: SocketAddr,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/commerce"
+    )]
+    pub database_url: String,
+}
+
+pub async fn query_service_main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = QueryServiceArgs::parse();
+    let shutdown = shutdown_token();
+    let ready = Readiness::default();
+    let admin = tokio::spawn(serve_admin(
+        args.admin_addr,
+        ready.clone(),
+        shutdown.clone(),
+    ));
+    let pool = retry_startup("PostgreSQL", &shutdown, || async {
+        let pool = projectors::app::connect_pg(&args.database_url, 8).await?;
+        projectors::migrate(&pool).await?;
+        Ok(pool)
+    })
+    .await?;
+    ready.set_ready(true);
+    let served = match args.service {
+        ServiceKind::Cart => {
+            serve_grpc(
+                args.grpc_addr,
+                CartQueryService::new(pool),
+                shutdown.clone(),
+            )
+            .await
+        }
+    };
+    shutdown.cancel();
+    admin.await??;
+    served
+}

@@ -1,0 +1,5 @@
+//! `query-service --service cart`: serves a read model over gRPC.
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    query_services::app::query_service_main().await
+}

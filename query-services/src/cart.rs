@@ -1,0 +1,81 @@
+//! `CartQueries`: reads a cart and its lines from the `carts` / `cart_lines` read model.
+
+use crate::QueryError;
+use chrono::{DateTime, SecondsFormat, Utc};
+use proto::cart::cart_queries_server::{CartQueries, CartQueriesServer};
+use proto::cart::{Cart, CartLine, GetCartRequest};
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+pub struct CartQueryService {
+    pool: PgPool,
+}
+
+impl CartQueryService {
+    pub fn new(pool: PgPool) -> CartQueriesServer<Self> {
+        CartQueriesServer::new(Self { pool })
+    }
+}
+
+type CartRow = (
+    Uuid,
+    Option<Uuid>,
+    String,
+    i64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Reads one cart from the read model.
+pub async fn get_cart(pool: &PgPool, id: &str) -> Result<Cart, QueryError> {
+    let id = Uuid::parse_str(id.trim())
+        .map_err(|_| QueryError::InvalidArgument(format!("malformed cart id: {id:?}")))?;
+    let mut tx = pool.begin().await?;
+    let row: Option<CartRow> = sqlx::query_as(
+        "SELECT id, customer_id, status, version, created_at, updated_at FROM carts WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, customer, status, version, created, updated)) = row else {
+        return Err(QueryError::NotFound("cart not found".into()));
+    };
+    let lines: Vec<(Uuid, i32, i64)> = sqlx::query_as(
+        "SELECT product_id, quantity, version FROM cart_lines WHERE cart_id = $1
+         ORDER BY added_version, product_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Cart {
+        cart_id: id.to_string(),
+        customer_id: customer.map(|c| c.to_string()).unwrap_or_default(),
+        status,
+        version: version as u64,
+        lines: lines
+            .into_iter()
+            .map(|(p, q, v)| CartLine {
+                product_id: p.to_string(),
+                quantity: q as u32,
+                version: v as u64,
+            })
+            .collect(),
+        created_at: rfc3339(created),
+        updated_at: rfc3339(updated),
+    })
+}
+
+#[tonic::async_trait]
+impl CartQueries for CartQueryService {
+    async fn get_cart(&self, request: Request<GetCartRequest>) -> Result<Response<Cart>, Status> {
+        Ok(Response::new(
+            get_cart(&self.pool, &request.get_ref().cart_id).await?,
+        ))
+    }
+}

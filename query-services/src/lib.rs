@@ -1,0 +1,33 @@
+//! The query side: gRPC services answering from the PostgreSQL read models only.
+//!
+//! - [`cart`]: the `CartQueries` service.
+//! - [`app`]: the `query-service` binary's wiring.
+//!
+//! Errors map to gRPC status codes in one place ([`QueryError`]).
+
+pub mod app;
+pub mod cart;
+
+/// The query side's error enum.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<QueryError> for tonic::Status {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
+            QueryError::NotFound(m) => tonic::Status::not_found(m),
+            QueryError::Db(e) => {
+                tracing::warn!(error = %e, "read model unavailable");
+                tonic::Status::unavailable("read model temporarily unavailable; retry")
+            }
+        }
+    }
+}

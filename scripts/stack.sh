@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# The local stack launcher: starts the whole system as separate real processes (Tansu for
+# Kafka, SecantusDB or a real mongod for MongoDB, the running PostgreSQL, Envoy, and every
+# service), waits on health checks, and keeps logs, PIDs and data under $STACK_DIR.
+#
+#   scripts/stack.sh up                 install what is missing, build, start everything
+#   scripts/stack.sh down [--wipe]      stop everything by PID (--wipe deletes the data too)
+#   scripts/stack.sh status             what runs, with PIDs
+#   scripts/stack.sh start|stop|kill|restart SERVICE
+#                                       one service (kill = SIGKILL, no clean shutdown)
+#   scripts/stack.sh env                the endpoints, as shell variables
+#
+# Every endpoint is configurable through the environment (see the defaults below); with
+# KAFKA_BROKERS / MONGODB_URI / DATABASE_URL set, the external component is used as is.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK_DIR=${STACK_DIR:-$ROOT/.stack}
+LOGS=$STACK_DIR/logs
+PIDS=$STACK_DIR/pids
+DATA=$STACK_DIR/data
+TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/commerce-tools}
+TOOLS_BIN=$TOOLS_DIR/bin
+PROFILE=${PROFILE:-release}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "$PROFILE" = "dev" ] || [ "$PROFILE" = "debug" ]; then BIN_DIR=$TARGET_DIR/debug; else BIN_DIR=$TARGET_DIR/$PROFILE; fi
+
+HOST=127.0.0.1
+KAFKA_PORT=${KAFKA_PORT:-9092}
+MONGO_PORT=${MONGO_PORT:-27017}
+ENVOY_PORT=${ENVOY_PORT:-8080}
+ENVOY_ADMIN_PORT=${ENVOY_ADMIN_PORT:-9901}
+ENVOY_RATE_LIMIT=${ENVOY_RATE_LIMIT:-400}
+BFF_PORT=${BFF_PORT:-8000}
+CART_COMMAND_PORT=${CART_COMMAND_PORT:-50051}
+CART_QUERY_PORT=${CART_QUERY_PORT:-50061}
+CART_COMMAND_ADMIN_PORT=${CART_COMMAND_ADMIN_PORT:-9201}
+CART_QUERY_ADMIN_PORT=${CART_QUERY_ADMIN_PORT:-9202}
+RELAY_ADMIN_PORT=${RELAY_ADMIN_PORT:-9203}
+CART_PROJECTOR_ADMIN_PORT=${CART_PROJECTOR_ADMIN_PORT:-9204}
+PG_DB=${PG_DB:-commerce}
+
+EXTERNAL_KAFKA=${KAFKA_BROKERS:+yes}
+EXTERNAL_MONGO=${MONGODB_URI:+yes}
+EXTERNAL_PG=${DATABASE_URL:+yes}
+export KAFKA_BROKERS=${KAFKA_BROKERS:-$HOST:$KAFKA_PORT}
+export MONGODB_URI=${MONGODB_URI:-mongodb://$HOST:$MONGO_PORT/?directConnection=true}
+export MONGODB_DB=${MONGODB_DB:-commerce}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@$HOST:5432/$PG_DB}
+export CART_COMMAND_URL=http://$HOST:$CART_COMMAND_PORT
+export CART_QUERY_URL=http://$HOST:$CART_QUERY_PORT
+export RUST_LOG=${RUST_LOG:-info}
+
+INFRA=(tansu mongo envoy)
+SERVICES=(cart-command relay cart-projector cart-query bff)
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# The command line of a component, one word per line.
+cmd_of() {
+  case "$1" in
+    tansu) printf '%s\n' "$TOOLS_BIN/tansu" broker \
+        --listener-url "tcp://$HOST:$KAFKA_PORT" --advertised-listener-url "tcp://$HOST:$KAFKA_PORT" \
+        --storage-engine memory://tansu/ ;;
+    mongo)
+      if command -v mongod >/dev/null; then
+        printf '%s\n' mongod --replSet rs0 --bind_ip "$HOST" --port "$MONGO_PORT" --dbpath "$DATA/mongo"
+      else
+        printf '%s\n' "$TOOLS_BIN/secantusd-py" --host "$HOST" --port "$MONGO_PORT" --storage-path "$DATA/mongo"
+      fi ;;
+    envoy) printf '%s\n' "$TOOLS_BIN/envoy" -c "$STACK_DIR/envoy.yaml" --disable-hot-restart \
+        --base-id "$ENVOY_PORT" -l warn ;;
+    cart-command) printf '%s\n' "$BIN_DIR/command-service" --aggregate cart \
+        --grpc-addr "$HOST:$CART_COMMAND_PORT" --admin-addr "$HOST:$CART_COMMAND_ADMIN_PORT" ;;
+    relay) printf '%s\n' "$BIN_DIR/relay" --admin-addr "$HOST:$RELAY_ADMIN_PORT" ;;
+    cart-projector) printf '%s\n' "$BIN_DIR/projector" --projection cart \
+        --admin-addr "$HOST:$CART_PROJECTOR_ADMIN_PORT" ;;
+    cart-query) printf '%s\n' "$BIN_DIR/query-service" --service cart \
+        --grpc-addr "$HOST:$CART_QUERY_PORT" --admin-addr "$HOST:$CART_QUERY_ADMIN_PORT" ;;
+    bff) printf '%s\n' "$BIN_DIR/bff" --http-addr "$HOST:$BFF_PORT" ;;
+    *) die "unknown service: $1 (one of: ${INFRA[*]} ${SERVICES[*]})" ;;
+  esac
+}
+
+# How to tell a component is ready: "tcp PORT" or "http URL".
+health_of() {
+  case "$1" in
+    tansu) echo "tcp $KAFKA_PORT" ;;
+    mongo) echo "tcp $MONGO_PORT" ;;
+    envoy) echo "http http://$HOST:$ENVOY_ADMIN_PORT/ready" ;;
+    cart-command) echo "http http://$HOST:$CART_COMMAND_ADMIN_PORT/healthz" ;;
+    relay) echo "http http://$HOST:$RELAY_ADMIN_PORT/healthz" ;;
+    cart-projector) echo "http http://$HOST:$CART_PROJECTOR_ADMIN_PORT/healthz" ;;
+    cart-query) echo "http http://$HOST:$CART_QUERY_ADMIN_PORT/healthz" ;;
+    bff) echo "http http://$HOST:$BFF_PORT/healthz" ;;
+  esac
+}
+
+skip_external() {
+  case "$1" in
+    tansu) [ -n "$EXTERNAL_KAFKA" ] ;;
+    mongo) [ -n "$EXTERNAL_MONGO" ] ;;
+    *) return 1 ;;
+  esac
+}
+
+pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+tcp_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+wait_ready() {
+  local name=$1 kind target deadline=$((SECONDS + ${2:-90}))
+  read -r kind target <<<"$(health_of "$name")"
+  while :; do
+    if [ "$kind" = tcp ] && tcp_open "$target"; then return 0; fi
+    if [ "$kind" = http ] && curl -fsS -o /dev/null --max-time 2 "$target" 2>/dev/null; then return 0; fi
+    if ! alive "$name"; then
+      log "$name exited; last log lines:"; tail -n 30 "$LOGS/$name.log" >&2 || true
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      log "$name not ready in time; last log lines:"; tail -n 30 "$LOGS/$name.log" >&2 || true
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+start_one() {
+  local name=$1
+  skip_external "$name" && { log "$name: using external endpoint"; return 0; }
+  if alive "$name"; then log "$name already running (pid $(pid_of "$name"))"; return 0; fi
+  mkdir -p "$LOGS" "$PIDS" "$DATA"
+  [ "$name" = mongo ] && mkdir -p "$DATA/mongo"
+  [ "$name" = envoy ] && render_envoy
+  local -a cmd; mapfile -t cmd < <(cmd_of "$name")
+  [ -x "${cmd[0]}" ] || command -v "${cmd[0]}" >/dev/null || die "$name: ${cmd[0]} is missing (run: make up)"
+  # setsid: the service outlives the shell that started it and gets its own process group.
+  setsid "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+  wait_ready "$name" || die "$name failed to start (log: $LOGS/$name.log)"
+  [ "$name" = mongo ] && init_mongod
+  log "$name up (pid $(pid_of "$name"))"
+}
+
+init_mongod() {
+  command -v mongod >/dev/null || return 0
+  command -v mongosh >/dev/null || die "mongod needs mongosh to initiate its replica set"
+  mongosh --quiet --port "$MONGO_PORT" --eval \
+    "try { rs.status().ok } catch (e) { rs.initiate({_id:'rs0',members:[{_id:0,host:'$HOST:$MONGO_PORT'}]}).ok }" >/dev/null
+}
+
+stop_one() {
+  local name=$1 sig=${2:-TERM} p
+  p=$(pid_of "$name")
+  if [ -z "$p" ] || ! kill -0 "$p" 2>/dev/null; then rm -f "$PIDS/$name.pid"; return 0; fi
+  kill "-$sig" "$p" 2>/dev/null || true
+  local deadline=$((SECONDS + 15))
+  while kill -0 "$p" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then kill -KILL "$p" 2>/dev/null || true; fi
+    sleep 0.05
+  done
+  rm -f "$PIDS/$name.pid"
+  log "$name stopped ($sig)"
+}
+
+render_envoy() {
+  sed -e "s/port_value: 8080/port_value: $ENVOY_PORT/" \
+      -e "s/port_value: 8000/port_value: $BFF_PORT/" \
+      -e "s/port_value: 9901/port_value: $ENVOY_ADMIN_PORT/" \
+      -e "s/max_tokens: 400/max_tokens: $ENVOY_RATE_LIMIT/" \
+      -e "s/tokens_per_fill: 400/tokens_per_fill: $ENVOY_RATE_LIMIT/" \
+      "$ROOT/bff/envoy/envoy.yaml" >"$STACK_DIR/envoy.yaml"
+}
+
+pg_admin_url() {
+  # The same server, database `postgres`, for CREATE/DROP DATABASE.
+  echo "${DATABASE_URL%/*}/postgres"
+}
+
+prepare_postgres() {
+  if [ -z "$EXTERNAL_PG" ]; then
+    if ! pg_isready -q -h "$HOST" -p 5432 2>/dev/null; then
+      log "starting the local PostgreSQL cluster"
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || \
+        die "no PostgreSQL on $HOST:5432; set DATABASE_URL"
+    fi
+    local admin; admin=$(pg_admin_url)
+    if [ "${FRESH:-0}" = 1 ]; then
+      psql -q "$admin" -c "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null
+    fi
+    if [ "$(psql -tAq "$admin" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]; then
+      psql -q "$admin" -c "CREATE DATABASE \"$PG_DB\"" >/dev/null
+      log "created database $PG_DB"
+    fi
+  fi
+}
+
+build() {
+  if [ "${SKIP_BUILD:-0}" = 1 ]; then return 0; fi
+  log "building services ($PROFILE)"
+  local flag=(--release)
+  case "$PROFILE" in release) ;; dev|debug) flag=() ;; *) flag=(--profile "$PROFILE") ;; esac
+  (cd "$ROOT" && cargo build --locked "${flag[@]}" -p command-services -p projectors -p query-services -p bff --bins)
+}
+
+print_env() {
+  cat <<EOV
+GRAPHQL_URL=http://$HOST:$ENVOY_PORT/graphql
+BFF_URL=http://$HOST:$BFF_PORT/graphql
+KAFKA_BROKERS=$KAFKA_BROKERS
+MONGODB_URI=$MONGODB_URI
+MONGODB_DB=$MONGODB_DB
+DATABASE_URL=$DATABASE_URL
+CART_COMMAND_URL=$CART_COMMAND_URL
+CART_QUERY_URL=$CART_QUERY_URL
+ENVOY_ADMIN_URL=http://$HOST:$ENVOY_ADMIN_PORT
+EOV
+}
+
+up() {
+  "$ROOT/scripts/install-tools.sh"
+  build
+  if [ "${FRESH:-0}" = 1 ]; then
+    down >/dev/null 2>&1 || true
+    rm -rf "$DATA"
+  fi
+  mkdir -p "$LOGS" "$PIDS" "$DATA"
+  prepare_postgres
+  for s in "${INFRA[@]}" "${SERVICES[@]}"; do start_one "$s"; done
+  print_env >"$STACK_DIR/stack.env"
+  cat <<EOM
+
+The commerce stack is up. Logs: $LOGS   Data: $DATA
+
+  GraphQL (via Envoy):   http://$HOST:$ENVOY_PORT/graphql   (GraphiQL: open it in a browser)
+  Subscriptions (ws):    ws://$HOST:$ENVOY_PORT/graphql/ws
+  Envoy admin:           http://$HOST:$ENVOY_ADMIN_PORT
+  Kafka (Tansu):         $KAFKA_BROKERS
+  MongoDB:               $MONGODB_URI
+  PostgreSQL:            $DATABASE_URL
+  gRPC cart commands:    $HOST:$CART_COMMAND_PORT   (health + reflection: grpcurl -plaintext ...)
+  gRPC cart queries:     $HOST:$CART_QUERY_PORT
+
+Stop it with: make down
+EOM
+}
+
+down() {
+  local wipe=0
+  [ "${1:-}" = --wipe ] && wipe=1
+  local all=("${INFRA[@]}" "${SERVICES[@]}") i
+  for ((i = ${#all[@]} - 1; i >= 0; i--)); do stop_one "${all[$i]}"; done
+  if [ $wipe = 1 ]; then rm -rf "$DATA"; log "data wiped"; fi
+}
+
+status() {
+  local s
+  for s in "${INFRA[@]}" "${SERVICES[@]}"; do
+    if alive "$s"; then printf '%-16s running  pid %s\n' "$s" "$(pid_of "$s")"
+    elif skip_external "$s"; then printf '%-16s external\n' "$s"
+    else printf '%-16s stopped\n' "$s"; fi
+  done
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) shift; down "$@" ;;
+  status) status ;;
+  env) print_env ;;
+  start) start_one "${2:?service}" ;;
+  stop) stop_one "${2:?service}" TERM ;;
+  kill) stop_one "${2:?service}" KILL ;;
+  restart) stop_one "${2:?service}" TERM; start_one "$2" ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
