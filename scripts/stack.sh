@@ -21,8 +21,11 @@ PIDS=$STACK_DIR/pids
 DATA=$STACK_DIR/data
 TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/commerce-tools}
 TOOLS_BIN=$TOOLS_DIR/bin
-PROFILE=${PROFILE:-release}
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# The build profile: as given, else the one the last `up` used, else release.
+PROFILE=${PROFILE:-$(cat "$STACK_DIR/profile" 2>/dev/null || echo release)}
+# Build cache outside the clone, shared by every checkout and by CI on this machine.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/commerce-target}
+TARGET_DIR=$CARGO_TARGET_DIR
 if [ "$PROFILE" = "dev" ] || [ "$PROFILE" = "debug" ]; then BIN_DIR=$TARGET_DIR/debug; else BIN_DIR=$TARGET_DIR/$PROFILE; fi
 
 HOST=127.0.0.1
@@ -228,6 +231,7 @@ up() {
     rm -rf "$DATA"
   fi
   mkdir -p "$LOGS" "$PIDS" "$DATA"
+  echo "$PROFILE" >"$STACK_DIR/profile"
   prepare_postgres
   for s in "${INFRA[@]}" "${SERVICES[@]}"; do start_one "$s"; done
   print_env >"$STACK_DIR/stack.env"

@@ -21,6 +21,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Tuning knobs of the relay.
@@ -97,33 +98,40 @@ impl Relay {
     }
 
     async fn run_once(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let mut stream = self.open_stream().await?;
+        let stream = self.open_stream().await?;
+        // The change stream is read by its own task: a pending getMore must never be
+        // interrupted, and the token is read right after each event is taken.
+        let (tx, mut rx) = mpsc::channel(self.config.batch_size * 2);
+        let reader = AbortOnDrop(tokio::spawn(read_stream(stream, tx)));
         self.catch_up().await?;
         self.ready.set_ready(true);
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                n = tokio::time::timeout(self.config.idle_sweep, stream.next()) => n,
+                n = tokio::time::timeout(self.config.idle_sweep, rx.recv()) => n,
             };
             match next {
-                Err(_idle) => {
-                    self.catch_up().await?;
-                    self.save_token(stream.resume_token()).await?;
-                }
-                Ok(None) => anyhow::bail!("change stream closed"),
+                Err(_idle) => self.catch_up().await?,
+                Ok(None) => anyhow::bail!("change stream reader stopped"),
                 Ok(Some(first)) => {
-                    let mut batch = Vec::new();
-                    push_insert(&mut batch, first?)?;
+                    let (event, mut token) = first?;
+                    let mut batch = vec![event];
                     while batch.len() < self.config.batch_size {
-                        match tokio::time::timeout(Duration::from_millis(2), stream.next()).await {
-                            Ok(Some(ev)) => push_insert(&mut batch, ev?)?,
-                            Ok(None) => break,
+                        match rx.try_recv() {
+                            Ok(item) => {
+                                let (event, t) = item?;
+                                batch.push(event);
+                                token = t;
+                            }
                             Err(_) => break,
                         }
                     }
                     self.publish(batch).await?;
-                    self.save_token(stream.resume_token()).await?;
+                    self.save_token(token).await?;
                 }
+            }
+            if reader.0.is_finished() && rx.is_empty() {
+                anyhow::bail!("change stream reader stopped");
             }
         }
     }
@@ -251,12 +259,32 @@ impl Relay {
     }
 }
 
-fn push_insert(
-    batch: &mut Vec<EventEnvelope>,
-    ev: ChangeStreamEvent<Document>,
-) -> anyhow::Result<()> {
-    if let Some(doc) = ev.full_document {
-        batch.push(from_document(doc)?);
+type Item = anyhow::Result<(EventEnvelope, Option<ResumeToken>)>;
+
+/// Forwards inserted events with the resume token after each, until the receiver goes away.
+async fn read_stream(mut stream: Events, tx: mpsc::Sender<Item>) {
+    while let Some(next) = stream.next().await {
+        let item = match next {
+            Ok(ChangeStreamEvent {
+                full_document: Some(doc),
+                ..
+            }) => from_document(doc)
+                .map(|e| (e, stream.resume_token()))
+                .map_err(anyhow::Error::from),
+            Ok(_) => continue,
+            Err(e) => Err(e.into()),
+        };
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            return;
+        }
     }
-    Ok(())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make test`: the quality gates and the whole test suite. Unit tests need no I/O; the
+# end-to-end tests run against a fresh stack of real processes on their own ports, data
+# directory and database, which is stopped and wiped afterwards, even on failure.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/commerce-target}
+
+# A stack of its own, beside any `make up` stack.
+export STACK_DIR=$ROOT/.stack-test PROFILE=dev FRESH=1 PG_DB=commerce_test
+export KAFKA_PORT=19092 MONGO_PORT=27117 ENVOY_PORT=18080 ENVOY_ADMIN_PORT=19901 BFF_PORT=18000
+export CART_COMMAND_PORT=15051 CART_QUERY_PORT=15061
+export CART_COMMAND_ADMIN_PORT=19201 CART_QUERY_ADMIN_PORT=19202 RELAY_ADMIN_PORT=19203
+export CART_PROJECTOR_ADMIN_PORT=19204 ENVOY_RATE_LIMIT=400
+unset KAFKA_BROKERS MONGODB_URI DATABASE_URL
+
+echo "== format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== build"
+cargo build --workspace --all-targets --locked
+
+echo "== stack"
+trap 'scripts/stack.sh down --wipe || true' EXIT
+SKIP_BUILD=1 scripts/stack.sh up
+set -a
+# shellcheck disable=SC1091
+. "$STACK_DIR/stack.env"
+set +a
+export ENVOY_BIN=${TOOLS_DIR:-$HOME/.cache/commerce-tools}/bin/envoy
+
+echo "== tests"
+cargo test --workspace --locked --no-fail-fast

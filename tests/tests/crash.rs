@@ -1,0 +1,128 @@
+//! Crash safety with real processes: the relay stopped while events are appended and the
+//! command service killed with SIGKILL; the projector killed mid-stream. The tests run one at
+//! a time (they stop shared services).
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+#[tokio::test]
+async fn events_appended_while_the_relay_is_down_reach_kafka_exactly_as_stored() {
+    let _g = SERIAL.lock().await;
+    let client = http();
+    let cart = create_cart(&client).await;
+
+    stack(&["stop", "relay"]);
+    let mut version = 1;
+    for i in 0..5 {
+        let body = gql(
+            &client,
+            ADD_ITEM,
+            json!({ "c": cart, "p": new_id(), "q": i + 1 }),
+        )
+        .await;
+        version += 1;
+        assert_eq!(body["data"]["addItemToCart"]["version"], version, "{body}");
+    }
+    stack(&["kill", "cart-command"]);
+    stack(&["start", "relay"]);
+    stack(&["start", "cart-command"]);
+
+    // The command service answers again, and everything stored reaches Kafka once, in order.
+    let body = gql(
+        &client,
+        ADD_ITEM,
+        json!({ "c": cart, "p": new_id(), "q": 1 }),
+    )
+    .await;
+    assert_eq!(body["data"]["addItemToCart"]["version"], 7, "{body}");
+    let records = tokio::task::spawn_blocking({
+        let cart = cart.clone();
+        move || {
+            read_topic_until("commerce.cart.events", Duration::from_secs(60), |rs| {
+                stream_records(rs, &cart).len() >= 7
+            })
+        }
+    })
+    .await
+    .unwrap();
+    let mine = stream_records(&records, &cart);
+    let docs = stored_events(&cart).await;
+    assert_eq!(docs.len(), 7);
+    assert_records_match_store(&mine, &docs);
+    assert!(docs.iter().all(|d| d.get_bool("published") == Ok(true)));
+    cart_at_version(&client, &cart, 7).await;
+}
+
+#[tokio::test]
+async fn a_projector_killed_mid_stream_resumes_without_applying_twice() {
+    let _g = SERIAL.lock().await;
+    let client = http();
+    let carts: Vec<String> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(create_cart(&client).await);
+        }
+        v
+    };
+    let products: Vec<String> = (0..3).map(|_| new_id()).collect();
+
+    // A writer keeps appending while the projector is killed under it.
+    let writer = tokio::spawn({
+        let client = client.clone();
+        let carts = carts.clone();
+        async move {
+            // expected[cart][product] = quantity; versions[cart] = last version.
+            let mut expected: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+            let mut versions: BTreeMap<String, u64> = BTreeMap::new();
+            for i in 0..60usize {
+                let cart = carts[i % carts.len()].clone();
+                let product = products[i % products.len()].clone();
+                let q = 1 + (i % 2) as i64;
+                let body = gql(
+                    &client,
+                    ADD_ITEM,
+                    json!({ "c": cart, "p": product, "q": q }),
+                )
+                .await;
+                let v = body["data"]["addItemToCart"]["version"].as_u64();
+                versions.insert(cart.clone(), v.unwrap_or_else(|| panic!("{body}")));
+                *expected
+                    .entry(cart)
+                    .or_default()
+                    .entry(product)
+                    .or_default() += q;
+            }
+            (expected, versions)
+        }
+    });
+    // Kill the projector once it has applied part of the stream, and restart it.
+    cart_at_version(&client, &carts[0], 3).await;
+    stack(&["kill", "cart-projector"]);
+    let (expected, versions) = writer.await.unwrap();
+    stack(&["start", "cart-projector"]);
+
+    for cart in &carts {
+        let view = cart_at_version(&client, cart, versions[cart]).await;
+        assert_eq!(view["version"].as_u64(), Some(versions[cart]));
+        let got: BTreeMap<String, i64> = view["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["productId"].as_str().unwrap().to_owned(),
+                    l["quantity"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected[cart], "cart {cart}");
+        assert_eq!(stored_events(cart).await.len() as u64, versions[cart]);
+    }
+}
