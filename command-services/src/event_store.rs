@@ -193,7 +193,7 @@ impl EventStore {
     }
 
     /// Appends a command's events, all or nothing, in one transaction with the idempotency
-    /// record (if any). The events must continue the stream gap-free; if any of their
+    /// record (if any); a single event without an idempotency key is one atomic insert. The events must continue the stream gap-free; if any of their
     /// `(stream_id, version)` exists already, nothing is written and `Conflict` is returned.
     pub async fn append(
         &self,
@@ -203,10 +203,17 @@ impl EventStore {
         let Some(last) = events.last() else {
             return Ok(());
         };
-        let docs = events
+        let mut docs = events
             .iter()
             .map(to_document)
             .collect::<Result<Vec<_>, _>>()?;
+        if docs.len() == 1 && idempotency_key.is_none() {
+            // One document is written atomically on its own: no transaction, one round trip.
+            if let Some(doc) = docs.pop() {
+                self.events.insert_one(doc).await?;
+            }
+            return Ok(());
+        }
         let mut session = self.client.start_session().await?;
         session.start_transaction().await?;
         let written = async {

@@ -1,6 +1,11 @@
-//! The one generic command handler every aggregate's service uses: load the stream (from a
-//! cache of folded states plus the events after it), `decide`, append with optimistic
-//! concurrency, and retry a bounded number of times on conflict by reloading.
+//! The one generic command handler every aggregate's service uses: load the stream, `decide`,
+//! append with optimistic concurrency, and retry a bounded number of times on conflict by
+//! reloading.
+//!
+//! Folded states are cached with their version, so a command costs one insert however long
+//! the stream is: the first attempt decides on the cached state without reading, and the
+//! unique `(stream_id, version)` index turns a stale cache into a conflict, never an
+//! overwrite. A retry reads the events after the cached version.
 //!
 //! Idempotency: a command with an idempotency key is applied once; a retry with the same key
 //! gets the first result back and appends nothing, even when the two race.
@@ -104,7 +109,17 @@ impl<A: Aggregate> CommandHandler<A> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (state, version) = self.load(stream_id).await?;
+            // Optimistic: the first attempt trusts the cached fold (no read); a stale cache
+            // shows up as a conflict on append, and the retry reads the events it missed.
+            let cached = if attempt == 1 {
+                self.cached(stream_id)
+            } else {
+                None
+            };
+            let (state, version) = match cached {
+                Some(hit) => hit,
+                None => self.load(stream_id).await?,
+            };
             let events = state
                 .decide(command)
                 .map_err(|e| CommandError::domain(&e))?;

@@ -1,0 +1,301 @@
+//! `cart-bench`: cart commands per second through gRPC, next to the raw MongoDB driver insert
+//! rate against the same store in the same run; and the projector's events per second next to
+//! a raw Kafka consumer reading the same topic. Bounded in count; loopback only. Run it through
+//! `make bench`, which brings up a release-mode stack of its own and records the output in
+//! docs/BENCHMARKS.md.
+
+use clap::Parser;
+use command_services::event_store::to_document;
+use domain::cart::{CartEvent, CartItemAdded};
+use domain::values::{ProductId, Quantity};
+use event_schemas::{EventEnvelope, EventMeta};
+use proto::cart::cart_commands_client::CartCommandsClient;
+use proto::cart::{AddItemRequest, CreateCartRequest};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Commands (and raw inserts) per measurement.
+    #[arg(long, default_value_t = 2000)]
+    count: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    #[arg(long, env = "MONGODB_URI")]
+    mongodb_uri: String,
+    #[arg(long, env = "MONGODB_DB", default_value = "commerce")]
+    mongodb_db: String,
+    #[arg(long, env = "CART_COMMAND_URL")]
+    cart_command_url: String,
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: String,
+    /// Command that stops / starts the projector (the launcher).
+    #[arg(long, default_value = "scripts/stack.sh")]
+    stack: String,
+}
+
+struct Rate {
+    ops: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Rate {
+    fn per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let mut l = self.latencies.clone();
+        l.sort_unstable();
+        let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
+        l[i].as_secs_f64() * 1000.0
+    }
+}
+
+/// Runs `per_worker` operations on each of `workers` tasks and times them.
+async fn measure<F, Fut>(workers: usize, per_worker: usize, op: F) -> anyhow::Result<Rate>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_worker);
+            for i in 0..per_worker {
+                let t = Instant::now();
+                op(w, i).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    Ok(Rate {
+        ops: latencies.len(),
+        elapsed: start.elapsed(),
+        latencies,
+    })
+}
+
+fn stack(args: &Args, verb: &str) -> anyhow::Result<()> {
+    let ok = std::process::Command::new(&args.stack)
+        .args([verb, "cart-projector"])
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("MONGODB_URI")
+        .env_remove("DATABASE_URL")
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "{} {verb} cart-projector failed", args.stack);
+    Ok(())
+}
+
+fn sample_event(i: usize) -> anyhow::Result<EventEnvelope> {
+    let e = CartEvent::CartItemAdded(CartItemAdded {
+        product_id: ProductId::generate(),
+        quantity: Quantity::new(1 + (i % 5) as i64)?,
+    });
+    Ok(EventEnvelope::new(
+        "bench",
+        &uuid::Uuid::now_v7().to_string(),
+        1,
+        &e,
+        &EventMeta::default(),
+        chrono::Utc::now(),
+    )?)
+}
+
+/// Reads the whole topic with a plain consumer: the broker-side limit for the projector.
+fn raw_consume(brokers: &str, topic: &str, expected: usize) -> anyhow::Result<Rate> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-raw-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = md.topics()[0].partitions().len() as i32;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    drop(tpl);
+    let start = Instant::now();
+    let mut n = 0;
+    while n < expected && start.elapsed() < Duration::from_secs(120) {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m?;
+            n += 1;
+        }
+    }
+    Ok(Rate {
+        ops: n,
+        elapsed: start.elapsed(),
+        latencies: Vec::new(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let per_worker = args.count.div_ceil(args.concurrency);
+    let workers = args.concurrency;
+
+    // 1. The raw limit: single driver inserts of event-shaped documents, same store.
+    let client = mongodb::Client::with_uri_str(&args.mongodb_uri).await?;
+    let raw = client
+        .database(&args.mongodb_db)
+        .collection::<mongodb::bson::Document>("bench_raw_inserts");
+    raw.drop().await?;
+    // The same indexes as the events collection, so the raw inserts pay what appends pay.
+    for keys in [
+        mongodb::bson::doc! { "stream_id": 1, "version": 1 },
+        mongodb::bson::doc! { "published": 1, "stream_id": 1, "version": 1 },
+        mongodb::bson::doc! { "stream_type": 1, "occurred_at": 1 },
+    ] {
+        raw.create_index(mongodb::IndexModel::builder().keys(keys).build())
+            .await?;
+    }
+    let raw_rate = measure(workers, per_worker, move |_, i| {
+        let raw = raw.clone();
+        async move {
+            let doc = to_document(&sample_event(i)?)?;
+            raw.insert_one(doc).await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    // 2. Commands through gRPC: each worker has its own cart (the projector is stopped, so
+    //    the events pile up for step 3).
+    stack(&args, "stop")?;
+    let grpc = CartCommandsClient::connect(args.cart_command_url.clone()).await?;
+    let mut carts = Vec::new();
+    for _ in 0..workers {
+        let r = grpc
+            .clone()
+            .create_cart(CreateCartRequest::default())
+            .await?;
+        carts.push(r.into_inner().cart_id);
+    }
+    let products: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let cmd_rate = measure(workers, per_worker, {
+        let grpc = grpc.clone();
+        let carts = carts.clone();
+        move |w, i| {
+            let mut grpc = grpc.clone();
+            let cart_id = carts[w].clone();
+            let product_id = products[i % products.len()].clone();
+            async move {
+                grpc.add_item(AddItemRequest {
+                    meta: None,
+                    cart_id,
+                    product_id,
+                    quantity: 1,
+                })
+                .await?;
+                Ok(())
+            }
+        }
+    })
+    .await?;
+
+    // 3. The projector catching up on the backlog: from its first committed batch to the last.
+    let pool = sqlx::PgPool::connect(&args.database_url).await?;
+    let target: i64 = workers as i64 * (per_worker as i64 + 1);
+    let applied = |pool: sqlx::PgPool, carts: Vec<String>| async move {
+        let ids: Vec<uuid::Uuid> = carts.iter().filter_map(|c| c.parse().ok()).collect();
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT sum(version)::bigint FROM carts WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_one(&pool)
+                .await?;
+        Ok::<_, anyhow::Error>(v.unwrap_or(0))
+    };
+    let before = applied(pool.clone(), carts.clone()).await?;
+    stack(&args, "start")?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (mut first, mut first_at) = (None, Instant::now());
+    loop {
+        let now = applied(pool.clone(), carts.clone()).await?;
+        if first.is_none() && now > before {
+            first = Some(now);
+            first_at = Instant::now();
+        }
+        if now >= target || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done_at = Instant::now();
+    let final_applied = applied(pool.clone(), carts.clone()).await?;
+    let projected = (final_applied - first.unwrap_or(final_applied)).max(0) as usize;
+    let proj_rate = Rate {
+        ops: projected,
+        elapsed: done_at
+            .saturating_duration_since(first_at)
+            .max(Duration::from_millis(1)),
+        latencies: Vec::new(),
+    };
+
+    // 4. The raw limit of the read side: a plain consumer over the same topic.
+    let topic_events = target as usize;
+    let brokers = args.kafka_brokers.clone();
+    let consume = tokio::task::spawn_blocking(move || {
+        raw_consume(&brokers, "commerce.cart.events", topic_events)
+    })
+    .await??;
+
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!("| measure | rate | p50 ms | p99 ms | raw limit, same run | ratio |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| MongoDB driver `insert_one`, {workers} clients ({} docs) | {:.0}/s | {:.2} | {:.2} | - | - |",
+        raw_rate.ops,
+        raw_rate.per_sec(),
+        raw_rate.pct(0.5),
+        raw_rate.pct(0.99)
+    );
+    println!(
+        "| cart `AddItem` via gRPC, {workers} clients ({} commands) | {:.0}/s | {:.2} | {:.2} | {:.0}/s inserts | {:.2} |",
+        cmd_rate.ops,
+        cmd_rate.per_sec(),
+        cmd_rate.pct(0.5),
+        cmd_rate.pct(0.99),
+        raw_rate.per_sec(),
+        cmd_rate.per_sec() / raw_rate.per_sec()
+    );
+    println!(
+        "| raw Kafka consumer, same topic ({} records) | {:.0}/s | - | - | - | - |",
+        consume.ops,
+        consume.per_sec()
+    );
+    println!(
+        "| cart projector catching up ({} events applied, final {final_applied}/{target}) | {:.0}/s | - | - | {:.0}/s consumer | {:.2} |",
+        proj_rate.ops,
+        proj_rate.per_sec(),
+        consume.per_sec(),
+        proj_rate.per_sec() / consume.per_sec()
+    );
+    println!();
+    println!(
+        "p99 command latency / p99 raw insert latency: {:.2}",
+        cmd_rate.pct(0.99) / raw_rate.pct(0.99).max(1e-9)
+    );
+    println!("machine: {cpus} CPUs; {}", std::env::consts::ARCH);
+    Ok(())
+}
