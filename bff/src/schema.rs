@@ -103,7 +103,7 @@ impl From<pb::Cart> for Cart {
         let item_count = c.lines.iter().map(|l| i64::from(l.quantity)).sum();
         Cart {
             id: ID(c.cart_id),
-            customer_id: (!c.customer_id.is_empty()).then(|| ID(c.customer_id)),
+            customer_id: (!c.customer_id.is_empty()).then_some(ID(c.customer_id)),
             status: if c.status == "checked_out" {
                 CartStatus::CheckedOut
             } else {

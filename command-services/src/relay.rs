@@ -20,7 +20,7 @@ use mongodb::Collection;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +31,12 @@ pub struct RelayConfig {
     pub batch_size: usize,
     /// How long the change stream may stay quiet before a catch-up sweep.
     pub idle_sweep: Duration,
+    /// How long a started batch waits for more events: fewer, larger batches mean fewer
+    /// `published` marks and token writes per event on the store.
+    pub batch_linger: Duration,
+    /// How often the resume token is persisted (and always on shutdown). The `published`
+    /// flag is the source of truth; the token only spares re-reading after a restart.
+    pub token_interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -38,6 +44,8 @@ impl Default for RelayConfig {
         Self {
             batch_size: 500,
             idle_sweep: Duration::from_secs(2),
+            batch_linger: Duration::from_millis(20),
+            token_interval: Duration::from_secs(1),
         }
     }
 }
@@ -105,29 +113,44 @@ impl Relay {
         let reader = AbortOnDrop(tokio::spawn(read_stream(stream, tx)));
         self.catch_up().await?;
         self.ready.set_ready(true);
+        let mut token = None;
+        let mut token_saved = Instant::now();
         loop {
             let next = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => {
+                    self.save_token(token).await?;
+                    return Ok(());
+                }
                 n = tokio::time::timeout(self.config.idle_sweep, rx.recv()) => n,
             };
             match next {
-                Err(_idle) => self.catch_up().await?,
+                Err(_idle) => {
+                    self.catch_up().await?;
+                    self.save_token(token.take()).await?;
+                    token_saved = Instant::now();
+                }
                 Ok(None) => anyhow::bail!("change stream reader stopped"),
                 Ok(Some(first)) => {
-                    let (event, mut token) = first?;
+                    let (event, t) = first?;
                     let mut batch = vec![event];
+                    token = t;
+                    let linger = tokio::time::sleep(self.config.batch_linger);
+                    tokio::pin!(linger);
                     while batch.len() < self.config.batch_size {
-                        match rx.try_recv() {
-                            Ok(item) => {
-                                let (event, t) = item?;
-                                batch.push(event);
-                                token = t;
-                            }
-                            Err(_) => break,
-                        }
+                        let item = tokio::select! {
+                            _ = &mut linger => break,
+                            item = rx.recv() => item,
+                        };
+                        let Some(item) = item else { break };
+                        let (event, t) = item?;
+                        batch.push(event);
+                        token = t;
                     }
                     self.publish(batch).await?;
-                    self.save_token(token).await?;
+                    if token_saved.elapsed() >= self.config.token_interval {
+                        self.save_token(token.take()).await?;
+                        token_saved = Instant::now();
+                    }
                 }
             }
             if reader.0.is_finished() && rx.is_empty() {

@@ -204,7 +204,7 @@ impl<P: Projection> ProjectorRuntime<P> {
                     continue;
                 }
             };
-            match self.projection.apply(&mut *tx, &event).await {
+            match self.projection.apply(&mut tx, &event).await {
                 Ok(()) => {}
                 Err(ProjectionError::Poison(reason)) => dead.push(DeadLetter {
                     message: m.clone(),
