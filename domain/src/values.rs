@@ -72,11 +72,23 @@ uuid_id!(
 );
 
 /// A line quantity: at least 1, at most [`Quantity::MAX`].
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
 pub struct Quantity(u32);
+
+impl JsonSchema for Quantity {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Units of one product in a line.",
+            "type": "integer",
+            "minimum": 1,
+            "maximum": Quantity::MAX,
+        })
+    }
+}
 
 impl Quantity {
     /// The most of one product a single cart line may hold.

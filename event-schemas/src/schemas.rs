@@ -45,6 +45,59 @@ impl EventSchema {
     }
 }
 
+/// The event catalogue (`docs/events.md`), generated from the schemas.
+pub fn catalogue_markdown() -> String {
+    let mut out = String::from(
+        "# Event catalogue\n\n\
+         Generated from the JSON Schemas in `event-schemas/schemas/` by the test\n\
+         `checked_in_schemas_match_the_code` (run it with `UPDATE_SCHEMAS=1` to rewrite).\n\n\
+         Every event travels in the envelope of `docs/architecture.md`: on Kafka as a\n\
+         CloudEvents 1.0 JSON document on `commerce.<stream_type>.events`, key = stream id,\n\
+         `type` = `commerce.<stream_type>.<EventType>`, payload in `data`.\n",
+    );
+    let mut current = "";
+    for s in all() {
+        if s.stream_type != current {
+            current = s.stream_type;
+            out.push_str(&format!(
+                "\n## {current} (`commerce.{current}.events`)\n\n| event | schema version | fields | meaning |\n|---|---|---|---|\n"
+            ));
+        }
+        let required: Vec<&str> = s.schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let fields: Vec<String> = s.schema["properties"]
+            .as_object()
+            .map(|p| {
+                p.keys()
+                    .map(|k| {
+                        if required.contains(&k.as_str()) {
+                            format!("`{k}`")
+                        } else {
+                            format!("`{k}`?")
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fields = if fields.is_empty() {
+            "-".to_owned()
+        } else {
+            fields.join(", ")
+        };
+        let meaning = s.schema["description"]
+            .as_str()
+            .unwrap_or("")
+            .replace('\n', " ");
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            s.event_type, s.schema_version, fields, meaning
+        ));
+    }
+    out
+}
+
 /// Every event type of every aggregate, at every schema version still read.
 pub fn all() -> Vec<EventSchema> {
     use domain::cart::*;
@@ -77,6 +130,13 @@ mod tests {
             } else if std::fs::read_to_string(&path).ok().as_deref() != Some(want.as_str()) {
                 drifted.push(s.relative_path());
             }
+        }
+        let catalogue = root.join("../docs/events.md");
+        let want = catalogue_markdown();
+        if update {
+            std::fs::write(&catalogue, &want).unwrap();
+        } else if std::fs::read_to_string(&catalogue).ok().as_deref() != Some(want.as_str()) {
+            drifted.push("docs/events.md".into());
         }
         assert!(
             drifted.is_empty(),

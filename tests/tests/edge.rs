@@ -86,3 +86,12 @@ async fn a_burst_past_the_rate_limit_gets_429() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn graphiql_is_served_on_get() {
+    let _g = EDGE.lock().await;
+    let resp = http().get(graphql_url()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.to_lowercase().contains("graphiql"), "{html}");
+}

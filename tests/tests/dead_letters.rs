@@ -1,0 +1,100 @@
+//! A record the cart projector cannot decode goes to `commerce.cart.events.dlq` with the
+//! reason, and the projector goes on with the next records.
+
+mod common;
+
+use common::*;
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn an_undecodable_record_is_dead_lettered_and_the_projector_goes_on() {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", env("KAFKA_BROKERS", "127.0.0.1:19092"))
+        .create()
+        .unwrap();
+    let key = format!("poison-{}", new_id());
+    producer
+        .send(
+            FutureRecord::to("commerce.cart.events")
+                .key(&key)
+                .payload("this is not a CloudEvent"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+
+    // The projector goes on: a cart written after the poison record reaches the read model.
+    let client = http();
+    let cart = create_cart(&client).await;
+    let body = gql(
+        &client,
+        ADD_ITEM,
+        json!({ "c": cart, "p": new_id(), "q": 1 }),
+    )
+    .await;
+    assert_eq!(body["data"]["addItemToCart"]["version"], 2, "{body}");
+    cart_at_version(&client, &cart, 2).await;
+
+    // The poison record is on the dead-letter topic with its reason and origin.
+    let key2 = key.clone();
+    let dead = tokio::task::spawn_blocking(move || {
+        read_topic_until("commerce.cart.events.dlq", Duration::from_secs(30), |rs| {
+            rs.iter().any(|r| r.key == key2)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(
+        dead.iter().any(|r| r.key == key),
+        "poison record not dead-lettered"
+    );
+
+    // Its headers say why and where it came from.
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", env("KAFKA_BROKERS", "127.0.0.1:19092"))
+        .set("group.id", format!("e2e-dlq-{}", new_id()))
+        .create()
+        .unwrap();
+    let record = dead.iter().find(|r| r.key == key).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(
+        "commerce.cart.events.dlq",
+        record.partition,
+        rdkafka::Offset::Offset(record.offset),
+    )
+    .unwrap();
+    rdkafka::consumer::Consumer::assign(&consumer, &tpl).unwrap();
+    drop(tpl);
+    let message = poll("the dead letter", Duration::from_secs(30), || {
+        let m = consumer
+            .poll(Duration::from_millis(200))
+            .and_then(Result::ok)
+            .map(|m| m.detach());
+        async move { m }
+    })
+    .await;
+    let headers = message.headers().unwrap();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let reason = header("dlq-reason").unwrap_or_default();
+    assert!(reason.contains("CloudEvents"), "reason: {reason}");
+    assert_eq!(
+        header("dlq-source-topic").as_deref(),
+        Some("commerce.cart.events")
+    );
+    assert_eq!(header("dlq-projection").as_deref(), Some("cart"));
+    assert_eq!(
+        message.payload(),
+        Some("this is not a CloudEvent".as_bytes())
+    );
+}
