@@ -141,7 +141,9 @@ start_one() {
   local -a cmd; mapfile -t cmd < <(cmd_of "$name")
   [ -x "${cmd[0]}" ] || command -v "${cmd[0]}" >/dev/null || die "$name: ${cmd[0]} is missing (run: make up)"
   # setsid: the service outlives the shell that started it and gets its own process group.
-  setsid "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  local level=$RUST_LOG
+  [ "$name" = tansu ] && level=${TANSU_LOG:-warn}   # Tansu logs every request at info
+  RUST_LOG=$level setsid "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$PIDS/$name.pid"
   wait_ready "$name" || die "$name failed to start (log: $LOGS/$name.log)"
   [ "$name" = mongo ] && init_mongod

@@ -37,11 +37,29 @@ impl EventSchema {
         )
     }
 
-    /// The file's content: pretty JSON with a trailing newline.
+    /// The file's content: pretty JSON with keys sorted (whatever serde_json's features in
+    /// this build) and a trailing newline.
     pub fn render(&self) -> String {
-        let mut s = serde_json::to_string_pretty(&self.schema).unwrap_or_default();
+        let mut s = serde_json::to_string_pretty(&sorted(&self.schema)).unwrap_or_default();
         s.push('\n');
         s
+    }
+}
+
+/// A copy of a JSON value with every object's keys in sorted order.
+fn sorted(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = serde_json::Map::new();
+            for k in keys {
+                out.insert(k.clone(), sorted(&m[k]));
+            }
+            serde_json::Value::Object(out)
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
     }
 }
 
@@ -63,11 +81,12 @@ pub fn catalogue_markdown() -> String {
                 "\n## {current} (`commerce.{current}.events`)\n\n| event | schema version | fields | meaning |\n|---|---|---|---|\n"
             ));
         }
-        let required: Vec<&str> = s.schema["required"]
+        let schema = sorted(&s.schema);
+        let required: Vec<&str> = schema["required"]
             .as_array()
             .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
             .unwrap_or_default();
-        let fields: Vec<String> = s.schema["properties"]
+        let fields: Vec<String> = schema["properties"]
             .as_object()
             .map(|p| {
                 p.keys()
