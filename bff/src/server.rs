@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
-use command_services::support::{init_tracing, shutdown_token};
+use command_services::support::{init_tracing, serve_admin, shutdown_token, Readiness};
 use std::net::SocketAddr;
 use tracing::Instrument;
 
@@ -25,6 +25,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct BffArgs {
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8000")]
     pub http_addr: SocketAddr,
+    /// Serves `/healthz` and Prometheus `/metrics`, apart from the public port.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:9205")]
+    pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub backends: BackendArgs,
 }
@@ -52,7 +55,15 @@ async fn graphql(
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let span = tracing::info_span!("graphql", correlation_id = %correlation_id);
     let request = req.into_inner().data(RequestContext { correlation_id });
+    let started = std::time::Instant::now();
     let mut response = schema.execute(request).instrument(span).await;
+    metrics::histogram!("graphql_request_duration_seconds").record(started.elapsed().as_secs_f64());
+    let outcome = if response.errors.is_empty() {
+        "ok"
+    } else {
+        "error"
+    };
+    metrics::counter!("graphql_requests_total", "outcome" => outcome).increment(1);
     // Errors from the engine itself (syntax, validation, limits) get a code too.
     for e in &mut response.errors {
         let has_code = e
@@ -64,6 +75,13 @@ async fn graphql(
                 .get_or_insert_with(Default::default)
                 .set("code", GRAPHQL_VALIDATION_FAILED);
         }
+        let code = e
+            .extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .map(|c| c.to_string().trim_matches('"').to_owned())
+            .unwrap_or_default();
+        metrics::counter!("graphql_errors_total", "code" => code).increment(1);
     }
     response.into()
 }
@@ -83,10 +101,16 @@ pub async fn bff_main() -> anyhow::Result<()> {
     let args = BffArgs::parse();
     let shutdown = shutdown_token();
     let schema = build_schema(Backends::new(&args.backends)?);
+    let ready = Readiness::default();
+    ready.set_ready(true);
+    let admin = tokio::spawn(serve_admin(args.admin_addr, ready, shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
     tracing::info!(addr = %args.http_addr, "GraphQL BFF listening on /graphql");
+    let token = shutdown.clone();
     axum::serve(listener, app(schema))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
+    shutdown.cancel();
+    admin.await??;
     Ok(())
 }

@@ -93,8 +93,31 @@ impl<A: Aggregate> CommandHandler<A> {
         }
     }
 
-    /// Handles one command on one stream.
+    /// Handles one command on one stream, and records it in the metrics
+    /// (`commands_total{aggregate, outcome}`, `command_duration_seconds{aggregate}`).
     pub async fn handle(
+        &self,
+        stream_id: &str,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Result<CommandOutcome, CommandError> {
+        let started = std::time::Instant::now();
+        let result = self.handle_inner(stream_id, command, ctx).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CommandError::Conflict) => "conflict",
+            Err(CommandError::Unavailable(_)) => "unavailable",
+            Err(CommandError::Internal(_)) => "internal",
+            Err(_) => "rejected",
+        };
+        metrics::counter!("commands_total", "aggregate" => A::STREAM_TYPE, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("command_duration_seconds", "aggregate" => A::STREAM_TYPE)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn handle_inner(
         &self,
         stream_id: &str,
         command: &A::Command,
@@ -156,6 +179,8 @@ impl<A: Aggregate> CommandHandler<A> {
                     });
                 }
                 Err(StoreError::Conflict) => {
+                    metrics::counter!("command_conflicts_total", "aggregate" => A::STREAM_TYPE)
+                        .increment(1);
                     // The same idempotency key may have won the race.
                     if let Some(key) = key {
                         if let Some(done) =
@@ -168,6 +193,8 @@ impl<A: Aggregate> CommandHandler<A> {
                         tracing::debug!(stream_id, attempt, "giving up after conflicts");
                         return Err(CommandError::Conflict);
                     }
+                    metrics::counter!("command_retries_total", "aggregate" => A::STREAM_TYPE)
+                        .increment(1);
                     let backoff = rand::rng().random_range(1..=(5 * attempt as u64).min(50));
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }

@@ -92,6 +92,7 @@ impl Relay {
             match self.run_once(&shutdown).await {
                 Ok(()) => break,
                 Err(e) => {
+                    metrics::counter!("relay_interruptions_total").increment(1);
                     self.ready.set_ready(false);
                     tracing::warn!(error = %e, "relay interrupted; resuming");
                     tokio::select! {
@@ -208,6 +209,7 @@ impl Relay {
                 .unpublished(self.config.batch_size as i64)
                 .await?;
             let n = batch.len();
+            metrics::gauge!("relay_catch_up_backlog").set(n as f64);
             if n > 0 {
                 tracing::info!(events = n, "catch-up: publishing unpublished events");
             }
@@ -269,6 +271,8 @@ impl Relay {
                 Err(_) => anyhow::bail!("Kafka producer dropped a record"),
             }
         }
+        metrics::counter!("relay_events_published_total").increment(batch.len() as u64);
+        metrics::histogram!("relay_batch_size").record(batch.len() as f64);
         let ids: Vec<String> = batch.iter().map(|e| e.event_id.to_string()).collect();
         self.store.mark_published(&ids).await?;
         if self.published.len() > 100_000 {

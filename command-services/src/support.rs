@@ -1,14 +1,40 @@
-//! Plumbing every binary of the project shares: logging set-up, the shutdown signal, the
-//! small admin HTTP server (`/healthz`) and the gRPC server scaffolding (health + reflection).
+//! Plumbing every binary of the project shares: logging and metrics set-up, the shutdown
+//! signal, the small admin HTTP server (`/healthz`, Prometheus `/metrics`) and the gRPC server
+//! scaffolding (health + reflection).
 
 use axum::{http::StatusCode, routing::get, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use tokio_util::sync::CancellationToken;
 
+static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Latency buckets (seconds) of every histogram.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    METRICS
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .ok()?
+                .install_recorder()
+                .map_err(|e| eprintln!("metrics recorder not installed: {e}"))
+                .ok()
+        })
+        .as_ref()
+}
+
 /// Logs to stderr; JSON lines when `LOG_FORMAT=json`. Level from `RUST_LOG` (default info).
+/// Also installs the metrics recorder, so metrics recorded from the start are kept.
 pub fn init_tracing() {
+    metrics_handle();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -61,25 +87,31 @@ impl Readiness {
     }
 }
 
-/// Serves `GET /healthz` (200 when ready, 503 before) until the token is cancelled.
+/// Serves `GET /healthz` (200 when ready, 503 before) and `GET /metrics` (Prometheus text)
+/// until the token is cancelled.
 pub async fn serve_admin(
     addr: SocketAddr,
     ready: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = Router::new().route(
-        "/healthz",
-        get(move || {
-            let ready = ready.clone();
-            async move {
-                if ready.is_ready() {
-                    (StatusCode::OK, "ok")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|| async { metrics_handle().map(|h| h.render()).unwrap_or_default() }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.is_ready() {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                    }
                 }
-            }
-        }),
-    );
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "admin endpoint listening");
     axum::serve(listener, app)

@@ -143,6 +143,8 @@ impl<P: Projection> ProjectorRuntime<P> {
                 match self.apply_batch(&batch, &producer).await {
                     Ok(c) => break Some(c),
                     Err(e) => {
+                        metrics::counter!("projector_batch_failures_total", "projection" => name)
+                            .increment(1);
                         self.ready.set_ready(false);
                         tracing::warn!(projection = name, error = %e, "batch failed; retrying");
                         tokio::select! {
@@ -153,9 +155,20 @@ impl<P: Projection> ProjectorRuntime<P> {
                 }
             };
             let Some(committed) = committed else { break };
+            metrics::counter!("projector_events_total", "projection" => name)
+                .increment(batch.len() as u64);
+            metrics::histogram!("projector_batch_size", "projection" => name)
+                .record(batch.len() as f64);
             self.ready.set_ready(true);
             let mut tpl = TopicPartitionList::new();
             for ((topic, partition), next) in committed {
+                metrics::gauge!(
+                    "projector_checkpoint_offset",
+                    "projection" => name,
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string()
+                )
+                .set(next as f64);
                 tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
                 checkpoints.insert((topic, partition), next);
             }
@@ -240,6 +253,8 @@ impl<P: Projection> ProjectorRuntime<P> {
         producer: &FutureProducer,
     ) -> anyhow::Result<()> {
         for d in dead {
+            metrics::counter!("projector_dead_letters_total", "projection" => self.projection.name())
+                .increment(1);
             let m = &d.message;
             tracing::warn!(
                 projection = self.projection.name(),

@@ -74,8 +74,9 @@ pub async fn get_cart(pool: &PgPool, id: &str) -> Result<Cart, QueryError> {
 #[tonic::async_trait]
 impl CartQueries for CartQueryService {
     async fn get_cart(&self, request: Request<GetCartRequest>) -> Result<Response<Cart>, Status> {
-        Ok(Response::new(
-            get_cart(&self.pool, &request.get_ref().cart_id).await?,
-        ))
+        let started = std::time::Instant::now();
+        let result = get_cart(&self.pool, &request.get_ref().cart_id).await;
+        crate::record("cart", "GetCart", started, result.as_ref().err());
+        Ok(Response::new(result?))
     }
 }

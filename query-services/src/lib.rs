@@ -19,6 +19,25 @@ pub enum QueryError {
     Db(#[from] sqlx::Error),
 }
 
+/// Records one query in `queries_total{service, method, outcome}` and
+/// `query_duration_seconds{service, method}`.
+pub fn record(
+    service: &'static str,
+    method: &'static str,
+    started: std::time::Instant,
+    error: Option<&QueryError>,
+) {
+    let outcome = match error {
+        None => "ok",
+        Some(QueryError::Db(_)) => "unavailable",
+        Some(_) => "rejected",
+    };
+    metrics::counter!("queries_total", "service" => service, "method" => method, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("query_duration_seconds", "service" => service, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+}
+
 impl From<QueryError> for tonic::Status {
     fn from(e: QueryError) -> Self {
         match e {
