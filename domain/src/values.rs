@@ -70,6 +70,16 @@ uuid_id!(
     UserId,
     "user"
 );
+uuid_id!(
+    /// Identifies an order stream.
+    OrderId,
+    "order"
+);
+uuid_id!(
+    /// Identifies a payment stream.
+    PaymentId,
+    "payment"
+);
 
 /// A line quantity: at least 1, at most [`Quantity::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -198,6 +208,60 @@ impl Money {
     }
     pub fn currency(&self) -> Currency {
         self.currency
+    }
+
+    /// Zero in a currency.
+    pub fn zero(currency: Currency) -> Self {
+        Self {
+            amount_minor: 0,
+            currency,
+        }
+    }
+
+    /// The sum, if both are in the same currency and it does not overflow.
+    pub fn checked_add(self, other: Money) -> Result<Money, ValueError> {
+        if self.currency != other.currency {
+            return Err(ValueError(format!(
+                "cannot add {} to {}",
+                other.currency.as_str(),
+                self.currency.as_str()
+            )));
+        }
+        self.amount_minor
+            .checked_add(other.amount_minor)
+            .map(|amount_minor| Money {
+                amount_minor,
+                currency: self.currency,
+            })
+            .ok_or_else(|| ValueError("amount overflows".into()))
+    }
+
+    /// The difference, if both are in the same currency and it is not negative.
+    pub fn checked_sub(self, other: Money) -> Result<Money, ValueError> {
+        if self.currency != other.currency || other.amount_minor > self.amount_minor {
+            return Err(ValueError(format!(
+                "cannot take {} {} from {} {}",
+                other.amount_minor,
+                other.currency.as_str(),
+                self.amount_minor,
+                self.currency.as_str()
+            )));
+        }
+        Ok(Money {
+            amount_minor: self.amount_minor - other.amount_minor,
+            currency: self.currency,
+        })
+    }
+
+    /// This amount times a quantity.
+    pub fn times(self, quantity: Quantity) -> Result<Money, ValueError> {
+        self.amount_minor
+            .checked_mul(i64::from(quantity.get()))
+            .map(|amount_minor| Money {
+                amount_minor,
+                currency: self.currency,
+            })
+            .ok_or_else(|| ValueError("amount overflows".into()))
     }
 }
 
