@@ -6,6 +6,7 @@
 //! returns. Value types ([`values`]) can only be built through constructors that check them.
 
 pub mod cart;
+pub mod order;
 pub mod product;
 pub mod values;
 

@@ -1,0 +1,567 @@
+//! The order aggregate: placed from a checkout, then moved through its lifecycle
+//!
+//! placed → stock reserved → payment authorized → confirmed → shipped → delivered
+//!
+//! by the checkout saga and the back office. It can be cancelled before shipment (by the
+//! customer or by the saga's compensation) and refunded, in part or in full, once paid. A
+//! step repeated in the state it leads to is a no-op (the saga may redeliver); any other
+//! illegal transition is refused with the status it was tried in.
+
+use crate::values::{CartId, Money, OrderId, PaymentId, ProductId, Quantity, UserId};
+use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Most lines one order may hold.
+pub const MAX_LINES: usize = 100;
+
+/// One line of an order, with the unit price snapshotted at checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+    pub unit_price: Money,
+}
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// No `OrderPlaced` yet.
+    #[default]
+    New,
+    Placed,
+    StockReserved,
+    PaymentAuthorized,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::New => "new",
+            OrderStatus::Placed => "placed",
+            OrderStatus::StockReserved => "stock_reserved",
+            OrderStatus::PaymentAuthorized => "payment_authorized",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Who cancelled an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelledBy {
+    Customer,
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    Place {
+        order_id: OrderId,
+        customer_id: UserId,
+        cart_id: CartId,
+        lines: Vec<OrderLine>,
+    },
+    MarkStockReserved,
+    MarkPaymentAuthorized {
+        payment_id: PaymentId,
+    },
+    Confirm,
+    Ship {
+        carrier: String,
+        tracking_number: String,
+    },
+    MarkDelivered,
+    Cancel {
+        reason: String,
+        by: CancelledBy,
+    },
+    Refund {
+        amount: Money,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderPlaced {
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub cart_id: CartId,
+    pub lines: Vec<OrderLine>,
+    pub total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderStockReserved {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderPaymentAuthorized {
+    pub payment_id: PaymentId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderConfirmed {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderShipped {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderDelivered {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCancelled {
+    pub reason: String,
+    pub by: CancelledBy,
+    /// The status the order was in when it was cancelled (tells the saga what to undo).
+    pub previous_status: OrderStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRefunded {
+    pub amount: Money,
+    /// Everything refunded so far, this refund included.
+    pub total_refunded: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "data")]
+pub enum OrderEvent {
+    OrderPlaced(OrderPlaced),
+    OrderStockReserved(OrderStockReserved),
+    OrderPaymentAuthorized(OrderPaymentAuthorized),
+    OrderConfirmed(OrderConfirmed),
+    OrderShipped(OrderShipped),
+    OrderDelivered(OrderDelivered),
+    OrderCancelled(OrderCancelled),
+    OrderRefunded(OrderRefunded),
+}
+
+impl DomainEvent for OrderEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            OrderEvent::OrderPlaced(_) => "OrderPlaced",
+            OrderEvent::OrderStockReserved(_) => "OrderStockReserved",
+            OrderEvent::OrderPaymentAuthorized(_) => "OrderPaymentAuthorized",
+            OrderEvent::OrderConfirmed(_) => "OrderConfirmed",
+            OrderEvent::OrderShipped(_) => "OrderShipped",
+            OrderEvent::OrderDelivered(_) => "OrderDelivered",
+            OrderEvent::OrderCancelled(_) => "OrderCancelled",
+            OrderEvent::OrderRefunded(_) => "OrderRefunded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("order not found")]
+    NotFound,
+    #[error("order already exists")]
+    AlreadyExists,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot {action} an order that is {}", status.as_str())]
+    InvalidTransition {
+        status: OrderStatus,
+        action: &'static str,
+    },
+    #[error("cannot refund {requested} minor units: {refundable} left to refund")]
+    RefundTooLarge { requested: i64, refundable: i64 },
+}
+
+impl DomainError for OrderError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            OrderError::NotFound => ErrorKind::NotFound,
+            OrderError::AlreadyExists => ErrorKind::AlreadyExists,
+            OrderError::Invalid(_) => ErrorKind::InvalidArgument,
+            OrderError::InvalidTransition { .. } | OrderError::RefundTooLarge { .. } => {
+                ErrorKind::FailedPrecondition
+            }
+        }
+    }
+}
+
+/// The state folded from an order's events.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Order {
+    pub id: Option<OrderId>,
+    pub customer_id: Option<UserId>,
+    pub cart_id: Option<CartId>,
+    pub status: OrderStatus,
+    pub lines: Vec<OrderLine>,
+    pub total: Option<Money>,
+    pub payment_id: Option<PaymentId>,
+    pub refunded: Option<Money>,
+    pub shipment: Option<OrderShipped>,
+}
+
+impl Order {
+    fn paid(&self) -> bool {
+        matches!(
+            self.status,
+            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered
+        )
+    }
+}
+
+/// The total of a list of lines, all in one currency.
+pub fn total_of(lines: &[OrderLine]) -> Result<Money, OrderError> {
+    let first = lines
+        .first()
+        .ok_or_else(|| OrderError::Invalid("an order needs at least one line".into()))?;
+    let mut total = Money::zero(first.unit_price.currency());
+    for l in lines {
+        let line = l
+            .unit_price
+            .times(l.quantity)
+            .map_err(|e| OrderError::Invalid(e.0))?;
+        total = total
+            .checked_add(line)
+            .map_err(|e| OrderError::Invalid(e.0))?;
+    }
+    Ok(total)
+}
+
+impl Aggregate for Order {
+    const STREAM_TYPE: &'static str = "order";
+    type Command = OrderCommand;
+    type Event = OrderEvent;
+    type Error = OrderError;
+
+    fn decide(&self, command: &OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
+        use OrderCommand as C;
+        use OrderEvent as E;
+        use OrderStatus as S;
+        let status = self.status;
+        let refuse = |action| Err(OrderError::InvalidTransition { status, action });
+        match (status, command) {
+            (
+                S::New,
+                C::Place {
+                    order_id,
+                    customer_id,
+                    cart_id,
+                    lines,
+                },
+            ) => {
+                if lines.len() > MAX_LINES {
+                    return Err(OrderError::Invalid(format!(
+                        "an order holds at most {MAX_LINES} lines"
+                    )));
+                }
+                let total = total_of(lines)?;
+                Ok(vec![E::OrderPlaced(OrderPlaced {
+                    order_id: *order_id,
+                    customer_id: *customer_id,
+                    cart_id: *cart_id,
+                    lines: lines.clone(),
+                    total,
+                })])
+            }
+            (_, C::Place { .. }) => Err(OrderError::AlreadyExists),
+            (S::New, _) => Err(OrderError::NotFound),
+
+            (S::Placed, C::MarkStockReserved) => {
+                Ok(vec![E::OrderStockReserved(OrderStockReserved {})])
+            }
+            (S::StockReserved, C::MarkStockReserved) => Ok(vec![]),
+            (_, C::MarkStockReserved) => refuse("reserve stock for"),
+
+            (S::StockReserved, C::MarkPaymentAuthorized { payment_id }) => {
+                Ok(vec![E::OrderPaymentAuthorized(OrderPaymentAuthorized {
+                    payment_id: *payment_id,
+                })])
+            }
+            (S::PaymentAuthorized, C::MarkPaymentAuthorized { payment_id })
+                if self.payment_id == Some(*payment_id) =>
+            {
+                Ok(vec![])
+            }
+            (_, C::MarkPaymentAuthorized { .. }) => refuse("authorize payment for"),
+
+            (S::PaymentAuthorized, C::Confirm) => Ok(vec![E::OrderConfirmed(OrderConfirmed {})]),
+            (S::Confirmed, C::Confirm) => Ok(vec![]),
+            (_, C::Confirm) => refuse("confirm"),
+
+            (
+                S::Confirmed,
+                C::Ship {
+                    carrier,
+                    tracking_number,
+                },
+            ) => {
+                if carrier.trim().is_empty() || tracking_number.trim().is_empty() {
+                    return Err(OrderError::Invalid(
+                        "a shipment needs a carrier and a tracking number".into(),
+                    ));
+                }
+                Ok(vec![E::OrderShipped(OrderShipped {
+                    carrier: carrier.trim().to_owned(),
+                    tracking_number: tracking_number.trim().to_owned(),
+                })])
+            }
+            (_, C::Ship { .. }) => refuse("ship"),
+
+            (S::Shipped, C::MarkDelivered) => Ok(vec![E::OrderDelivered(OrderDelivered {})]),
+            (S::Delivered, C::MarkDelivered) => Ok(vec![]),
+            (_, C::MarkDelivered) => refuse("deliver"),
+
+            (S::Cancelled, C::Cancel { .. }) => Ok(vec![]),
+            (S::Shipped | S::Delivered, C::Cancel { .. }) => refuse("cancel"),
+            (_, C::Cancel { reason, by }) => Ok(vec![E::OrderCancelled(OrderCancelled {
+                reason: reason.clone(),
+                by: *by,
+                previous_status: status,
+            })]),
+
+            (_, C::Refund { amount }) => {
+                if !self.paid() {
+                    return refuse("refund");
+                }
+                let total = self.total.ok_or(OrderError::NotFound)?;
+                let already = self.refunded.unwrap_or(Money::zero(total.currency()));
+                let refundable = total
+                    .checked_sub(already)
+                    .map_err(|e| OrderError::Invalid(e.0))?;
+                if amount.currency() != total.currency() {
+                    return Err(OrderError::Invalid(format!(
+                        "refunds are in {}",
+                        total.currency().as_str()
+                    )));
+                }
+                if amount.amount_minor() == 0 || amount.amount_minor() > refundable.amount_minor() {
+                    return Err(OrderError::RefundTooLarge {
+                        requested: amount.amount_minor(),
+                        refundable: refundable.amount_minor(),
+                    });
+                }
+                let total_refunded = already
+                    .checked_add(*amount)
+                    .map_err(|e| OrderError::Invalid(e.0))?;
+                Ok(vec![E::OrderRefunded(OrderRefunded {
+                    amount: *amount,
+                    total_refunded,
+                })])
+            }
+        }
+    }
+
+    fn evolve(mut self, event: &OrderEvent) -> Self {
+        match event {
+            OrderEvent::OrderPlaced(e) => {
+                self.id = Some(e.order_id);
+                self.customer_id = Some(e.customer_id);
+                self.cart_id = Some(e.cart_id);
+                self.lines = e.lines.clone();
+                self.total = Some(e.total);
+                self.status = OrderStatus::Placed;
+            }
+            OrderEvent::OrderStockReserved(_) => self.status = OrderStatus::StockReserved,
+            OrderEvent::OrderPaymentAuthorized(e) => {
+                self.payment_id = Some(e.payment_id);
+                self.status = OrderStatus::PaymentAuthorized;
+            }
+            OrderEvent::OrderConfirmed(_) => self.status = OrderStatus::Confirmed,
+            OrderEvent::OrderShipped(e) => {
+                self.shipment = Some(e.clone());
+                self.status = OrderStatus::Shipped;
+            }
+            OrderEvent::OrderDelivered(_) => self.status = OrderStatus::Delivered,
+            OrderEvent::OrderCancelled(_) => self.status = OrderStatus::Cancelled,
+            OrderEvent::OrderRefunded(e) => self.refunded = Some(e.total_refunded),
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::values::Currency;
+
+    fn eur(n: i64) -> Money {
+        Money::new(n, Currency::parse("EUR").unwrap()).unwrap()
+    }
+
+    fn id<T: From<uuid::Uuid>>(n: u128) -> T {
+        T::from(uuid::Uuid::from_u128(n))
+    }
+
+    fn placed() -> OrderEvent {
+        OrderEvent::OrderPlaced(OrderPlaced {
+            order_id: id(1),
+            customer_id: id(2),
+            cart_id: id(3),
+            lines: vec![OrderLine {
+                product_id: id(4),
+                quantity: Quantity::new(2).unwrap(),
+                unit_price: eur(1000),
+            }],
+            total: eur(2000),
+        })
+    }
+
+    fn confirmed() -> Vec<OrderEvent> {
+        vec![
+            placed(),
+            OrderEvent::OrderStockReserved(OrderStockReserved {}),
+            OrderEvent::OrderPaymentAuthorized(OrderPaymentAuthorized { payment_id: id(9) }),
+            OrderEvent::OrderConfirmed(OrderConfirmed {}),
+        ]
+    }
+
+    fn given(events: impl IntoIterator<Item = OrderEvent>) -> Order {
+        Order::fold(&events.into_iter().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn placing_computes_the_total() {
+        let then = given([]).decide(&OrderCommand::Place {
+            order_id: id(1),
+            customer_id: id(2),
+            cart_id: id(3),
+            lines: vec![OrderLine {
+                product_id: id(4),
+                quantity: Quantity::new(2).unwrap(),
+                unit_price: eur(1000),
+            }],
+        });
+        assert_eq!(then, Ok(vec![placed()]));
+    }
+
+    #[test]
+    fn an_order_needs_lines_in_one_currency() {
+        let usd = Money::new(5, Currency::parse("USD").unwrap()).unwrap();
+        let line = |p| OrderLine {
+            product_id: id(4),
+            quantity: Quantity::new(1).unwrap(),
+            unit_price: p,
+        };
+        for lines in [vec![], vec![line(eur(5)), line(usd)]] {
+            let then = given([]).decide(&OrderCommand::Place {
+                order_id: id(1),
+                customer_id: id(2),
+                cart_id: id(3),
+                lines,
+            });
+            assert!(matches!(then, Err(OrderError::Invalid(_))), "{then:?}");
+        }
+    }
+
+    #[test]
+    fn the_happy_lifecycle() {
+        let mut state = given([placed()]);
+        for (command, status) in [
+            (OrderCommand::MarkStockReserved, OrderStatus::StockReserved),
+            (
+                OrderCommand::MarkPaymentAuthorized { payment_id: id(9) },
+                OrderStatus::PaymentAuthorized,
+            ),
+            (OrderCommand::Confirm, OrderStatus::Confirmed),
+            (
+                OrderCommand::Ship {
+                    carrier: "DHL".into(),
+                    tracking_number: "JD0001".into(),
+                },
+                OrderStatus::Shipped,
+            ),
+            (OrderCommand::MarkDelivered, OrderStatus::Delivered),
+        ] {
+            let events = state.decide(&command).unwrap();
+            assert_eq!(events.len(), 1);
+            state = events.iter().fold(state, Order::evolve);
+            assert_eq!(state.status, status);
+            // Repeating a step (a redelivered saga command) changes nothing.
+            if !matches!(command, OrderCommand::Ship { .. }) {
+                assert_eq!(state.decide(&command), Ok(vec![]));
+            }
+        }
+    }
+
+    #[test]
+    fn illegal_transitions_say_why() {
+        let then = given([placed()]).decide(&OrderCommand::Confirm);
+        assert_eq!(
+            then,
+            Err(OrderError::InvalidTransition {
+                status: OrderStatus::Placed,
+                action: "confirm"
+            })
+        );
+        assert_eq!(
+            then.unwrap_err().to_string(),
+            "cannot confirm an order that is placed"
+        );
+    }
+
+    #[test]
+    fn cancelling_before_shipment_only() {
+        let cancel = OrderCommand::Cancel {
+            reason: "changed my mind".into(),
+            by: CancelledBy::Customer,
+        };
+        let then = given(confirmed()).decide(&cancel).unwrap();
+        assert!(matches!(
+            &then[0],
+            OrderEvent::OrderCancelled(OrderCancelled {
+                previous_status: OrderStatus::Confirmed,
+                ..
+            })
+        ));
+        let mut shipped = confirmed();
+        shipped.push(OrderEvent::OrderShipped(OrderShipped {
+            carrier: "DHL".into(),
+            tracking_number: "1".into(),
+        }));
+        assert!(matches!(
+            given(shipped).decide(&cancel),
+            Err(OrderError::InvalidTransition { .. })
+        ));
+    }
+
+    #[test]
+    fn refunds_up_to_the_total_once_paid() {
+        assert!(matches!(
+            given([placed()]).decide(&OrderCommand::Refund { amount: eur(1) }),
+            Err(OrderError::InvalidTransition { .. })
+        ));
+        let mut history = confirmed();
+        history.push(OrderEvent::OrderRefunded(OrderRefunded {
+            amount: eur(1500),
+            total_refunded: eur(1500),
+        }));
+        assert_eq!(
+            given(history.clone()).decide(&OrderCommand::Refund { amount: eur(600) }),
+            Err(OrderError::RefundTooLarge {
+                requested: 600,
+                refundable: 500
+            })
+        );
+        assert_eq!(
+            given(history).decide(&OrderCommand::Refund { amount: eur(500) }),
+            Ok(vec![OrderEvent::OrderRefunded(OrderRefunded {
+                amount: eur(500),
+                total_refunded: eur(2000)
+            })])
+        );
+    }
+}
