@@ -7,6 +7,7 @@
 
 pub mod cart;
 pub mod order;
+pub mod payment;
 pub mod product;
 pub mod values;
 
