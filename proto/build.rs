@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["commerce/cart/v1/cart.proto"];
+    let files = [
+        "commerce/cart/v1/cart.proto",
+        "commerce/commands/v1/commands.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

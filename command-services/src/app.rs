@@ -3,6 +3,7 @@
 //! `relay` publishes the store to Kafka.
 
 use crate::cart_service::CartService;
+use crate::generic_service::GenericCommands;
 use crate::handler::CommandHandler;
 use crate::kafka::KafkaArgs;
 use crate::relay::{Relay, RelayConfig};
@@ -11,12 +12,16 @@ use crate::support::{
 };
 use crate::MongoArgs;
 use clap::Parser;
+use domain::order::Order;
+use domain::product::Product;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum AggregateKind {
     Cart,
+    Product,
+    Order,
 }
 
 /// Serves one aggregate's command API over gRPC.
@@ -54,6 +59,24 @@ pub async fn command_service_main() -> anyhow::Result<()> {
         AggregateKind::Cart => {
             let handler = Arc::new(CommandHandler::new(store, args.max_attempts));
             serve_grpc(args.grpc_addr, CartService::new(handler), shutdown.clone()).await
+        }
+        AggregateKind::Product => {
+            let handler = Arc::new(CommandHandler::<Product>::new(store, args.max_attempts));
+            serve_grpc(
+                args.grpc_addr,
+                GenericCommands::new(handler),
+                shutdown.clone(),
+            )
+            .await
+        }
+        AggregateKind::Order => {
+            let handler = Arc::new(CommandHandler::<Order>::new(store, args.max_attempts));
+            serve_grpc(
+                args.grpc_addr,
+                GenericCommands::new(handler),
+                shutdown.clone(),
+            )
+            .await
         }
     };
     shutdown.cancel();

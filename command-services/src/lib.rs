@@ -12,6 +12,7 @@ pub mod app;
 pub mod cart_service;
 pub mod error;
 pub mod event_store;
+pub mod generic_service;
 pub mod handler;
 pub mod kafka;
 pub mod relay;

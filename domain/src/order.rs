@@ -63,7 +63,9 @@ pub enum CancelledBy {
     System,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialised (for the generic gRPC `Commands` service) as `{"type": "snake_case_name", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum OrderCommand {
     Place {
         order_id: OrderId,

@@ -51,7 +51,9 @@ impl ProductDetails {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialised (for the generic gRPC `Commands` service) as `{"type": "snake_case_name", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ProductCommand {
     Create {
         product_id: ProductId,

@@ -120,6 +120,9 @@ pub fn catalogue_markdown() -> String {
 /// Every event type of every aggregate, at every schema version still read.
 pub fn all() -> Vec<EventSchema> {
     use domain::cart::*;
+    use domain::order as o;
+    use domain::payment as y;
+    use domain::product as p;
     vec![
         EventSchema::of::<CartCreated>("cart", "CartCreated", 1),
         EventSchema::of::<CartItemAdded>("cart", "CartItemAdded", 1),
@@ -127,6 +130,27 @@ pub fn all() -> Vec<EventSchema> {
         EventSchema::of::<CartItemRemoved>("cart", "CartItemRemoved", 1),
         EventSchema::of::<CartCleared>("cart", "CartCleared", 1),
         EventSchema::of::<CartCheckedOut>("cart", "CartCheckedOut", 1),
+        EventSchema::of::<p::ProductCreated>("product", "ProductCreated", 1),
+        EventSchema::of::<p::ProductUpdated>("product", "ProductUpdated", 1),
+        EventSchema::of::<p::ProductPriceChanged>("product", "ProductPriceChanged", 1),
+        EventSchema::of::<p::ProductArchived>("product", "ProductArchived", 1),
+        EventSchema::of::<p::StockAdjusted>("product", "StockAdjusted", 1),
+        EventSchema::of::<p::StockReserved>("product", "StockReserved", 1),
+        EventSchema::of::<p::StockReservationReleased>("product", "StockReservationReleased", 1),
+        EventSchema::of::<p::StockReservationCommitted>("product", "StockReservationCommitted", 1),
+        EventSchema::of::<o::OrderPlaced>("order", "OrderPlaced", 1),
+        EventSchema::of::<o::OrderStockReserved>("order", "OrderStockReserved", 1),
+        EventSchema::of::<o::OrderPaymentAuthorized>("order", "OrderPaymentAuthorized", 1),
+        EventSchema::of::<o::OrderConfirmed>("order", "OrderConfirmed", 1),
+        EventSchema::of::<o::OrderShipped>("order", "OrderShipped", 1),
+        EventSchema::of::<o::OrderDelivered>("order", "OrderDelivered", 1),
+        EventSchema::of::<o::OrderCancelled>("order", "OrderCancelled", 1),
+        EventSchema::of::<o::OrderRefunded>("order", "OrderRefunded", 1),
+        EventSchema::of::<y::PaymentAuthorized>("payment", "PaymentAuthorized", 1),
+        EventSchema::of::<y::PaymentDeclined>("payment", "PaymentDeclined", 1),
+        EventSchema::of::<y::PaymentCaptured>("payment", "PaymentCaptured", 1),
+        EventSchema::of::<y::PaymentVoided>("payment", "PaymentVoided", 1),
+        EventSchema::of::<y::PaymentRefunded>("payment", "PaymentRefunded", 1),
     ]
 }
 

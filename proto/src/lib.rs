@@ -7,5 +7,11 @@ pub mod cart {
     tonic::include_proto!("commerce.cart.v1");
 }
 
+/// `commerce.commands.v1`: the generic command API of the other aggregates.
+pub mod commands {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("commerce.commands.v1");
+}
+
 /// Encoded `FileDescriptorSet` of every compiled `.proto`, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

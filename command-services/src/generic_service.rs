@@ -1,0 +1,87 @@
+//! The generic `Commands` gRPC service: one implementation serves every aggregate whose
+//! commands deserialize from JSON. It parses the command (serde goes through the domain's
+//! checked constructors), then hands it to the generic handler.
+
+use crate::cart_service::CORRELATION_HEADER;
+use crate::error::CommandError;
+use crate::handler::{CommandContext, CommandHandler};
+use domain::Aggregate;
+use event_schemas::EventMeta;
+use proto::commands::commands_server::{Commands, CommandsServer};
+use proto::commands::{ExecuteRequest, ExecuteResponse, Meta};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct GenericCommands<A: Aggregate> {
+    handler: Arc<CommandHandler<A>>,
+}
+
+impl<A> GenericCommands<A>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+{
+    pub fn new(handler: Arc<CommandHandler<A>>) -> CommandsServer<Self> {
+        CommandsServer::new(Self { handler })
+    }
+}
+
+/// The command context from request metadata and the request's meta block.
+pub fn context_of<T>(request: &Request<T>, meta: Option<&Meta>) -> CommandContext {
+    let correlation_id = request
+        .metadata()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    CommandContext {
+        idempotency_key: meta
+            .map(|m| m.idempotency_key.clone())
+            .filter(|k| !k.is_empty()),
+        meta: EventMeta {
+            correlation_id,
+            causation_id: None,
+            actor: meta
+                .map(|m| m.actor.clone())
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "anonymous".to_owned()),
+        },
+    }
+}
+
+/// Parses a stream id (a UUID, canonical form).
+pub fn stream_id(s: &str) -> Result<String, CommandError> {
+    uuid::Uuid::parse_str(s.trim())
+        .map(|u| u.to_string())
+        .map_err(|_| CommandError::InvalidArgument(format!("malformed id: {s:?}")))
+}
+
+/// Parses a command from JSON into the domain's types.
+pub fn parse_command<C: DeserializeOwned>(json: &str) -> Result<C, CommandError> {
+    serde_json::from_str(json)
+        .map_err(|e| CommandError::InvalidArgument(format!("invalid command: {e}")))
+}
+
+#[tonic::async_trait]
+impl<A> Commands for GenericCommands<A>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+{
+    async fn execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        let r = request.get_ref();
+        let id = stream_id(&r.stream_id)?;
+        let command: A::Command = parse_command(&r.command_json)?;
+        let ctx = context_of(&request, r.meta.as_ref());
+        let outcome = self.handler.handle(&id, &command, &ctx).await?;
+        Ok(Response::new(ExecuteResponse {
+            stream_id: outcome.stream_id,
+            version: outcome.version,
+        }))
+    }
+}
