@@ -2,6 +2,8 @@
 //! models and runs the named projection until SIGTERM.
 
 use crate::cart::CartProjection;
+use crate::catalogue::ProductProjection;
+use crate::orders::OrderProjection;
 use crate::runtime::{ProjectorRuntime, RuntimeConfig};
 use clap::Parser;
 use command_services::kafka::KafkaArgs;
@@ -13,6 +15,8 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ProjectionKind {
     Cart,
+    Product,
+    Order,
 }
 
 #[derive(Debug, Parser)]
@@ -64,10 +68,21 @@ pub async fn projector_main() -> anyhow::Result<()> {
         batch_size: args.batch_size.max(1),
         ..RuntimeConfig::default()
     };
+    let token = shutdown.clone();
     let result = match args.projection {
         ProjectionKind::Cart => {
             ProjectorRuntime::new(CartProjection, pool, args.kafka, config, ready)
-                .run(shutdown.clone())
+                .run(token)
+                .await
+        }
+        ProjectionKind::Product => {
+            ProjectorRuntime::new(ProductProjection, pool, args.kafka, config, ready)
+                .run(token)
+                .await
+        }
+        ProjectionKind::Order => {
+            ProjectorRuntime::new(OrderProjection, pool, args.kafka, config, ready)
+                .run(token)
                 .await
         }
     };

@@ -31,6 +31,73 @@ pub enum ProjectionError {
     Db(#[from] sqlx::Error),
 }
 
+/// Whether an event moves a row to its next version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// The row moved from version N-1 to N: apply the event's other changes.
+    Apply,
+    /// The row is already at N or later: a redelivery, change nothing.
+    Seen,
+}
+
+/// Moves `table`'s row `id` to `version` if it is at `version - 1`, and sets `updated_at`.
+/// A row further behind (a gap) or missing is a poison event. `table` is a constant of the
+/// calling projection, never input.
+pub async fn advance(
+    conn: &mut PgConnection,
+    table: &'static str,
+    id: uuid::Uuid,
+    env: &EventEnvelope,
+) -> Result<Advance, ProjectionError> {
+    let version = i64::try_from(env.version)
+        .map_err(|_| ProjectionError::Poison("version out of range".into()))?;
+    let moved = sqlx::query(&format!(
+        "UPDATE {table} SET version = $2, updated_at = $3 WHERE id = $1 AND version = $2 - 1"
+    ))
+    .bind(id)
+    .bind(version)
+    .bind(env.occurred_at)
+    .execute(&mut *conn)
+    .await?;
+    if moved.rows_affected() == 1 {
+        return Ok(Advance::Apply);
+    }
+    let current: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT version FROM {table} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match current {
+        Some(v) if v >= version => Ok(Advance::Seen),
+        Some(v) => Err(ProjectionError::Poison(format!(
+            "{table} {id} is at version {v}; version {version} leaves a gap"
+        ))),
+        None => Err(ProjectionError::Poison(format!(
+            "{table} {id} was never created"
+        ))),
+    }
+}
+
+/// The stream id of an event as a UUID, and its typed payload.
+pub fn decode<E: domain::DomainEvent>(
+    env: &EventEnvelope,
+    stream_type: &str,
+) -> Result<(uuid::Uuid, E), ProjectionError> {
+    if env.stream_type != stream_type {
+        return Err(ProjectionError::Poison(format!(
+            "not a {stream_type} event: {}",
+            env.stream_type
+        )));
+    }
+    let event = env
+        .decode()
+        .map_err(|e| ProjectionError::Poison(e.to_string()))?;
+    let id = uuid::Uuid::parse_str(&env.stream_id).map_err(|_| {
+        ProjectionError::Poison(format!("stream id {:?} is not a UUID", env.stream_id))
+    })?;
+    Ok((id, event))
+}
+
 /// One read model: which topics feed it and how an event changes its rows.
 pub trait Projection: Send + Sync + 'static {
     /// Names the consumer group (`projector.<name>`) and the checkpoint rows.

@@ -1,0 +1,102 @@
+//! The `products` read model: catalogue fields, price, and stock (on hand and reserved).
+
+use crate::runtime::{advance, decode, Advance, Projection, ProjectionError};
+use domain::product::ProductEvent;
+use event_schemas::{topic_for, EventEnvelope};
+use sqlx::PgConnection;
+use std::future::Future;
+use uuid::Uuid;
+
+pub struct ProductProjection;
+
+impl Projection for ProductProjection {
+    fn name(&self) -> &'static str {
+        "product"
+    }
+
+    fn topics(&self) -> Vec<String> {
+        vec![topic_for("product")]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        env: &'a EventEnvelope,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a {
+        apply(conn, env)
+    }
+}
+
+fn json(v: &impl serde::Serialize) -> Result<serde_json::Value, ProjectionError> {
+    serde_json::to_value(v).map_err(|e| ProjectionError::Poison(e.to_string()))
+}
+
+async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), ProjectionError> {
+    let (id, event): (Uuid, ProductEvent) = decode(env, "product")?;
+    if let ProductEvent::ProductCreated(e) = &event {
+        sqlx::query(
+            "INSERT INTO products (id, name, description, categories, attributes, price_minor,
+                                   currency, on_hand, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(&e.details.name)
+        .bind(&e.details.description)
+        .bind(&e.details.categories)
+        .bind(json(&e.details.attributes)?)
+        .bind(e.price.amount_minor())
+        .bind(e.price.currency().as_str())
+        .bind(e.initial_stock as i32)
+        .bind(env.occurred_at)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
+    if advance(conn, "products", id, env).await? == Advance::Seen {
+        return Ok(());
+    }
+    let q = match &event {
+        ProductEvent::ProductCreated(_) => return Ok(()),
+        ProductEvent::ProductUpdated(e) => sqlx::query(
+            "UPDATE products SET name = $2, description = $3, categories = $4, attributes = $5
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(e.details.name.clone())
+        .bind(e.details.description.clone())
+        .bind(e.details.categories.clone())
+        .bind(json(&e.details.attributes)?),
+        ProductEvent::ProductPriceChanged(e) => {
+            sqlx::query("UPDATE products SET price_minor = $2, currency = $3 WHERE id = $1")
+                .bind(id)
+                .bind(e.price.amount_minor())
+                .bind(e.price.currency().as_str().to_owned())
+        }
+        ProductEvent::ProductArchived(_) => {
+            sqlx::query("UPDATE products SET archived = true WHERE id = $1").bind(id)
+        }
+        ProductEvent::StockAdjusted(e) => {
+            sqlx::query("UPDATE products SET on_hand = $2 WHERE id = $1")
+                .bind(id)
+                .bind(e.on_hand as i32)
+        }
+        ProductEvent::StockReserved(e) => {
+            sqlx::query("UPDATE products SET reserved = reserved + $2 WHERE id = $1")
+                .bind(id)
+                .bind(e.quantity.get() as i32)
+        }
+        ProductEvent::StockReservationReleased(e) => {
+            sqlx::query("UPDATE products SET reserved = reserved - $2 WHERE id = $1")
+                .bind(id)
+                .bind(e.quantity.get() as i32)
+        }
+        ProductEvent::StockReservationCommitted(e) => {
+            sqlx::query("UPDATE products SET reserved = reserved - $2, on_hand = $3 WHERE id = $1")
+                .bind(id)
+                .bind(e.quantity.get() as i32)
+                .bind(e.on_hand as i32)
+        }
+    };
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
