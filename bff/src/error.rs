@@ -14,6 +14,10 @@ pub enum BffError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("the resource was changed concurrently; retry")]
     Conflict,
     #[error("a backend service is temporarily unavailable; retry")]
@@ -29,6 +33,8 @@ impl BffError {
             BffError::NotFound(_) => "NOT_FOUND",
             BffError::AlreadyExists(_) => "ALREADY_EXISTS",
             BffError::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            BffError::Forbidden(_) => "FORBIDDEN",
+            BffError::Unauthenticated(_) => "UNAUTHENTICATED",
             BffError::Conflict => "CONFLICT",
             BffError::Unavailable => "UNAVAILABLE",
             BffError::Internal => "INTERNAL",
@@ -45,6 +51,8 @@ impl From<tonic::Status> for BffError {
             Code::AlreadyExists => BffError::AlreadyExists(msg),
             Code::FailedPrecondition => BffError::FailedPrecondition(msg),
             Code::Aborted => BffError::Conflict,
+            Code::PermissionDenied => BffError::Forbidden(msg),
+            Code::Unauthenticated => BffError::Unauthenticated(msg),
             Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
                 tracing::warn!(status = ?s, "backend unavailable");
                 BffError::Unavailable

@@ -14,6 +14,8 @@ pub enum CommandError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("the stream was changed concurrently; retry the command")]
     Conflict,
     #[error("a dependency is unavailable: {0}")]
@@ -31,6 +33,7 @@ impl CommandError {
             ErrorKind::NotFound => Self::NotFound(msg),
             ErrorKind::AlreadyExists => Self::AlreadyExists(msg),
             ErrorKind::FailedPrecondition => Self::FailedPrecondition(msg),
+            ErrorKind::PermissionDenied => Self::PermissionDenied(msg),
         }
     }
 }
@@ -59,6 +62,7 @@ impl From<CommandError> for tonic::Status {
             CommandError::NotFound(m) => Status::not_found(m),
             CommandError::AlreadyExists(m) => Status::already_exists(m),
             CommandError::FailedPrecondition(m) => Status::failed_precondition(m),
+            CommandError::PermissionDenied(m) => Status::permission_denied(m),
             CommandError::Conflict => Status::aborted(CommandError::Conflict.to_string()),
             CommandError::Unavailable(m) => {
                 tracing::warn!(error = %m, "dependency unavailable");

@@ -143,6 +143,9 @@ impl<A: Aggregate> CommandHandler<A> {
                 Some(hit) => hit,
                 None => self.load(stream_id).await?,
             };
+            state
+                .authorize(&ctx.meta.actor)
+                .map_err(|e| CommandError::domain(&e))?;
             let events = state
                 .decide(command)
                 .map_err(|e| CommandError::domain(&e))?;

@@ -5,7 +5,7 @@
 //! quantity; removing or changing a line that is not there is refused; a checked-out cart is
 //! closed and refuses every change.
 
-use crate::values::{CartId, ProductId, Quantity, UserId};
+use crate::values::{CartId, Money, OrderId, ProductId, Quantity, UserId};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,32 @@ pub enum CartCommand {
         product_id: ProductId,
     },
     Clear,
-    CheckOut,
+    /// Closes the cart into an order, with each line's price snapshotted from the catalogue.
+    CheckOut {
+        order_id: OrderId,
+        prices: BTreeMap<ProductId, Money>,
+        payment: PaymentMethod,
+    },
+    /// Removes the cart (its owner's account was deleted).
+    Delete,
+}
+
+/// How a checkout pays: a gateway token and what may be shown of the card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentMethod {
+    pub token: String,
+    pub brand: String,
+    pub last4: String,
+}
+
+/// A checked-out line with its price.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckedOutLine {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+    pub unit_price: Money,
 }
 
 /// A cart was opened.
@@ -74,10 +99,20 @@ pub struct CartItemRemoved {
 #[serde(deny_unknown_fields)]
 pub struct CartCleared {}
 
-/// The cart was checked out and is closed from now on.
+/// The cart was checked out into an order and is closed from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartCheckedOut {
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub lines: Vec<CheckedOutLine>,
+    pub payment: PaymentMethod,
+}
+
+/// The cart was removed with its owner's account.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CartCheckedOut {}
+pub struct CartDeleted {}
 
 /// Everything that can happen to a cart. Serialised as `{ "event_type": ..., "data": ... }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +124,7 @@ pub enum CartEvent {
     CartItemRemoved(CartItemRemoved),
     CartCleared(CartCleared),
     CartCheckedOut(CartCheckedOut),
+    CartDeleted(CartDeleted),
 }
 
 impl DomainEvent for CartEvent {
@@ -100,6 +136,7 @@ impl DomainEvent for CartEvent {
             CartEvent::CartItemRemoved(_) => "CartItemRemoved",
             CartEvent::CartCleared(_) => "CartCleared",
             CartEvent::CartCheckedOut(_) => "CartCheckedOut",
+            CartEvent::CartDeleted(_) => "CartDeleted",
         }
     }
 }
@@ -121,6 +158,12 @@ pub enum CartError {
     Closed,
     #[error("an empty cart cannot be checked out")]
     Empty,
+    #[error("only a signed-in customer's own cart can be checked out")]
+    Anonymous,
+    #[error("product {0} is not for sale")]
+    Unavailable(ProductId),
+    #[error("the cart belongs to another customer")]
+    Forbidden,
 }
 
 impl DomainError for CartError {
@@ -129,9 +172,12 @@ impl DomainError for CartError {
             CartError::NotFound | CartError::LineNotFound(_) => ErrorKind::NotFound,
             CartError::AlreadyExists => ErrorKind::AlreadyExists,
             CartError::QuantityTooLarge => ErrorKind::InvalidArgument,
-            CartError::TooManyLines | CartError::Closed | CartError::Empty => {
-                ErrorKind::FailedPrecondition
-            }
+            CartError::TooManyLines
+            | CartError::Closed
+            | CartError::Empty
+            | CartError::Anonymous
+            | CartError::Unavailable(_) => ErrorKind::FailedPrecondition,
+            CartError::Forbidden => ErrorKind::PermissionDenied,
         }
     }
 }
@@ -144,6 +190,7 @@ pub enum CartStatus {
     New,
     Open,
     CheckedOut,
+    Deleted,
 }
 
 /// The state folded from a cart's events.
@@ -181,6 +228,19 @@ impl Aggregate for Cart {
     type Event = CartEvent;
     type Error = CartError;
 
+    fn authorize(&self, actor: &str) -> Result<(), CartError> {
+        match self.customer_id {
+            Some(owner)
+                if actor != format!("user:{owner}")
+                    && !actor.starts_with("admin:")
+                    && !actor.starts_with("service:") =>
+            {
+                Err(CartError::Forbidden)
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn decide(&self, command: &CartCommand) -> Result<Vec<CartEvent>, CartError> {
         use CartCommand as C;
         match (self.status, command) {
@@ -198,6 +258,10 @@ impl Aggregate for Cart {
             }
             (_, C::Create { .. }) => return Err(CartError::AlreadyExists),
             (CartStatus::New, _) => return Err(CartError::NotFound),
+            (CartStatus::Deleted, _) => return Err(CartError::NotFound),
+            (CartStatus::CheckedOut, C::Delete) => {
+                return Ok(vec![CartEvent::CartDeleted(CartDeleted {})])
+            }
             (CartStatus::CheckedOut, _) => return Err(CartError::Closed),
             (CartStatus::Open, _) => {}
         }
@@ -247,8 +311,35 @@ impl Aggregate for Cart {
             }
             C::Clear if self.lines.is_empty() => vec![],
             C::Clear => vec![CartEvent::CartCleared(CartCleared {})],
-            C::CheckOut if self.lines.is_empty() => return Err(CartError::Empty),
-            C::CheckOut => vec![CartEvent::CartCheckedOut(CartCheckedOut {})],
+            C::CheckOut { .. } if self.lines.is_empty() => return Err(CartError::Empty),
+            C::CheckOut {
+                order_id,
+                prices,
+                payment,
+            } => {
+                let customer_id = self.customer_id.ok_or(CartError::Anonymous)?;
+                let lines = self
+                    .lines
+                    .iter()
+                    .map(|(p, q)| {
+                        prices
+                            .get(p)
+                            .map(|price| CheckedOutLine {
+                                product_id: *p,
+                                quantity: *q,
+                                unit_price: *price,
+                            })
+                            .ok_or(CartError::Unavailable(*p))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                vec![CartEvent::CartCheckedOut(CartCheckedOut {
+                    order_id: *order_id,
+                    customer_id,
+                    lines,
+                    payment: payment.clone(),
+                })]
+            }
+            C::Delete => vec![CartEvent::CartDeleted(CartDeleted {})],
         };
         Ok(events)
     }
@@ -271,6 +362,10 @@ impl Aggregate for Cart {
             }
             CartEvent::CartCleared(_) => self.lines.clear(),
             CartEvent::CartCheckedOut(_) => self.status = CartStatus::CheckedOut,
+            CartEvent::CartDeleted(_) => {
+                self.status = CartStatus::Deleted;
+                self.lines.clear();
+            }
         }
         self
     }
@@ -325,6 +420,85 @@ mod tests {
             product_id: p(product),
             quantity: q(n),
         }
+    }
+
+    fn owner() -> UserId {
+        UserId::from(uuid::Uuid::from_u128(7))
+    }
+
+    fn eur(n: i64) -> Money {
+        Money::new(n, crate::values::Currency::parse("EUR").unwrap()).unwrap()
+    }
+
+    fn payment() -> PaymentMethod {
+        PaymentMethod {
+            token: "tok".into(),
+            brand: "visa".into(),
+            last4: "4242".into(),
+        }
+    }
+
+    fn checkout() -> CartCommand {
+        CartCommand::CheckOut {
+            order_id: OrderId::from(uuid::Uuid::from_u128(9)),
+            prices: (0..8u128).map(|i| (p(i), eur(100 + i as i64))).collect(),
+            payment: payment(),
+        }
+    }
+
+    fn checked_out() -> CartEvent {
+        CartEvent::CartCheckedOut(CartCheckedOut {
+            order_id: OrderId::from(uuid::Uuid::from_u128(9)),
+            customer_id: owner(),
+            lines: vec![CheckedOutLine {
+                product_id: p(1),
+                quantity: q(1),
+                unit_price: eur(101),
+            }],
+            payment: payment(),
+        })
+    }
+
+    fn owned() -> CartEvent {
+        CartEvent::CartCreated(CartCreated {
+            cart_id: cart(),
+            customer_id: Some(owner()),
+        })
+    }
+
+    #[test]
+    fn checkout_snapshots_prices_and_closes_the_cart() {
+        let then = given([owned(), added(1, 1)]).when(checkout());
+        assert_eq!(then, Ok(vec![checked_out()]));
+    }
+
+    #[test]
+    fn an_anonymous_cart_cannot_be_checked_out() {
+        assert_eq!(
+            given([created(), added(1, 1)]).when(checkout()),
+            Err(CartError::Anonymous)
+        );
+    }
+
+    #[test]
+    fn a_line_without_a_price_cannot_be_checked_out() {
+        assert_eq!(
+            given([owned(), added(99, 1)]).when(checkout()),
+            Err(CartError::Unavailable(p(99)))
+        );
+    }
+
+    #[test]
+    fn only_the_owner_changes_an_owned_cart() {
+        let state = Cart::fold(&[owned()]);
+        assert_eq!(state.authorize(&format!("user:{}", owner())), Ok(()));
+        assert_eq!(
+            state.authorize("user:someone-else"),
+            Err(CartError::Forbidden)
+        );
+        assert_eq!(state.authorize("anonymous"), Err(CartError::Forbidden));
+        assert_eq!(state.authorize("service:checkout-saga"), Ok(()));
+        assert_eq!(Cart::fold(&[created()]).authorize("anonymous"), Ok(()));
     }
 
     #[test]
@@ -431,16 +605,12 @@ mod tests {
 
     #[test]
     fn a_checked_out_cart_is_closed() {
-        let history = [
-            created(),
-            added(1, 1),
-            CartEvent::CartCheckedOut(CartCheckedOut {}),
-        ];
+        let history = [created(), added(1, 1), checked_out()];
         for command in [
             add(2, 1),
             CartCommand::RemoveItem { product_id: p(1) },
             CartCommand::Clear,
-            CartCommand::CheckOut,
+            checkout(),
         ] {
             assert_eq!(given(history.clone()).when(command), Err(CartError::Closed));
         }
@@ -448,10 +618,7 @@ mod tests {
 
     #[test]
     fn an_empty_cart_cannot_be_checked_out() {
-        assert_eq!(
-            given([created()]).when(CartCommand::CheckOut),
-            Err(CartError::Empty)
-        );
+        assert_eq!(given([created()]).when(checkout()), Err(CartError::Empty));
     }
 
     #[test]
@@ -485,7 +652,7 @@ mod tests {
             }),
             product.prop_map(|product_id| CartCommand::RemoveItem { product_id }),
             Just(CartCommand::Clear),
-            Just(CartCommand::CheckOut),
+            Just(checkout()),
         ]
     }
 

@@ -9,6 +9,7 @@ pub mod cart;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod user;
 pub mod values;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -25,6 +26,8 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The command is well formed but not allowed in the aggregate's current state.
     FailedPrecondition,
+    /// The actor may not touch this aggregate.
+    PermissionDenied,
 }
 
 /// A domain error that knows its [`ErrorKind`]. Its `Display` text is safe to show to clients.
@@ -50,6 +53,12 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     type Command: Send + Sync;
     type Event: DomainEvent;
     type Error: DomainError;
+
+    /// May `actor` command this aggregate? Actors are `user:<id>`, `admin:<id>`,
+    /// `service:<name>` or `anonymous`. Checked by the handler before `decide`.
+    fn authorize(&self, _actor: &str) -> Result<(), Self::Error> {
+        Ok(())
+    }
 
     /// Decides what happens on a command, given the current state. Pure.
     fn decide(&self, command: &Self::Command) -> Result<Vec<Self::Event>, Self::Error>;

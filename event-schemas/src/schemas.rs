@@ -123,6 +123,7 @@ pub fn all() -> Vec<EventSchema> {
     use domain::order as o;
     use domain::payment as y;
     use domain::product as p;
+    use domain::user as u;
     vec![
         EventSchema::of::<CartCreated>("cart", "CartCreated", 1),
         EventSchema::of::<CartItemAdded>("cart", "CartItemAdded", 1),
@@ -130,6 +131,13 @@ pub fn all() -> Vec<EventSchema> {
         EventSchema::of::<CartItemRemoved>("cart", "CartItemRemoved", 1),
         EventSchema::of::<CartCleared>("cart", "CartCleared", 1),
         EventSchema::of::<CartCheckedOut>("cart", "CartCheckedOut", 1),
+        EventSchema::of::<CartDeleted>("cart", "CartDeleted", 1),
+        EventSchema::of::<u::UserRegistered>("user", "UserRegistered", 1),
+        EventSchema::of::<u::UserProfileChanged>("user", "UserProfileChanged", 1),
+        EventSchema::of::<u::UserPasswordChanged>("user", "UserPasswordChanged", 1),
+        EventSchema::of::<u::RefreshTokenIssued>("user", "RefreshTokenIssued", 1),
+        EventSchema::of::<u::RefreshTokenRevoked>("user", "RefreshTokenRevoked", 1),
+        EventSchema::of::<u::UserDeleted>("user", "UserDeleted", 1),
         EventSchema::of::<p::ProductCreated>("product", "ProductCreated", 1),
         EventSchema::of::<p::ProductUpdated>("product", "ProductUpdated", 1),
         EventSchema::of::<p::ProductPriceChanged>("product", "ProductPriceChanged", 1),

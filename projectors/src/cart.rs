@@ -49,6 +49,12 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
     let version = env.version as i64;
     match event {
         CartEvent::CartCreated(_) => {}
+        CartEvent::CartDeleted(_) => {
+            sqlx::query("DELETE FROM carts WHERE id = $1")
+                .bind(cart_id)
+                .execute(&mut *conn)
+                .await?;
+        }
         CartEvent::CartCheckedOut(_) => {
             sqlx::query("UPDATE carts SET status = 'checked_out' WHERE id = $1")
                 .bind(cart_id)
