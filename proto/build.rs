@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "commerce/cart/v1/cart.proto",
         "commerce/commands/v1/commands.proto",
+        "commerce/user/v1/user.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

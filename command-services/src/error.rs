@@ -49,6 +49,7 @@ impl From<StoreError> for CommandError {
         match e {
             StoreError::Conflict => Self::Conflict,
             StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::Taken(what) => Self::AlreadyExists(format!("already taken ({what})")),
             StoreError::Corrupt(m) => Self::Internal(m),
         }
     }

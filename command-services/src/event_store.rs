@@ -25,6 +25,9 @@ pub enum StoreError {
     /// The store cannot be reached or is failing over; retrying later may succeed.
     #[error("event store unavailable: {0}")]
     Unavailable(String),
+    /// A unique value written beside the events (e.g. an email reservation) is taken.
+    #[error("already taken in {0}")]
+    Taken(&'static str),
     /// A stored document does not decode: a bug or a tampered store.
     #[error("corrupt event document: {0}")]
     Corrupt(String),
@@ -60,6 +63,21 @@ impl From<mongodb::error::Error> for StoreError {
             _ => StoreError::Unavailable(e.to_string()),
         }
     }
+}
+
+/// A write to another collection made in the same transaction as a command's events.
+#[derive(Debug, Clone)]
+pub enum SideWrite {
+    /// Insert a document whose `_id` must be unique (a reservation).
+    Insert {
+        collection: &'static str,
+        doc: Document,
+    },
+    /// Delete a document by `_id`.
+    Delete {
+        collection: &'static str,
+        id: String,
+    },
 }
 
 /// A previous result of an idempotent command.
@@ -200,6 +218,42 @@ impl EventStore {
         events: &[EventEnvelope],
         idempotency_key: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.append_with(events, idempotency_key, &[]).await
+    }
+
+    /// [`EventStore::append`] plus writes to other collections in the same transaction. A
+    /// duplicate `_id` of an inserted side document is reported as [`StoreError::Taken`].
+    pub async fn append_with(
+        &self,
+        events: &[EventEnvelope],
+        idempotency_key: Option<&str>,
+        side: &[SideWrite],
+    ) -> Result<(), StoreError> {
+        let result = self.append_inner(events, idempotency_key, side).await;
+        if let Err(StoreError::Conflict) = result {
+            for w in side {
+                if let SideWrite::Insert { collection, doc } = w {
+                    let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+                    let found = self
+                        .db
+                        .collection::<Document>(collection)
+                        .find_one(doc! { "_id": id })
+                        .await?;
+                    if found.is_some() {
+                        return Err(StoreError::Taken(collection));
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    async fn append_inner(
+        &self,
+        events: &[EventEnvelope],
+        idempotency_key: Option<&str>,
+        side: &[SideWrite],
+    ) -> Result<(), StoreError> {
         let Some(last) = events.last() else {
             return Ok(());
         };
@@ -207,7 +261,7 @@ impl EventStore {
             .iter()
             .map(to_document)
             .collect::<Result<Vec<_>, _>>()?;
-        if docs.len() == 1 && idempotency_key.is_none() {
+        if docs.len() == 1 && idempotency_key.is_none() && side.is_empty() {
             // One document is written atomically on its own: no transaction, one round trip.
             if let Some(doc) = docs.pop() {
                 self.events.insert_one(doc).await?;
@@ -228,6 +282,24 @@ impl EventStore {
                     })
                     .session(&mut session)
                     .await?;
+            }
+            for w in side {
+                match w {
+                    SideWrite::Insert { collection, doc } => {
+                        self.db
+                            .collection::<Document>(collection)
+                            .insert_one(doc.clone())
+                            .session(&mut session)
+                            .await?;
+                    }
+                    SideWrite::Delete { collection, id } => {
+                        self.db
+                            .collection::<Document>(collection)
+                            .delete_one(doc! { "_id": id })
+                            .session(&mut session)
+                            .await?;
+                    }
+                }
             }
             Ok::<_, mongodb::error::Error>(())
         }

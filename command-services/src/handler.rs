@@ -11,7 +11,7 @@
 //! gets the first result back and appends nothing, even when the two race.
 
 use crate::error::CommandError;
-use crate::event_store::{EventStore, IdempotentResult, StoreError};
+use crate::event_store::{EventStore, IdempotentResult, SideWrite, StoreError};
 use chrono::Utc;
 use domain::Aggregate;
 use event_schemas::{EventEnvelope, EventMeta};
@@ -101,8 +101,20 @@ impl<A: Aggregate> CommandHandler<A> {
         command: &A::Command,
         ctx: &CommandContext,
     ) -> Result<CommandOutcome, CommandError> {
+        self.handle_with(stream_id, command, ctx, &[]).await
+    }
+
+    /// [`CommandHandler::handle`] with writes to other collections in the append's
+    /// transaction (reservations); a taken reservation is not retried.
+    pub async fn handle_with(
+        &self,
+        stream_id: &str,
+        command: &A::Command,
+        ctx: &CommandContext,
+        side: &[SideWrite],
+    ) -> Result<CommandOutcome, CommandError> {
         let started = std::time::Instant::now();
-        let result = self.handle_inner(stream_id, command, ctx).await;
+        let result = self.handle_inner(stream_id, command, ctx, side).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(CommandError::Conflict) => "conflict",
@@ -122,6 +134,7 @@ impl<A: Aggregate> CommandHandler<A> {
         stream_id: &str,
         command: &A::Command,
         ctx: &CommandContext,
+        side: &[SideWrite],
     ) -> Result<CommandOutcome, CommandError> {
         let key = ctx.idempotency_key.as_deref().filter(|k| !k.is_empty());
         if let Some(key) = key {
@@ -172,7 +185,7 @@ impl<A: Aggregate> CommandHandler<A> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| CommandError::Internal(e.to_string()))?;
             let new_version = version + envelopes.len() as u64;
-            match self.store.append(&envelopes, key).await {
+            match self.store.append_with(&envelopes, key, side).await {
                 Ok(()) => {
                     let state = events.iter().fold(state, A::evolve);
                     self.remember(stream_id, state, new_version);

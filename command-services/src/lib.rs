@@ -9,6 +9,7 @@
 //! - [`error`]: the command side's error enum and its mapping to gRPC status codes.
 
 pub mod app;
+pub mod auth;
 pub mod cart_service;
 pub mod error;
 pub mod event_store;

@@ -13,5 +13,11 @@ pub mod commands {
     tonic::include_proto!("commerce.commands.v1");
 }
 
+/// `commerce.user.v1`: accounts and authentication.
+pub mod user {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("commerce.user.v1");
+}
+
 /// Encoded `FileDescriptorSet` of every compiled `.proto`, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
