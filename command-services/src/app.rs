@@ -2,6 +2,7 @@
 //! one line. `command-service --aggregate <name>` serves one aggregate's gRPC commands;
 //! `relay` publishes the store to Kafka.
 
+use crate::auth::{Jwt, JwtArgs};
 use crate::cart_service::CartService;
 use crate::generic_service::GenericCommands;
 use crate::handler::CommandHandler;
@@ -10,10 +11,12 @@ use crate::relay::{Relay, RelayConfig};
 use crate::support::{
     init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
 };
+use crate::user_service::UserService;
 use crate::MongoArgs;
 use clap::Parser;
 use domain::order::Order;
 use domain::product::Product;
+use domain::user::User;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -22,6 +25,7 @@ pub enum AggregateKind {
     Cart,
     Product,
     Order,
+    User,
 }
 
 /// Serves one aggregate's command API over gRPC.
@@ -41,6 +45,25 @@ pub struct CommandServiceArgs {
     pub max_attempts: u32,
     #[command(flatten)]
     pub mongo: MongoArgs,
+    /// The user service's JWT settings.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    #[arg(long, env = "ACCESS_TOKEN_TTL", default_value_t = 900)]
+    pub access_token_ttl: u64,
+    /// The first admin account, created at start-up when missing (user service only).
+    #[arg(long, env = "ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+}
+
+impl CommandServiceArgs {
+    fn jwt(&self) -> Option<JwtArgs> {
+        self.jwt_secret.clone().map(|jwt_secret| JwtArgs {
+            jwt_secret,
+            access_token_ttl: self.access_token_ttl,
+        })
+    }
 }
 
 pub async fn command_service_main() -> anyhow::Result<()> {
@@ -68,6 +91,20 @@ pub async fn command_service_main() -> anyhow::Result<()> {
                 shutdown.clone(),
             )
             .await
+        }
+        AggregateKind::User => {
+            let jwt = Jwt::new(
+                &args
+                    .jwt()
+                    .ok_or_else(|| anyhow::anyhow!("the user service needs JWT_SECRET"))?,
+            )?;
+            let handler = Arc::new(CommandHandler::<User>::new(store, args.max_attempts));
+            let service = UserService::new(handler, jwt);
+            if let (Some(email), Some(password)) = (&args.admin_email, &args.admin_password) {
+                service.bootstrap_admin(email, password).await?;
+                tracing::info!(%email, "admin account ready");
+            }
+            serve_grpc(args.grpc_addr, service.into_server(), shutdown.clone()).await
         }
         AggregateKind::Order => {
             let handler = Arc::new(CommandHandler::<Order>::new(store, args.max_attempts));

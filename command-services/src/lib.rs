@@ -18,6 +18,7 @@ pub mod handler;
 pub mod kafka;
 pub mod relay;
 pub mod support;
+pub mod user_service;
 
 /// Where the event store is.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,0 +1,357 @@
+//! The `Users` gRPC service: registration with a unique email (a reservation document
+//! written in the same transaction as `UserRegistered`), log-in, refresh-token rotation,
+//! log-out, profile, password and account deletion, all through the generic handler.
+
+use crate::auth::{hash_password, random_secret, sha256_hex, verify_password, Jwt, MIN_PASSWORD};
+use crate::error::CommandError;
+use crate::event_store::SideWrite;
+use crate::generic_service::stream_id;
+use crate::handler::{CommandContext, CommandHandler};
+use domain::user::{Address, Role, User, UserCommand};
+use domain::values::{Email, UserId};
+use event_schemas::EventMeta;
+use mongodb::bson::doc;
+use proto::user::users_server::{Users, UsersServer};
+use proto::user::{
+    ChangePasswordRequest, LoginRequest, RefreshRequest, RegisterRequest, Tokens,
+    UpdateProfileRequest, UserRef, UserResult, UserView,
+};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The collection holding one document per registered email: `{_id: email, user_id}`.
+pub const EMAIL_RESERVATIONS: &str = "email_reservations";
+/// How long a refresh token lives.
+const REFRESH_TTL_DAYS: i64 = 30;
+
+pub struct UserService {
+    handler: Arc<CommandHandler<User>>,
+    jwt: Jwt,
+}
+
+fn ctx(actor: String) -> CommandContext {
+    CommandContext {
+        idempotency_key: None,
+        meta: EventMeta {
+            correlation_id: uuid::Uuid::now_v7().to_string(),
+            causation_id: None,
+            actor,
+        },
+    }
+}
+
+fn unauthenticated() -> Status {
+    Status::unauthenticated("wrong email or password")
+}
+
+fn check_password(p: &str) -> Result<(), CommandError> {
+    if p.chars().count() < MIN_PASSWORD || p.len() > 1024 {
+        return Err(CommandError::InvalidArgument(format!(
+            "a password has at least {MIN_PASSWORD} characters"
+        )));
+    }
+    Ok(())
+}
+
+async fn hash(password: String) -> Result<String, CommandError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| CommandError::Internal(e.to_string()))?
+        .map_err(|e| CommandError::Internal(e.to_string()))
+}
+
+async fn verify(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
+impl UserService {
+    pub fn new(handler: Arc<CommandHandler<User>>, jwt: Jwt) -> Self {
+        Self { handler, jwt }
+    }
+
+    pub fn into_server(self) -> UsersServer<Self> {
+        UsersServer::new(self)
+    }
+
+    /// Registers an account; `AlreadyExists` when the email is taken.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+        role: Role,
+    ) -> Result<UserResult, CommandError> {
+        let email = Email::parse(email)?;
+        check_password(password)?;
+        let user_id = UserId::generate();
+        let command = UserCommand::Register {
+            user_id,
+            email: email.clone(),
+            name: name.to_owned(),
+            password_hash: hash(password.to_owned()).await?,
+            role,
+        };
+        let reservation = SideWrite::Insert {
+            collection: EMAIL_RESERVATIONS,
+            doc: doc! { "_id": email.as_str(), "user_id": user_id.to_string() },
+        };
+        match self
+            .handler
+            .handle_with(
+                &user_id.to_string(),
+                &command,
+                &ctx(format!("user:{user_id}")),
+                &[reservation],
+            )
+            .await
+        {
+            Ok(o) => Ok(UserResult {
+                user_id: o.stream_id,
+                version: o.version,
+            }),
+            Err(CommandError::AlreadyExists(_)) => Err(CommandError::AlreadyExists(
+                "an account with this email already exists".into(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn user_id_of(&self, email: &Email) -> Result<Option<String>, CommandError> {
+        let found = self
+            .handler
+            .store()
+            .database()
+            .collection::<mongodb::bson::Document>(EMAIL_RESERVATIONS)
+            .find_one(doc! { "_id": email.as_str() })
+            .await
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        Ok(found.and_then(|d| d.get_str("user_id").ok().map(str::to_owned)))
+    }
+
+    /// Issues an access token and a new refresh token for a user.
+    async fn tokens(&self, user_id: &str, state: &User) -> Result<Tokens, Status> {
+        let token_id = uuid::Uuid::now_v7().to_string();
+        let secret = random_secret();
+        self.handler
+            .handle(
+                user_id,
+                &UserCommand::IssueRefreshToken {
+                    token_id: token_id.clone(),
+                    token_hash: sha256_hex(&secret),
+                    expires_at: chrono::Utc::now() + chrono::Duration::days(REFRESH_TTL_DAYS),
+                },
+                &ctx(format!("user:{user_id}")),
+            )
+            .await?;
+        let access = self
+            .jwt
+            .issue(user_id, state.role.as_str())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Tokens {
+            access_token: access,
+            refresh_token: format!("{user_id}.{token_id}.{secret}"),
+            expires_in: self.jwt.ttl_secs,
+            user_id: user_id.to_owned(),
+            role: state.role.as_str().to_owned(),
+        })
+    }
+
+    /// The user and token id of a valid, live refresh token.
+    async fn check_refresh(&self, token: &str) -> Result<(String, String, User), Status> {
+        let invalid = || Status::unauthenticated("invalid or expired refresh token");
+        let mut parts = token.splitn(3, '.');
+        let (Some(user_id), Some(token_id), Some(secret)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        let user_id = stream_id(user_id).map_err(|_| invalid())?;
+        let (state, _) = self.handler.load(&user_id).await?;
+        match state.refresh_tokens.get(token_id) {
+            Some((hash, expires))
+                if !state.deleted
+                    && *hash == sha256_hex(secret)
+                    && *expires > chrono::Utc::now() =>
+            {
+                Ok((user_id, token_id.to_owned(), state))
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    /// Creates the first admin from configuration when no account has that email yet.
+    pub async fn bootstrap_admin(&self, email: &str, password: &str) -> Result<(), CommandError> {
+        let parsed = Email::parse(email)?;
+        if self.user_id_of(&parsed).await?.is_some() {
+            return Ok(());
+        }
+        match self
+            .register(email, password, "Administrator", Role::Admin)
+            .await
+        {
+            Ok(_) | Err(CommandError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Users for UserService {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<UserResult>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            UserService::register(self, &r.email, &r.password, &r.name, Role::Customer).await?,
+        ))
+    }
+
+    async fn login(&self, request: Request<LoginRequest>) -> Result<Response<Tokens>, Status> {
+        let r = request.into_inner();
+        let email = Email::parse(&r.email).map_err(|_| unauthenticated())?;
+        let user_id = self.user_id_of(&email).await?.ok_or_else(unauthenticated)?;
+        let (state, _) = self.handler.load(&user_id).await?;
+        if state.deleted || !verify(r.password, state.password_hash.clone()).await {
+            return Err(unauthenticated());
+        }
+        Ok(Response::new(self.tokens(&user_id, &state).await?))
+    }
+
+    async fn refresh(&self, request: Request<RefreshRequest>) -> Result<Response<Tokens>, Status> {
+        let (user_id, token_id, state) =
+            self.check_refresh(&request.get_ref().refresh_token).await?;
+        // Rotation: the used token dies with this refresh.
+        self.handler
+            .handle(
+                &user_id,
+                &UserCommand::RevokeRefreshToken { token_id },
+                &ctx(format!("user:{user_id}")),
+            )
+            .await?;
+        Ok(Response::new(self.tokens(&user_id, &state).await?))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<RefreshRequest>,
+    ) -> Result<Response<UserResult>, Status> {
+        let (user_id, token_id, _) = self.check_refresh(&request.get_ref().refresh_token).await?;
+        let o = self
+            .handler
+            .handle(
+                &user_id,
+                &UserCommand::RevokeRefreshToken { token_id },
+                &ctx(format!("user:{user_id}")),
+            )
+            .await?;
+        Ok(Response::new(UserResult {
+            user_id: o.stream_id,
+            version: o.version,
+        }))
+    }
+
+    async fn get_user(&self, request: Request<UserRef>) -> Result<Response<UserView>, Status> {
+        let id = stream_id(&request.get_ref().user_id)?;
+        let (state, version) = self.handler.load(&id).await?;
+        if state.id.is_none() || state.deleted {
+            return Err(Status::not_found("user not found"));
+        }
+        Ok(Response::new(UserView {
+            user_id: id,
+            email: state.email.map(String::from).unwrap_or_default(),
+            name: state.name.clone(),
+            role: state.role.as_str().to_owned(),
+            addresses_json: serde_json::to_string(&state.addresses).unwrap_or_default(),
+            version,
+        }))
+    }
+
+    async fn update_profile(
+        &self,
+        request: Request<UpdateProfileRequest>,
+    ) -> Result<Response<UserResult>, Status> {
+        let r = request.into_inner();
+        let id = stream_id(&r.user_id)?;
+        let addresses: Vec<Address> = if r.addresses_json.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_str(&r.addresses_json)
+                .map_err(|e| Status::invalid_argument(format!("invalid addresses: {e}")))?
+        };
+        let o = self
+            .handler
+            .handle(
+                &id,
+                &UserCommand::ChangeProfile {
+                    name: r.name,
+                    addresses,
+                },
+                &ctx(format!("user:{id}")),
+            )
+            .await?;
+        Ok(Response::new(UserResult {
+            user_id: o.stream_id,
+            version: o.version,
+        }))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<ChangePasswordRequest>,
+    ) -> Result<Response<UserResult>, Status> {
+        let r = request.into_inner();
+        let id = stream_id(&r.user_id)?;
+        check_password(&r.new_password)?;
+        let (state, _) = self.handler.load(&id).await?;
+        if state.id.is_none() || !verify(r.current_password, state.password_hash.clone()).await {
+            return Err(Status::unauthenticated("the current password is wrong"));
+        }
+        let o = self
+            .handler
+            .handle(
+                &id,
+                &UserCommand::ChangePassword {
+                    password_hash: hash(r.new_password).await?,
+                },
+                &ctx(format!("user:{id}")),
+            )
+            .await?;
+        Ok(Response::new(UserResult {
+            user_id: o.stream_id,
+            version: o.version,
+        }))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<UserRef>,
+    ) -> Result<Response<UserResult>, Status> {
+        let id = stream_id(&request.get_ref().user_id)?;
+        let (state, _) = self.handler.load(&id).await?;
+        let email = state
+            .email
+            .clone()
+            .ok_or_else(|| Status::not_found("user not found"))?;
+        // The email is released in the same transaction, so it can be registered again.
+        let release = SideWrite::Delete {
+            collection: EMAIL_RESERVATIONS,
+            id: email.as_str().to_owned(),
+        };
+        let o = self
+            .handler
+            .handle_with(
+                &id,
+                &UserCommand::Delete,
+                &ctx(format!("user:{id}")),
+                &[release],
+            )
+            .await?;
+        Ok(Response::new(UserResult {
+            user_id: o.stream_id,
+            version: o.version,
+        }))
+    }
+}
