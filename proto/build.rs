@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "commerce/cart/v1/cart.proto",
         "commerce/commands/v1/commands.proto",
         "commerce/user/v1/user.proto",
+        "commerce/payment/v1/payment.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

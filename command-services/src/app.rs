@@ -7,7 +7,9 @@ use crate::cart_service::CartService;
 use crate::generic_service::GenericCommands;
 use crate::handler::CommandHandler;
 use crate::kafka::KafkaArgs;
+use crate::payment_service::{PaymentService, SimulatedGateway};
 use crate::relay::{Relay, RelayConfig};
+use crate::support::serve_grpc_routes;
 use crate::support::{
     init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
 };
@@ -15,6 +17,7 @@ use crate::user_service::UserService;
 use crate::MongoArgs;
 use clap::Parser;
 use domain::order::Order;
+use domain::payment::Payment;
 use domain::product::Product;
 use domain::user::User;
 use std::net::SocketAddr;
@@ -26,6 +29,7 @@ pub enum AggregateKind {
     Product,
     Order,
     User,
+    Payment,
 }
 
 /// Serves one aggregate's command API over gRPC.
@@ -91,6 +95,11 @@ pub async fn command_service_main() -> anyhow::Result<()> {
                 shutdown.clone(),
             )
             .await
+        }
+        AggregateKind::Payment => {
+            let handler = Arc::new(CommandHandler::<Payment>::new(store, args.max_attempts));
+            let (routes, names) = PaymentService::new(handler, Arc::new(SimulatedGateway)).routes();
+            serve_grpc_routes(args.grpc_addr, routes, &names, shutdown.clone()).await
         }
         AggregateKind::User => {
             let jwt = Jwt::new(

@@ -16,6 +16,7 @@ pub mod event_store;
 pub mod generic_service;
 pub mod handler;
 pub mod kafka;
+pub mod payment_service;
 pub mod relay;
 pub mod support;
 pub mod user_service;

@@ -139,16 +139,37 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    serve_grpc_routes(
+        addr,
+        tonic::service::Routes::new(service),
+        &[S::NAME],
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve_grpc`] for several services on one port.
+pub async fn serve_grpc_routes(
+    addr: SocketAddr,
+    routes: tonic::service::Routes,
+    names: &[&str],
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<S>().await;
+    for name in names {
+        reporter
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    tracing::info!(%addr, service = S::NAME, "gRPC server listening");
+    tracing::info!(%addr, services = ?names, "gRPC server listening");
     tonic::transport::Server::builder()
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(service)
+        .add_routes(routes.add_service(health).add_service(reflection))
         .serve_with_shutdown(addr, async move { shutdown.cancelled().await })
         .await?;
     Ok(())

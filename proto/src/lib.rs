@@ -19,5 +19,11 @@ pub mod user {
     tonic::include_proto!("commerce.user.v1");
 }
 
+/// `commerce.payment.v1`: card tokenization.
+pub mod payment {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("commerce.payment.v1");
+}
+
 /// Encoded `FileDescriptorSet` of every compiled `.proto`, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
