@@ -3,14 +3,15 @@
 
 use crate::error::CommandError;
 use crate::handler::{CommandContext, CommandHandler, CommandOutcome};
-use domain::cart::{Cart, CartCommand};
-use domain::values::{CartId, ProductId, Quantity, UserId};
+use domain::cart::{Cart, CartCommand, PaymentMethod};
+use domain::values::{CartId, Currency, Money, OrderId, ProductId, Quantity, UserId};
 use event_schemas::EventMeta;
 use proto::cart::cart_commands_server::{CartCommands, CartCommandsServer};
 use proto::cart::{
-    AddItemRequest, ChangeItemQuantityRequest, ClearCartRequest, CommandMeta, CommandResult,
-    CreateCartRequest, RemoveItemRequest,
+    AddItemRequest, ChangeItemQuantityRequest, CheckOutRequest, ClearCartRequest, CommandMeta,
+    CommandResult, CreateCartRequest, RemoveItemRequest,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -137,6 +138,45 @@ impl CartCommands for CartService {
             product_id: product_id(&r.product_id)?,
         };
         self.run(&request, r.meta.as_ref(), id, command).await
+    }
+
+    async fn check_out(
+        &self,
+        request: Request<CheckOutRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.get_ref();
+        let id = cart_id(&r.cart_id)?;
+        let mut prices = BTreeMap::new();
+        for (product, price) in &r.prices {
+            let currency = Currency::parse(&price.currency).map_err(CommandError::from)?;
+            prices.insert(
+                product_id(product)?,
+                Money::new(price.amount_minor, currency).map_err(CommandError::from)?,
+            );
+        }
+        if r.payment_token.is_empty() {
+            return Err(CommandError::InvalidArgument("a payment token is required".into()).into());
+        }
+        let command = CartCommand::CheckOut {
+            order_id: OrderId::parse(&r.order_id).map_err(CommandError::from)?,
+            prices,
+            payment: PaymentMethod {
+                token: r.payment_token.clone(),
+                brand: r.card_brand.clone(),
+                last4: r.card_last4.clone(),
+            },
+        };
+        self.run(&request, r.meta.as_ref(), id, command).await
+    }
+
+    async fn delete_cart(
+        &self,
+        request: Request<ClearCartRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.get_ref();
+        let id = cart_id(&r.cart_id)?;
+        self.run(&request, r.meta.as_ref(), id, CartCommand::Delete)
+            .await
     }
 
     async fn clear_cart(
