@@ -5,6 +5,7 @@ use crate::cart::CartProjection;
 use crate::catalogue::ProductProjection;
 use crate::orders::OrderProjection;
 use crate::runtime::{ProjectorRuntime, RuntimeConfig};
+use crate::saga::{sweep_timeouts, CheckoutSaga, SagaArgs};
 use clap::Parser;
 use command_services::kafka::KafkaArgs;
 use command_services::support::{
@@ -17,6 +18,8 @@ pub enum ProjectionKind {
     Cart,
     Product,
     Order,
+    /// The checkout process manager (not a read model, same runtime).
+    CheckoutSaga,
 }
 
 #[derive(Debug, Parser)]
@@ -37,6 +40,8 @@ pub struct ProjectorArgs {
     pub batch_size: usize,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub saga: SagaArgs,
 }
 
 /// Connects to PostgreSQL with a small pool.
@@ -79,6 +84,15 @@ pub async fn projector_main() -> anyhow::Result<()> {
             ProjectorRuntime::new(ProductProjection, pool, args.kafka, config, ready)
                 .run(token)
                 .await
+        }
+        ProjectionKind::CheckoutSaga => {
+            let saga = CheckoutSaga::new(&args.saga)?;
+            let sweeper = tokio::spawn(sweep_timeouts(saga.clone(), pool.clone(), token.clone()));
+            let r = ProjectorRuntime::new(saga, pool, args.kafka, config, ready)
+                .run(token)
+                .await;
+            sweeper.abort();
+            r
         }
         ProjectionKind::Order => {
             ProjectorRuntime::new(OrderProjection, pool, args.kafka, config, ready)

@@ -14,6 +14,7 @@ pub mod cart;
 pub mod catalogue;
 pub mod orders;
 pub mod runtime;
+pub mod saga;
 
 /// Runs the read models' migrations (safe to call from several processes at once).
 pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {

@@ -29,6 +29,9 @@ pub enum ProjectionError {
     /// The database failed: retry the batch.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// A service the projection calls is unavailable: retry the batch.
+    #[error("transient: {0}")]
+    Transient(String),
 }
 
 /// Whether an event moves a row to its next version.
@@ -291,6 +294,7 @@ impl<P: Projection> ProjectorRuntime<P> {
                     reason,
                 }),
                 Err(ProjectionError::Db(e)) => return Err(e.into()),
+                Err(ProjectionError::Transient(e)) => anyhow::bail!(e),
             }
         }
         for ((topic, partition), offset) in &next {
