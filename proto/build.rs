@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "commerce/commands/v1/commands.proto",
         "commerce/user/v1/user.proto",
         "commerce/payment/v1/payment.proto",
+        "commerce/queries/v1/queries.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

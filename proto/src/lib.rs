@@ -25,5 +25,11 @@ pub mod payment {
     tonic::include_proto!("commerce.payment.v1");
 }
 
+/// `commerce.queries.v1`: catalogue, order and payment read models.
+pub mod queries {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("commerce.queries.v1");
+}
+
 /// Encoded `FileDescriptorSet` of every compiled `.proto`, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

@@ -1,6 +1,7 @@
 //! Entry point of the `query-service` binary: `query-service --service cart`.
 
 use crate::cart::CartQueryService;
+use crate::shop::ShopQueryService;
 use clap::Parser;
 use command_services::support::{
     init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
@@ -10,6 +11,8 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ServiceKind {
     Cart,
+    /// Products, orders and payments.
+    Shop,
 }
 
 #[derive(Debug, Parser)]
@@ -48,6 +51,14 @@ pub async fn query_service_main() -> anyhow::Result<()> {
     .await?;
     ready.set_ready(true);
     let served = match args.service {
+        ServiceKind::Shop => {
+            serve_grpc(
+                args.grpc_addr,
+                ShopQueryService::new(pool),
+                shutdown.clone(),
+            )
+            .await
+        }
         ServiceKind::Cart => {
             serve_grpc(
                 args.grpc_addr,

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod cart;
+pub mod shop;
 
 /// The query side's error enum.
 #[derive(Debug, thiserror::Error)]

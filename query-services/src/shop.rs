@@ -1,0 +1,136 @@
+//! `Queries`: products, orders (with lines) and payments from their read models, as JSON
+//! documents built by PostgreSQL.
+
+use crate::QueryError;
+use proto::queries::queries_server::{Queries, QueriesServer};
+use proto::queries::{ById, ByIds, Document, Documents, ListOrdersRequest};
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+pub struct ShopQueryService {
+    pool: PgPool,
+}
+
+impl ShopQueryService {
+    pub fn new(pool: PgPool) -> QueriesServer<Self> {
+        QueriesServer::new(Self { pool })
+    }
+}
+
+fn uuid(s: &str) -> Result<Uuid, QueryError> {
+    Uuid::parse_str(s.trim())
+        .map_err(|_| QueryError::InvalidArgument(format!("malformed id: {s:?}")))
+}
+
+const PRODUCT_JSON: &str = "json_build_object(
+    'id', id, 'name', name, 'description', description, 'categories', categories,
+    'attributes', attributes,
+    'price', json_build_object('amount_minor', price_minor, 'currency', currency),
+    'on_hand', on_hand, 'reserved', reserved, 'available', on_hand - reserved,
+    'archived', archived, 'version', version)::text";
+
+const ORDER_JSON: &str = "json_build_object(
+    'id', o.id, 'customer_id', o.customer_id, 'cart_id', o.cart_id, 'status', o.status,
+    'total', json_build_object('amount_minor', o.total_minor, 'currency', o.currency),
+    'refunded_minor', o.refunded_minor, 'payment_id', o.payment_id, 'carrier', o.carrier,
+    'tracking_number', o.tracking_number, 'cancel_reason', o.cancel_reason,
+    'version', o.version, 'placed_at', o.placed_at, 'updated_at', o.updated_at,
+    'lines', COALESCE((SELECT json_agg(json_build_object('product_id', l.product_id,
+        'quantity', l.quantity, 'unit_price_minor', l.unit_price_minor) ORDER BY l.position)
+        FROM order_lines l WHERE l.order_id = o.id), '[]'::json))::text";
+
+const PAYMENT_JSON: &str = "json_build_object(
+    'id', id, 'order_id', order_id, 'status', status,
+    'amount', json_build_object('amount_minor', amount_minor, 'currency', currency),
+    'refunded_minor', refunded_minor, 'card_brand', card_brand, 'card_last4', card_last4,
+    'decline_reason', decline_reason, 'captures', captures, 'version', version)::text";
+
+async fn timed<T>(
+    method: &'static str,
+    f: impl std::future::Future<Output = Result<T, QueryError>>,
+) -> Result<Response<T>, Status> {
+    let started = std::time::Instant::now();
+    let r = f.await;
+    crate::record("shop", method, started, r.as_ref().err());
+    Ok(Response::new(r?))
+}
+
+#[tonic::async_trait]
+impl Queries for ShopQueryService {
+    async fn get_products(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
+        timed("GetProducts", async {
+            let ids = request
+                .get_ref()
+                .ids
+                .iter()
+                .map(|s| uuid(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let json: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT {PRODUCT_JSON} FROM products WHERE id = ANY($1)"
+            ))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Documents { json })
+        })
+        .await
+    }
+
+    async fn get_order(&self, request: Request<ById>) -> Result<Response<Document>, Status> {
+        timed("GetOrder", async {
+            let id = uuid(&request.get_ref().id)?;
+            let json: Option<String> = sqlx::query_scalar(&format!(
+                "SELECT {ORDER_JSON} FROM orders o WHERE o.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            let json = json.ok_or_else(|| QueryError::NotFound("order not found".into()))?;
+            Ok(Document { json })
+        })
+        .await
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<ListOrdersRequest>,
+    ) -> Result<Response<Documents>, Status> {
+        timed("ListOrders", async {
+            let r = request.get_ref();
+            let limit = i64::from(r.limit.clamp(1, 500));
+            let customer = if r.customer_id.is_empty() {
+                None
+            } else {
+                Some(uuid(&r.customer_id)?)
+            };
+            let json: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT {ORDER_JSON} FROM orders o WHERE ($1::uuid IS NULL OR o.customer_id = $1)
+                 ORDER BY o.placed_at DESC, o.id LIMIT $2"
+            ))
+            .bind(customer)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Documents { json })
+        })
+        .await
+    }
+
+    async fn get_payments_of_order(
+        &self,
+        request: Request<ById>,
+    ) -> Result<Response<Documents>, Status> {
+        timed("GetPaymentsOfOrder", async {
+            let id = uuid(&request.get_ref().id)?;
+            let json: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT {PAYMENT_JSON} FROM payments WHERE order_id = $1 ORDER BY created_at DESC"
+            ))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Documents { json })
+        })
+        .await
+    }
+}
