@@ -20,6 +20,7 @@ use domain::order::Order;
 use domain::payment::Payment;
 use domain::product::Product;
 use domain::user::User;
+use proto::queries::queries_client::QueriesClient;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -54,6 +55,9 @@ pub struct CommandServiceArgs {
     pub jwt_secret: Option<String>,
     #[arg(long, env = "ACCESS_TOKEN_TTL", default_value_t = 900)]
     pub access_token_ttl: u64,
+    /// The catalogue's query service (cart service: price snapshot at checkout).
+    #[arg(long, env = "SHOP_QUERY_URL")]
+    pub shop_query_url: Option<String>,
     /// The first admin account, created at start-up when missing (user service only).
     #[arg(long, env = "ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -85,7 +89,20 @@ pub async fn command_service_main() -> anyhow::Result<()> {
     let served = match args.aggregate {
         AggregateKind::Cart => {
             let handler = Arc::new(CommandHandler::new(store, args.max_attempts));
-            serve_grpc(args.grpc_addr, CartService::new(handler), shutdown.clone()).await
+            let shop = match &args.shop_query_url {
+                Some(url) => Some(QueriesClient::new(
+                    tonic::transport::Endpoint::from_shared(url.clone())?
+                        .timeout(std::time::Duration::from_secs(5))
+                        .connect_lazy(),
+                )),
+                None => None,
+            };
+            serve_grpc(
+                args.grpc_addr,
+                CartService::new(handler, shop),
+                shutdown.clone(),
+            )
+            .await
         }
         AggregateKind::Product => {
             let handler = Arc::new(CommandHandler::<Product>::new(store, args.max_attempts));

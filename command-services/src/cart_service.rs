@@ -11,8 +11,11 @@ use proto::cart::{
     AddItemRequest, ChangeItemQuantityRequest, CheckOutRequest, ClearCartRequest, CommandMeta,
     CommandResult, CreateCartRequest, RemoveItemRequest,
 };
+use proto::queries::queries_client::QueriesClient;
+use proto::queries::ByIds;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// gRPC metadata key carrying the correlation id of a request.
@@ -20,11 +23,51 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
 pub struct CartService {
     handler: Arc<CommandHandler<Cart>>,
+    /// The catalogue's query service, for the price snapshot at checkout.
+    shop: Option<QueriesClient<Channel>>,
 }
 
 impl CartService {
-    pub fn new(handler: Arc<CommandHandler<Cart>>) -> CartCommandsServer<Self> {
-        CartCommandsServer::new(Self { handler })
+    pub fn new(
+        handler: Arc<CommandHandler<Cart>>,
+        shop: Option<QueriesClient<Channel>>,
+    ) -> CartCommandsServer<Self> {
+        CartCommandsServer::new(Self { handler, shop })
+    }
+
+    /// Current catalogue prices of the products in a cart (archived products have none).
+    async fn catalogue_prices(&self, cart_id: &str) -> Result<BTreeMap<ProductId, Money>, Status> {
+        let Some(shop) = &self.shop else {
+            return Err(Status::failed_precondition(
+                "checkout is not configured (no catalogue)",
+            ));
+        };
+        let (state, _) = self.handler.load(cart_id).await?;
+        let ids = state.lines.keys().map(|p| p.to_string()).collect();
+        let docs = shop
+            .clone()
+            .get_products(ByIds { ids })
+            .await
+            .map_err(|s| Status::unavailable(format!("catalogue: {}", s.message())))?
+            .into_inner();
+        let mut prices = BTreeMap::new();
+        for json in docs.json {
+            let v: serde_json::Value = serde_json::from_str(&json)
+                .map_err(|_| Status::internal("catalogue answered garbage"))?;
+            if v["archived"].as_bool() == Some(true) {
+                continue;
+            }
+            let parsed = (|| {
+                let id = ProductId::parse(v["id"].as_str()?).ok()?;
+                let currency = Currency::parse(v["price"]["currency"].as_str()?).ok()?;
+                let price = Money::new(v["price"]["amount_minor"].as_i64()?, currency).ok()?;
+                Some((id, price))
+            })();
+            if let Some((id, price)) = parsed {
+                prices.insert(id, price);
+            }
+        }
+        Ok(prices)
     }
 
     async fn run<T>(
@@ -146,7 +189,11 @@ impl CartCommands for CartService {
     ) -> Result<Response<CommandResult>, Status> {
         let r = request.get_ref();
         let id = cart_id(&r.cart_id)?;
-        let mut prices = BTreeMap::new();
+        let mut prices = if r.prices.is_empty() {
+            self.catalogue_prices(&id.to_string()).await?
+        } else {
+            BTreeMap::new()
+        };
         for (product, price) in &r.prices {
             let currency = Currency::parse(&price.currency).map_err(CommandError::from)?;
             prices.insert(
