@@ -6,7 +6,9 @@
 //! - [`server`]: the axum app (`POST /graphql`, GraphiQL on `GET /graphql`, graphql-ws on
 //!   `/graphql/ws`, `/healthz`) and the binary's wiring.
 
+pub mod auth;
 pub mod clients;
 pub mod error;
 pub mod schema;
 pub mod server;
+pub mod shop;

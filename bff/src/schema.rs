@@ -1,35 +1,59 @@
 //! The GraphQL schema: cart queries and mutations. Arguments are parsed into domain value
 //! types here, at the edge, so malformed input is refused before any service is called.
 
+use crate::auth::Caller;
 use crate::clients::Backends;
 use crate::error::{gql, BffError};
-use async_graphql::{Context, EmptySubscription, Enum, Object, Result, Schema, SimpleObject, ID};
+use crate::shop::{ShopMutation, ShopQuery};
+use async_graphql::{
+    Context, EmptySubscription, Enum, MergedObject, Object, Result, Schema, SimpleObject, ID,
+};
 use domain::values::{CartId, ProductId, Quantity, UserId};
 use proto::cart as pb;
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
-/// Per-request data: the correlation id that follows the request into every service.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(CartQuery, ShopQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(CartMutation, ShopMutation);
+
+/// Per-request data: the correlation id that follows the request into every service, and
+/// the verified caller.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub correlation_id: String,
+    pub caller: Caller,
+}
+
+/// The verified caller of this request.
+pub fn caller<'a>(ctx: &'a Context<'_>) -> &'a Caller {
+    static ANONYMOUS: Caller = Caller::Anonymous;
+    ctx.data_opt::<RequestContext>()
+        .map(|r| &r.caller)
+        .unwrap_or(&ANONYMOUS)
 }
 
 /// Builds the schema with its limits.
 pub fn build_schema(backends: Backends) -> AppSchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
-        .data(backends)
-        .limit_depth(12)
-        .limit_complexity(500)
-        .finish()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .data(backends)
+    .limit_depth(12)
+    .limit_complexity(500)
+    .finish()
 }
 
-fn backends<'a>(ctx: &'a Context<'_>) -> &'a Backends {
+pub fn backends<'a>(ctx: &'a Context<'_>) -> &'a Backends {
     ctx.data_unchecked::<Backends>()
 }
 
 /// A gRPC request carrying the caller's correlation id.
-fn grpc<T>(ctx: &Context<'_>, message: T) -> tonic::Request<T> {
+pub fn grpc<T>(ctx: &Context<'_>, message: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     if let Some(rc) = ctx.data_opt::<RequestContext>() {
         if let Ok(v) = rc.correlation_id.parse() {
@@ -39,11 +63,14 @@ fn grpc<T>(ctx: &Context<'_>, message: T) -> tonic::Request<T> {
     req
 }
 
-fn meta(idempotency_key: Option<String>) -> Option<pb::CommandMeta> {
-    Some(pb::CommandMeta {
+fn meta(
+    ctx: &Context<'_>,
+    idempotency_key: Option<String>,
+) -> Result<Option<pb::CommandMeta>, BffError> {
+    Ok(Some(pb::CommandMeta {
         idempotency_key: idempotency_key.unwrap_or_default(),
-        actor: "anonymous".into(),
-    })
+        actor: caller(ctx).actor()?,
+    }))
 }
 
 fn parse_cart_id(id: &ID) -> Result<CartId, BffError> {
@@ -58,7 +85,7 @@ fn parse_quantity(n: i64) -> Result<Quantity, BffError> {
     Ok(Quantity::new(n)?)
 }
 
-fn check_key(key: &Option<String>) -> Result<(), BffError> {
+pub fn check_key(key: &Option<String>) -> Result<(), BffError> {
     match key {
         Some(k) if k.is_empty() || k.len() > 128 => Err(BffError::InvalidArgument(
             "idempotencyKey must be 1 to 128 characters".into(),
@@ -143,10 +170,11 @@ impl From<pb::CommandResult> for CartMutationResult {
     }
 }
 
-pub struct QueryRoot;
+#[derive(Default)]
+pub struct CartQuery;
 
 #[Object]
-impl QueryRoot {
+impl CartQuery {
     /// A cart by id, from the read model. Errors with `NOT_FOUND` for an unknown cart.
     async fn cart(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Cart>> {
         gql(async move {
@@ -157,18 +185,26 @@ impl QueryRoot {
                     cart_id: id.to_string(),
                 },
             );
-            let cart = backends(ctx).cart_queries.clone().get_cart(req).await?;
-            Ok(Some(cart.into_inner().into()))
+            let cart = backends(ctx)
+                .cart_queries
+                .clone()
+                .get_cart(req)
+                .await?
+                .into_inner();
+            caller(ctx).check_owner(Some(cart.customer_id.as_str()).filter(|c| !c.is_empty()))?;
+            Ok(Some(cart.into()))
         }
         .await)
     }
 }
 
-pub struct MutationRoot;
+#[derive(Default)]
+pub struct CartMutation;
 
 #[Object]
-impl MutationRoot {
-    /// Opens a new, empty cart.
+impl CartMutation {
+    /// Opens a new, empty cart; a signed-in customer's cart is theirs (only an admin may name
+    /// another owner).
     async fn create_cart(
         &self,
         ctx: &Context<'_>,
@@ -177,13 +213,24 @@ impl MutationRoot {
     ) -> Result<CartMutationResult> {
         gql(async move {
             check_key(&idempotency_key)?;
-            let customer_id = customer_id
+            let requested = customer_id
                 .map(|c| UserId::parse(&c).map_err(BffError::from))
                 .transpose()?;
+            let customer_id = match caller(ctx) {
+                Caller::User(c) if c.is_admin() => requested,
+                Caller::User(c) => Some(UserId::parse(&c.sub)?),
+                Caller::Invalid => {
+                    return Err(BffError::Unauthenticated("invalid or expired token".into()))
+                }
+                Caller::Anonymous if requested.is_some() => {
+                    return Err(BffError::Unauthenticated("sign in to own a cart".into()))
+                }
+                Caller::Anonymous => None,
+            };
             let req = grpc(
                 ctx,
                 pb::CreateCartRequest {
-                    meta: meta(idempotency_key),
+                    meta: meta(ctx, idempotency_key)?,
                     cart_id: String::new(),
                     customer_id: customer_id.map(|c| c.to_string()).unwrap_or_default(),
                 },
@@ -208,7 +255,7 @@ impl MutationRoot {
             let req = grpc(
                 ctx,
                 pb::AddItemRequest {
-                    meta: meta(idempotency_key),
+                    meta: meta(ctx, idempotency_key)?,
                     cart_id: parse_cart_id(&cart_id)?.to_string(),
                     product_id: parse_product_id(&product_id)?.to_string(),
                     quantity: i64::from(parse_quantity(quantity)?.get()),
@@ -234,7 +281,7 @@ impl MutationRoot {
             let req = grpc(
                 ctx,
                 pb::ChangeItemQuantityRequest {
-                    meta: meta(idempotency_key),
+                    meta: meta(ctx, idempotency_key)?,
                     cart_id: parse_cart_id(&cart_id)?.to_string(),
                     product_id: parse_product_id(&product_id)?.to_string(),
                     quantity: i64::from(parse_quantity(quantity)?.get()),
@@ -263,7 +310,7 @@ impl MutationRoot {
             let req = grpc(
                 ctx,
                 pb::RemoveItemRequest {
-                    meta: meta(idempotency_key),
+                    meta: meta(ctx, idempotency_key)?,
                     cart_id: parse_cart_id(&cart_id)?.to_string(),
                     product_id: parse_product_id(&product_id)?.to_string(),
                 },
@@ -286,7 +333,7 @@ impl MutationRoot {
             let req = grpc(
                 ctx,
                 pb::ClearCartRequest {
-                    meta: meta(idempotency_key),
+                    meta: meta(ctx, idempotency_key)?,
                     cart_id: parse_cart_id(&cart_id)?.to_string(),
                 },
             );

@@ -2,6 +2,7 @@
 //! `/graphql/ws` speaks graphql-ws, `/healthz` answers health checks. Bodies over 1 MiB are
 //! refused here as well as at Envoy.
 
+use crate::auth::Caller;
 use crate::clients::{BackendArgs, Backends};
 use crate::error::GRAPHQL_VALIDATION_FAILED;
 use crate::schema::{build_schema, AppSchema, RequestContext};
@@ -13,6 +14,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
+use command_services::auth::{Jwt, JwtArgs};
 use command_services::support::{init_tracing, serve_admin, shutdown_token, Readiness};
 use std::net::SocketAddr;
 use tracing::Instrument;
@@ -30,6 +32,15 @@ pub struct BffArgs {
     pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub backends: BackendArgs,
+    /// The secret the user service signs access tokens with.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    schema: AppSchema,
+    jwt: Option<Jwt>,
 }
 
 async fn graphiql() -> impl IntoResponse {
@@ -42,10 +53,14 @@ async fn graphiql() -> impl IntoResponse {
 }
 
 async fn graphql(
-    State(schema): State<AppSchema>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     req: GraphQLRequest,
 ) -> GraphQLResponse {
+    let caller = Caller::from_header(
+        state.jwt.as_ref(),
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+    );
     let correlation_id = headers
         .get("x-request-id")
         .or_else(|| headers.get("x-correlation-id"))
@@ -54,9 +69,12 @@ async fn graphql(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let span = tracing::info_span!("graphql", correlation_id = %correlation_id);
-    let request = req.into_inner().data(RequestContext { correlation_id });
+    let request = req.into_inner().data(RequestContext {
+        correlation_id,
+        caller,
+    });
     let started = std::time::Instant::now();
-    let mut response = schema.execute(request).instrument(span).await;
+    let mut response = state.schema.execute(request).instrument(span).await;
     metrics::histogram!("graphql_request_duration_seconds").record(started.elapsed().as_secs_f64());
     let outcome = if response.errors.is_empty() {
         "ok"
@@ -87,13 +105,13 @@ async fn graphql(
 }
 
 /// The axum app.
-pub fn app(schema: AppSchema) -> Router {
+pub fn app(schema: AppSchema, jwt: Option<Jwt>) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(schema)
+        .with_state(AppState { schema, jwt })
 }
 
 pub async fn bff_main() -> anyhow::Result<()> {
@@ -107,7 +125,17 @@ pub async fn bff_main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
     tracing::info!(addr = %args.http_addr, "GraphQL BFF listening on /graphql");
     let token = shutdown.clone();
-    axum::serve(listener, app(schema))
+    let jwt = match &args.jwt_secret {
+        Some(s) => Some(Jwt::new(&JwtArgs {
+            jwt_secret: s.clone(),
+            access_token_ttl: 0,
+        })?),
+        None => {
+            tracing::warn!("no JWT_SECRET: every token is refused");
+            None
+        }
+    };
+    axum::serve(listener, app(schema, jwt))
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
     shutdown.cancel();

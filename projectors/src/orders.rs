@@ -24,12 +24,14 @@ impl Projection for OrderProjection {
         conn: &'a mut PgConnection,
         env: &'a EventEnvelope,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a {
-        async move {
-            match env.stream_type.as_str() {
-                "order" => apply_order(conn, env).await,
-                _ => apply_payment(conn, env).await,
-            }
-        }
+        apply(conn, env)
+    }
+}
+
+async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), ProjectionError> {
+    match env.stream_type.as_str() {
+        "order" => apply_order(conn, env).await,
+        _ => apply_payment(conn, env).await,
     }
 }
 

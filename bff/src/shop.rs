@@ -1,0 +1,822 @@
+//! The GraphQL API of accounts, the catalogue, checkout and orders: authentication
+//! (`register`, `login`, `refreshToken`, `logout`), `me` and profile changes, product admin
+//! mutations, `checkout`, `cancelOrder`, `order`, `myOrders`, and the back office's
+//! `shipOrder`, `markDelivered` and `refundPayment`. Every resolver checks the caller first.
+
+use crate::error::{gql, BffError};
+use crate::schema::{backends, caller, check_key, grpc};
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
+use domain::values::{CartId, Currency, OrderId, ProductId};
+use proto::commands::commands_client::CommandsClient;
+use proto::commands::{ExecuteRequest, Meta};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    pub user_id: ID,
+    pub role: String,
+}
+
+impl From<proto::user::Tokens> for AuthPayload {
+    fn from(t: proto::user::Tokens) -> Self {
+        Self {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            expires_in: t.expires_in as i64,
+            user_id: ID(t.user_id),
+            role: t.role,
+        }
+    }
+}
+
+/// What a mutation of one aggregate returns: its id and its stream version afterwards.
+#[derive(SimpleObject)]
+pub struct MutationResult {
+    pub id: ID,
+    pub version: i64,
+}
+
+#[derive(SimpleObject, InputObject, Deserialize, serde::Serialize, Clone)]
+#[graphql(input_name = "AddressInput")]
+pub struct Address {
+    pub line1: String,
+    #[serde(default)]
+    #[graphql(default)]
+    pub line2: String,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(SimpleObject)]
+pub struct Me {
+    pub id: ID,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub addresses: Vec<Address>,
+    pub version: i64,
+}
+
+#[derive(SimpleObject, Deserialize)]
+pub struct MoneyView {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+#[derive(SimpleObject, InputObject, Deserialize, serde::Serialize, Clone)]
+#[graphql(input_name = "AttributeInput")]
+pub struct Attribute {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(SimpleObject)]
+pub struct Stock {
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+}
+
+#[derive(SimpleObject)]
+pub struct Product {
+    pub id: ID,
+    pub name: String,
+    pub description: String,
+    pub categories: Vec<String>,
+    pub attributes: Vec<Attribute>,
+    pub price: MoneyView,
+    pub stock: Stock,
+    pub archived: bool,
+    pub version: i64,
+}
+
+#[derive(Deserialize)]
+struct ProductDoc {
+    id: String,
+    name: String,
+    description: String,
+    categories: Vec<String>,
+    attributes: std::collections::BTreeMap<String, String>,
+    price: MoneyView,
+    on_hand: i64,
+    reserved: i64,
+    available: i64,
+    archived: bool,
+    version: i64,
+}
+
+impl From<ProductDoc> for Product {
+    fn from(d: ProductDoc) -> Self {
+        Self {
+            id: ID(d.id),
+            name: d.name,
+            description: d.description,
+            categories: d.categories,
+            attributes: d
+                .attributes
+                .into_iter()
+                .map(|(key, value)| Attribute { key, value })
+                .collect(),
+            price: d.price,
+            stock: Stock {
+                on_hand: d.on_hand,
+                reserved: d.reserved,
+                available: d.available,
+            },
+            archived: d.archived,
+            version: d.version,
+        }
+    }
+}
+
+#[derive(SimpleObject, Deserialize)]
+pub struct OrderLine {
+    pub product_id: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+}
+
+#[derive(SimpleObject, Deserialize)]
+pub struct Payment {
+    pub id: String,
+    /// AUTHORIZED, DECLINED, CAPTURED or VOIDED.
+    pub status: String,
+    pub amount: MoneyView,
+    pub refunded_minor: i64,
+    pub card_brand: String,
+    pub card_last4: String,
+    pub decline_reason: Option<String>,
+    pub captures: i64,
+}
+
+#[derive(SimpleObject, Deserialize)]
+#[graphql(complex)]
+pub struct Order {
+    pub id: String,
+    pub customer_id: String,
+    /// PLACED, STOCK_RESERVED, PAYMENT_AUTHORIZED, CONFIRMED, SHIPPED, DELIVERED or CANCELLED.
+    pub status: String,
+    pub total: MoneyView,
+    pub refunded_minor: i64,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub version: i64,
+    pub placed_at: String,
+    pub lines: Vec<OrderLine>,
+}
+
+#[async_graphql::ComplexObject]
+impl Order {
+    /// The order's payment, if one was attempted.
+    async fn payment(&self, ctx: &Context<'_>) -> Result<Option<Payment>> {
+        gql(async move {
+            let docs = backends(ctx)
+                .shop
+                .clone()
+                .get_payments_of_order(grpc(
+                    ctx,
+                    proto::queries::ById {
+                        id: self.id.clone(),
+                    },
+                ))
+                .await?
+                .into_inner();
+            match docs.json.first() {
+                None => Ok(None),
+                Some(j) => {
+                    let mut p: Payment = parse_doc(j)?;
+                    p.status = p.status.to_uppercase();
+                    Ok(Some(p))
+                }
+            }
+        }
+        .await)
+    }
+}
+
+fn parse_doc<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, BffError> {
+    serde_json::from_str(json).map_err(|e| {
+        tracing::error!(error = %e, "read model document does not parse");
+        BffError::Internal
+    })
+}
+
+fn order_of(json: &str) -> Result<Order, BffError> {
+    let mut o: Order = parse_doc(json)?;
+    o.status = o.status.to_uppercase();
+    Ok(o)
+}
+
+async fn load_order(ctx: &Context<'_>, id: &ID) -> Result<Order, BffError> {
+    let id = OrderId::parse(id)?;
+    let doc = backends(ctx)
+        .shop
+        .clone()
+        .get_order(grpc(ctx, proto::queries::ById { id: id.to_string() }))
+        .await?
+        .into_inner();
+    order_of(&doc.json)
+}
+
+async fn exec(
+    ctx: &Context<'_>,
+    client: &CommandsClient<Channel>,
+    stream_id: String,
+    command: Value,
+    idempotency_key: Option<String>,
+) -> Result<MutationResult, BffError> {
+    check_key(&idempotency_key)?;
+    let req = grpc(
+        ctx,
+        ExecuteRequest {
+            meta: Some(Meta {
+                idempotency_key: idempotency_key.unwrap_or_default(),
+                actor: caller(ctx).actor()?,
+            }),
+            stream_id,
+            command_json: command.to_string(),
+        },
+    );
+    let r = client.clone().execute(req).await?.into_inner();
+    Ok(MutationResult {
+        id: ID(r.stream_id),
+        version: r.version as i64,
+    })
+}
+
+fn money(amount_minor: i64, currency: &str) -> Result<Value, BffError> {
+    let c = Currency::parse(currency)?;
+    if amount_minor < 0 {
+        return Err(BffError::InvalidArgument(
+            "an amount cannot be negative".into(),
+        ));
+    }
+    Ok(json!({ "amount_minor": amount_minor, "currency": c.as_str() }))
+}
+
+#[derive(InputObject)]
+pub struct ProductInput {
+    pub name: String,
+    #[graphql(default)]
+    pub description: String,
+    #[graphql(default)]
+    pub categories: Vec<String>,
+    #[graphql(default)]
+    pub attributes: Vec<Attribute>,
+    pub price_minor: i64,
+    pub currency: String,
+    #[graphql(default)]
+    pub initial_stock: i32,
+}
+
+#[derive(InputObject)]
+pub struct ProductDetailsInput {
+    pub name: String,
+    #[graphql(default)]
+    pub description: String,
+    #[graphql(default)]
+    pub categories: Vec<String>,
+    #[graphql(default)]
+    pub attributes: Vec<Attribute>,
+}
+
+fn details(
+    name: String,
+    description: String,
+    categories: Vec<String>,
+    attributes: Vec<Attribute>,
+) -> Value {
+    let attrs: serde_json::Map<String, Value> = attributes
+        .into_iter()
+        .map(|a| (a.key, Value::String(a.value)))
+        .collect();
+    json!({ "name": name, "description": description, "categories": categories, "attributes": attrs })
+}
+
+/// A card as the customer types it; it goes to the payment gateway and is never stored.
+#[derive(InputObject)]
+pub struct CardInput {
+    pub number: String,
+    pub exp_month: u32,
+    pub exp_year: u32,
+    pub cvc: String,
+}
+
+#[derive(SimpleObject)]
+pub struct CheckoutResult {
+    pub order_id: ID,
+    /// The cart's version after checkout.
+    pub cart_version: i64,
+}
+
+#[derive(Default)]
+pub struct ShopQuery;
+
+#[Object]
+impl ShopQuery {
+    /// The signed-in user.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Me> {
+        gql(async move {
+            let claims = caller(ctx).user()?;
+            let u = backends(ctx)
+                .users
+                .clone()
+                .get_user(grpc(
+                    ctx,
+                    proto::user::UserRef {
+                        user_id: claims.sub.clone(),
+                    },
+                ))
+                .await?
+                .into_inner();
+            Ok(Me {
+                id: ID(u.user_id),
+                email: u.email,
+                name: u.name,
+                role: u.role,
+                addresses: serde_json::from_str(&u.addresses_json).unwrap_or_default(),
+                version: u.version as i64,
+            })
+        }
+        .await)
+    }
+
+    /// A product of the catalogue, with live stock.
+    async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Product> {
+        gql(async move {
+            let id = ProductId::parse(&id)?;
+            let docs = backends(ctx)
+                .shop
+                .clone()
+                .get_products(grpc(
+                    ctx,
+                    proto::queries::ByIds {
+                        ids: vec![id.to_string()],
+                    },
+                ))
+                .await?
+                .into_inner();
+            let doc = docs
+                .json
+                .first()
+                .ok_or_else(|| BffError::NotFound("product not found".into()))?;
+            Ok(parse_doc::<ProductDoc>(doc)?.into())
+        }
+        .await)
+    }
+
+    /// An order: its owner or an admin only.
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Order> {
+        gql(async move {
+            caller(ctx).user()?;
+            let order = load_order(ctx, &id).await?;
+            caller(ctx).check_owner(Some(&order.customer_id))?;
+            Ok(order)
+        }
+        .await)
+    }
+
+    /// The signed-in customer's orders, newest first.
+    async fn my_orders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] limit: u32,
+    ) -> Result<Vec<Order>> {
+        gql(async move {
+            let claims = caller(ctx).user()?;
+            let docs = backends(ctx)
+                .shop
+                .clone()
+                .list_orders(grpc(
+                    ctx,
+                    proto::queries::ListOrdersRequest {
+                        customer_id: claims.sub.clone(),
+                        limit,
+                    },
+                ))
+                .await?
+                .into_inner();
+            docs.json.iter().map(|j| order_of(j)).collect()
+        }
+        .await)
+    }
+
+    /// Every customer's orders (back office), newest first.
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] limit: u32,
+    ) -> Result<Vec<Order>> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let docs = backends(ctx)
+                .shop
+                .clone()
+                .list_orders(grpc(
+                    ctx,
+                    proto::queries::ListOrdersRequest {
+                        customer_id: String::new(),
+                        limit,
+                    },
+                ))
+                .await?
+                .into_inner();
+            docs.json.iter().map(|j| order_of(j)).collect()
+        }
+        .await)
+    }
+}
+
+#[derive(Default)]
+pub struct ShopMutation;
+
+#[Object]
+impl ShopMutation {
+    /// Creates a customer account.
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+        name: String,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            let r = backends(ctx)
+                .users
+                .clone()
+                .register(grpc(
+                    ctx,
+                    proto::user::RegisterRequest {
+                        email,
+                        password,
+                        name,
+                    },
+                ))
+                .await?
+                .into_inner();
+            Ok(MutationResult {
+                id: ID(r.user_id),
+                version: r.version as i64,
+            })
+        }
+        .await)
+    }
+
+    /// Signs in: a short-lived access token (send it as `Authorization: Bearer ...`) and a
+    /// refresh token.
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<AuthPayload> {
+        gql(async move {
+            let t = backends(ctx)
+                .users
+                .clone()
+                .login(grpc(ctx, proto::user::LoginRequest { email, password }))
+                .await?
+                .into_inner();
+            Ok(t.into())
+        }
+        .await)
+    }
+
+    /// Trades a refresh token for new tokens (the old refresh token stops working).
+    async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
+        gql(async move {
+            let t = backends(ctx)
+                .users
+                .clone()
+                .refresh(grpc(ctx, proto::user::RefreshRequest { refresh_token }))
+                .await?
+                .into_inner();
+            Ok(t.into())
+        }
+        .await)
+    }
+
+    /// Revokes a refresh token.
+    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
+        gql(async move {
+            backends(ctx)
+                .users
+                .clone()
+                .logout(grpc(ctx, proto::user::RefreshRequest { refresh_token }))
+                .await?;
+            Ok(true)
+        }
+        .await)
+    }
+
+    async fn update_profile(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        #[graphql(default)] addresses: Vec<Address>,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            let claims = caller(ctx).user()?;
+            let r = backends(ctx)
+                .users
+                .clone()
+                .update_profile(grpc(
+                    ctx,
+                    proto::user::UpdateProfileRequest {
+                        user_id: claims.sub.clone(),
+                        name,
+                        addresses_json: serde_json::to_string(&addresses).unwrap_or_default(),
+                    },
+                ))
+                .await?
+                .into_inner();
+            Ok(MutationResult {
+                id: ID(r.user_id),
+                version: r.version as i64,
+            })
+        }
+        .await)
+    }
+
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> Result<bool> {
+        gql(async move {
+            let claims = caller(ctx).user()?;
+            backends(ctx)
+                .users
+                .clone()
+                .change_password(grpc(
+                    ctx,
+                    proto::user::ChangePasswordRequest {
+                        user_id: claims.sub.clone(),
+                        current_password,
+                        new_password,
+                    },
+                ))
+                .await?;
+            Ok(true)
+        }
+        .await)
+    }
+
+    /// Deletes the signed-in account; its carts go too.
+    async fn delete_account(&self, ctx: &Context<'_>) -> Result<bool> {
+        gql(async move {
+            let claims = caller(ctx).user()?;
+            backends(ctx)
+                .users
+                .clone()
+                .delete_account(grpc(
+                    ctx,
+                    proto::user::UserRef {
+                        user_id: claims.sub.clone(),
+                    },
+                ))
+                .await?;
+            Ok(true)
+        }
+        .await)
+    }
+
+    /// Admin: adds a product to the catalogue.
+    async fn create_product(
+        &self,
+        ctx: &Context<'_>,
+        input: ProductInput,
+        idempotency_key: Option<String>,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            if input.initial_stock < 0 {
+                return Err(BffError::InvalidArgument("initial stock cannot be negative".into()));
+            }
+            let id = ProductId::generate();
+            let cmd = json!({
+                "type": "create",
+                "product_id": id,
+                "details": details(input.name, input.description, input.categories, input.attributes),
+                "price": money(input.price_minor, &input.currency)?,
+                "initial_stock": input.initial_stock,
+            });
+            exec(ctx, &backends(ctx).products, id.to_string(), cmd, idempotency_key).await
+        }
+        .await)
+    }
+
+    /// Admin: changes a product's name, description, categories and attributes.
+    async fn update_product(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: ProductDetailsInput,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let id = ProductId::parse(&id)?;
+            let cmd = json!({ "type": "update", "details": details(input.name, input.description, input.categories, input.attributes) });
+            exec(ctx, &backends(ctx).products, id.to_string(), cmd, None).await
+        }
+        .await)
+    }
+
+    /// Admin: changes a product's price (same currency).
+    async fn change_product_price(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        price_minor: i64,
+        currency: String,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let id = ProductId::parse(&id)?;
+            let cmd = json!({ "type": "change_price", "price": money(price_minor, &currency)? });
+            exec(ctx, &backends(ctx).products, id.to_string(), cmd, None).await
+        }
+        .await)
+    }
+
+    /// Admin: takes a product off sale.
+    async fn archive_product(&self, ctx: &Context<'_>, id: ID) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let id = ProductId::parse(&id)?;
+            exec(
+                ctx,
+                &backends(ctx).products,
+                id.to_string(),
+                json!({ "type": "archive" }),
+                None,
+            )
+            .await
+        }
+        .await)
+    }
+
+    /// Admin: receives (positive) or writes off (negative) stock.
+    async fn adjust_stock(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        delta: i64,
+        reason: String,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let id = ProductId::parse(&id)?;
+            let cmd = json!({ "type": "adjust_stock", "delta": delta, "reason": reason });
+            exec(ctx, &backends(ctx).products, id.to_string(), cmd, None).await
+        }
+        .await)
+    }
+
+    /// Checks out the signed-in customer's cart: the card is tokenized by the payment
+    /// gateway, prices are snapshotted from the catalogue, and the checkout saga takes it
+    /// from there. Follow the order with `order(id)`.
+    async fn checkout(
+        &self,
+        ctx: &Context<'_>,
+        cart_id: ID,
+        payment: CardInput,
+        idempotency_key: Option<String>,
+    ) -> Result<CheckoutResult> {
+        gql(async move {
+            let claims = caller(ctx).user()?.clone();
+            check_key(&idempotency_key)?;
+            let cart_id = CartId::parse(&cart_id)?;
+            let card = backends(ctx)
+                .payment_methods
+                .clone()
+                .tokenize(grpc(
+                    ctx,
+                    proto::payment::CardDetails {
+                        number: payment.number,
+                        exp_month: payment.exp_month,
+                        exp_year: payment.exp_year,
+                        cvc: payment.cvc,
+                    },
+                ))
+                .await?
+                .into_inner();
+            // A retried checkout (same key) names the same order.
+            let order_id = match &idempotency_key {
+                Some(k) => {
+                    let digest = command_services::auth::sha256_hex(&format!("{}:{k}", claims.sub));
+                    let mut bytes = [0u8; 16];
+                    for (i, b) in bytes.iter_mut().enumerate() {
+                        *b = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap_or(0);
+                    }
+                    OrderId::from(uuid::Uuid::new_v8(bytes))
+                }
+                None => OrderId::generate(),
+            };
+            let r = backends(ctx)
+                .cart_commands
+                .clone()
+                .check_out(grpc(
+                    ctx,
+                    proto::cart::CheckOutRequest {
+                        meta: Some(proto::cart::CommandMeta {
+                            idempotency_key: idempotency_key.unwrap_or_default(),
+                            actor: claims.actor(),
+                        }),
+                        cart_id: cart_id.to_string(),
+                        order_id: order_id.to_string(),
+                        prices: Default::default(),
+                        payment_token: card.token,
+                        card_brand: card.brand,
+                        card_last4: card.last4,
+                    },
+                ))
+                .await?
+                .into_inner();
+            Ok(CheckoutResult {
+                order_id: ID(order_id.to_string()),
+                cart_version: r.version as i64,
+            })
+        }
+        .await)
+    }
+
+    /// Cancels one of the signed-in customer's orders before it ships.
+    async fn cancel_order(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        reason: Option<String>,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).user()?;
+            let order = load_order(ctx, &order_id).await?;
+            caller(ctx).check_owner(Some(&order.customer_id))?;
+            let cmd = json!({ "type": "cancel", "reason": reason.unwrap_or_else(|| "cancelled by the customer".into()), "by": "customer" });
+            exec(ctx, &backends(ctx).orders, order.id, cmd, None).await
+        }
+        .await)
+    }
+
+    /// Admin: ships a confirmed order.
+    async fn ship_order(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        carrier: String,
+        tracking_number: String,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let id = OrderId::parse(&order_id)?;
+            let cmd =
+                json!({ "type": "ship", "carrier": carrier, "tracking_number": tracking_number });
+            exec(ctx, &backends(ctx).orders, id.to_string(), cmd, None).await
+        }
+        .await)
+    }
+
+    /// Admin: marks a shipped order delivered.
+    async fn mark_delivered(&self, ctx: &Context<'_>, order_id: ID) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let id = OrderId::parse(&order_id)?;
+            exec(
+                ctx,
+                &backends(ctx).orders,
+                id.to_string(),
+                json!({ "type": "mark_delivered" }),
+                None,
+            )
+            .await
+        }
+        .await)
+    }
+
+    /// Admin: refunds part or all of a paid order; the saga refunds the payment.
+    async fn refund_payment(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        amount_minor: i64,
+        idempotency_key: Option<String>,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let order = load_order(ctx, &order_id).await?;
+            let cmd =
+                json!({ "type": "refund", "amount": money(amount_minor, &order.total.currency)? });
+            exec(ctx, &backends(ctx).orders, order.id, cmd, idempotency_key).await
+        }
+        .await)
+    }
+}
