@@ -29,19 +29,35 @@ TARGET_DIR=$CARGO_TARGET_DIR
 if [ "$PROFILE" = "dev" ] || [ "$PROFILE" = "debug" ]; then BIN_DIR=$TARGET_DIR/debug; else BIN_DIR=$TARGET_DIR/$PROFILE; fi
 
 HOST=127.0.0.1
-KAFKA_PORT=${KAFKA_PORT:-9092}
-MONGO_PORT=${MONGO_PORT:-27017}
-ENVOY_PORT=${ENVOY_PORT:-8080}
-ENVOY_ADMIN_PORT=${ENVOY_ADMIN_PORT:-9901}
+# Every port is PORT_OFFSET + its default, unless set on its own (make test uses 10000,
+# make bench 1000, so they run beside a `make up` stack).
+O=${PORT_OFFSET:-0}
+KAFKA_PORT=${KAFKA_PORT:-$((9092 + O))}
+MONGO_PORT=${MONGO_PORT:-$((27017 + O))}
+ENVOY_PORT=${ENVOY_PORT:-$((8080 + O))}
+ENVOY_ADMIN_PORT=${ENVOY_ADMIN_PORT:-$((9901 + O))}
 ENVOY_RATE_LIMIT=${ENVOY_RATE_LIMIT:-400}
-BFF_PORT=${BFF_PORT:-8000}
-CART_COMMAND_PORT=${CART_COMMAND_PORT:-50051}
-CART_QUERY_PORT=${CART_QUERY_PORT:-50061}
-CART_COMMAND_ADMIN_PORT=${CART_COMMAND_ADMIN_PORT:-9201}
-CART_QUERY_ADMIN_PORT=${CART_QUERY_ADMIN_PORT:-9202}
-RELAY_ADMIN_PORT=${RELAY_ADMIN_PORT:-9203}
-CART_PROJECTOR_ADMIN_PORT=${CART_PROJECTOR_ADMIN_PORT:-9204}
-BFF_ADMIN_PORT=${BFF_ADMIN_PORT:-9205}
+BFF_PORT=${BFF_PORT:-$((8000 + O))}
+CART_COMMAND_PORT=${CART_COMMAND_PORT:-$((50051 + O))}
+ORDER_COMMAND_PORT=${ORDER_COMMAND_PORT:-$((50052 + O))}
+PRODUCT_COMMAND_PORT=${PRODUCT_COMMAND_PORT:-$((50053 + O))}
+PAYMENT_COMMAND_PORT=${PAYMENT_COMMAND_PORT:-$((50054 + O))}
+USER_COMMAND_PORT=${USER_COMMAND_PORT:-$((50055 + O))}
+CART_QUERY_PORT=${CART_QUERY_PORT:-$((50061 + O))}
+SHOP_QUERY_PORT=${SHOP_QUERY_PORT:-$((50062 + O))}
+CART_COMMAND_ADMIN_PORT=${CART_COMMAND_ADMIN_PORT:-$((9201 + O))}
+CART_QUERY_ADMIN_PORT=${CART_QUERY_ADMIN_PORT:-$((9202 + O))}
+RELAY_ADMIN_PORT=${RELAY_ADMIN_PORT:-$((9203 + O))}
+CART_PROJECTOR_ADMIN_PORT=${CART_PROJECTOR_ADMIN_PORT:-$((9204 + O))}
+BFF_ADMIN_PORT=${BFF_ADMIN_PORT:-$((9205 + O))}
+ORDER_COMMAND_ADMIN_PORT=$((9206 + O))
+PRODUCT_COMMAND_ADMIN_PORT=$((9207 + O))
+PAYMENT_COMMAND_ADMIN_PORT=$((9208 + O))
+USER_COMMAND_ADMIN_PORT=$((9209 + O))
+SHOP_QUERY_ADMIN_PORT=$((9210 + O))
+PRODUCT_PROJECTOR_ADMIN_PORT=$((9211 + O))
+ORDER_PROJECTOR_ADMIN_PORT=$((9212 + O))
+CHECKOUT_SAGA_ADMIN_PORT=$((9213 + O))
 PG_DB=${PG_DB:-commerce}
 
 EXTERNAL_KAFKA=${KAFKA_BROKERS:+yes}
@@ -53,10 +69,24 @@ export MONGODB_DB=${MONGODB_DB:-commerce}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@$HOST:5432/$PG_DB}
 export CART_COMMAND_URL=http://$HOST:$CART_COMMAND_PORT
 export CART_QUERY_URL=http://$HOST:$CART_QUERY_PORT
+export ORDER_COMMAND_URL=http://$HOST:$ORDER_COMMAND_PORT
+export PRODUCT_COMMAND_URL=http://$HOST:$PRODUCT_COMMAND_PORT
+export PAYMENT_COMMAND_URL=http://$HOST:$PAYMENT_COMMAND_PORT
+export USER_COMMAND_URL=http://$HOST:$USER_COMMAND_PORT
+export SHOP_QUERY_URL=http://$HOST:$SHOP_QUERY_PORT
+# The access-token secret shared by the user service and the BFF, and the first admin:
+# generated once per stack directory unless given.
+mkdir -p "$STACK_DIR"
+[ -s "$STACK_DIR/jwt_secret" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$STACK_DIR/jwt_secret"
+[ -s "$STACK_DIR/admin_password" ] || od -An -tx1 -N12 /dev/urandom | tr -d ' \n' >"$STACK_DIR/admin_password"
+export JWT_SECRET=${JWT_SECRET:-$(cat "$STACK_DIR/jwt_secret")}
+export ADMIN_EMAIL=${ADMIN_EMAIL:-admin@example.com}
+export ADMIN_PASSWORD=${ADMIN_PASSWORD:-$(cat "$STACK_DIR/admin_password")}
 export RUST_LOG=${RUST_LOG:-info}
 
 INFRA=(tansu mongo envoy)
-SERVICES=(cart-command relay cart-projector cart-query bff)
+SERVICES=(cart-query shop-query cart-command product-command order-command payment-command
+  user-command relay cart-projector product-projector order-projector checkout-saga bff)
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -77,6 +107,17 @@ cmd_of() {
         --base-id "$ENVOY_PORT" -l warn ;;
     cart-command) printf '%s\n' "$BIN_DIR/command-service" --aggregate cart \
         --grpc-addr "$HOST:$CART_COMMAND_PORT" --admin-addr "$HOST:$CART_COMMAND_ADMIN_PORT" ;;
+    product-command|order-command|payment-command|user-command)
+      local agg=${1%-command} up; up=$(echo "$agg" | tr a-z A-Z)
+      local port=${up}_COMMAND_PORT admin=${up}_COMMAND_ADMIN_PORT
+      printf '%s\n' "$BIN_DIR/command-service" --aggregate "$agg" \
+        --grpc-addr "$HOST:${!port}" --admin-addr "$HOST:${!admin}" ;;
+    shop-query) printf '%s\n' "$BIN_DIR/query-service" --service shop \
+        --grpc-addr "$HOST:$SHOP_QUERY_PORT" --admin-addr "$HOST:$SHOP_QUERY_ADMIN_PORT" ;;
+    product-projector|order-projector) printf '%s\n' "$BIN_DIR/projector" --projection "${1%-projector}" \
+        --admin-addr "$HOST:$( [ "$1" = product-projector ] && echo "$PRODUCT_PROJECTOR_ADMIN_PORT" || echo "$ORDER_PROJECTOR_ADMIN_PORT")" ;;
+    checkout-saga) printf '%s\n' "$BIN_DIR/projector" --projection checkout-saga \
+        --admin-addr "$HOST:$CHECKOUT_SAGA_ADMIN_PORT" ;;
     relay) printf '%s\n' "$BIN_DIR/relay" --admin-addr "$HOST:$RELAY_ADMIN_PORT" ;;
     cart-projector) printf '%s\n' "$BIN_DIR/projector" --projection cart \
         --admin-addr "$HOST:$CART_PROJECTOR_ADMIN_PORT" ;;
@@ -98,6 +139,14 @@ health_of() {
     cart-projector) echo "http http://$HOST:$CART_PROJECTOR_ADMIN_PORT/healthz" ;;
     cart-query) echo "http http://$HOST:$CART_QUERY_ADMIN_PORT/healthz" ;;
     bff) echo "http http://$HOST:$BFF_PORT/healthz" ;;
+    product-command) echo "http http://$HOST:$PRODUCT_COMMAND_ADMIN_PORT/healthz" ;;
+    order-command) echo "http http://$HOST:$ORDER_COMMAND_ADMIN_PORT/healthz" ;;
+    payment-command) echo "http http://$HOST:$PAYMENT_COMMAND_ADMIN_PORT/healthz" ;;
+    user-command) echo "http http://$HOST:$USER_COMMAND_ADMIN_PORT/healthz" ;;
+    shop-query) echo "http http://$HOST:$SHOP_QUERY_ADMIN_PORT/healthz" ;;
+    product-projector) echo "http http://$HOST:$PRODUCT_PROJECTOR_ADMIN_PORT/healthz" ;;
+    order-projector) echo "http http://$HOST:$ORDER_PROJECTOR_ADMIN_PORT/healthz" ;;
+    checkout-saga) echo "http http://$HOST:$CHECKOUT_SAGA_ADMIN_PORT/healthz" ;;
   esac
 }
 
@@ -228,6 +277,13 @@ CART_QUERY_ADMIN_URL=http://$HOST:$CART_QUERY_ADMIN_PORT
 RELAY_ADMIN_URL=http://$HOST:$RELAY_ADMIN_PORT
 CART_PROJECTOR_ADMIN_URL=http://$HOST:$CART_PROJECTOR_ADMIN_PORT
 BFF_ADMIN_URL=http://$HOST:$BFF_ADMIN_PORT
+ORDER_COMMAND_URL=$ORDER_COMMAND_URL
+PRODUCT_COMMAND_URL=$PRODUCT_COMMAND_URL
+PAYMENT_COMMAND_URL=$PAYMENT_COMMAND_URL
+USER_COMMAND_URL=$USER_COMMAND_URL
+SHOP_QUERY_URL=$SHOP_QUERY_URL
+ADMIN_EMAIL=$ADMIN_EMAIL
+ADMIN_PASSWORD=$ADMIN_PASSWORD
 EOV
 }
 
@@ -255,6 +311,9 @@ The commerce stack is up. Logs: $LOGS   Data: $DATA
   PostgreSQL:            $DATABASE_URL
   gRPC cart commands:    $HOST:$CART_COMMAND_PORT   (health + reflection: grpcurl -plaintext ...)
   gRPC cart queries:     $HOST:$CART_QUERY_PORT
+  gRPC shop queries:     $HOST:$SHOP_QUERY_PORT
+  gRPC commands:         order $ORDER_COMMAND_PORT, product $PRODUCT_COMMAND_PORT, payment $PAYMENT_COMMAND_PORT, user $USER_COMMAND_PORT
+  Admin account:         $ADMIN_EMAIL / $ADMIN_PASSWORD   (log in with the login mutation)
 
 Stop it with: make down
 EOM

@@ -132,7 +132,7 @@ pub fn stack(args: &[&str]) {
 pub async fn mongo_events() -> mongodb::Collection<Document> {
     let uri = env(
         "MONGODB_URI",
-        "mongodb://127.0.0.1:27117/?directConnection=true",
+        "mongodb://127.0.0.1:37017/?directConnection=true",
     );
     let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
     client
