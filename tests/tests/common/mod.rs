@@ -254,3 +254,176 @@ fn chrono_millis(rfc3339: &str) -> i64 {
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// Posts a GraphQL request with a bearer token; returns the JSON body (HTTP 200 required).
+pub async fn gql_as(client: &reqwest::Client, token: &str, query: &str, variables: Value) -> Value {
+    let resp = client
+        .post(graphql_url())
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("GraphQL endpoint reachable");
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.json::<Value>().await.unwrap()
+}
+
+/// Logs in; returns the access token.
+pub async fn login(client: &reqwest::Client, email: &str, password: &str) -> String {
+    let body = gql(
+        client,
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+        json!({ "e": email, "p": password }),
+    )
+    .await;
+    body["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login failed: {body}"))
+        .to_owned()
+}
+
+pub async fn admin_token(client: &reqwest::Client) -> String {
+    login(
+        client,
+        &env("ADMIN_EMAIL", "admin@example.com"),
+        &env("ADMIN_PASSWORD", ""),
+    )
+    .await
+}
+
+/// Registers a fresh customer and logs in: (user id, email, token).
+pub async fn new_customer(client: &reqwest::Client) -> (String, String, String) {
+    let email = format!("c-{}@example.com", uuid::Uuid::new_v4().simple());
+    let body = gql(
+        client,
+        "mutation($e: String!) { register(email: $e, password: \"s3cret-pass\", name: \"Test Customer\") { id } }",
+        json!({ "e": email }),
+    )
+    .await;
+    let id = body["data"]["register"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("register failed: {body}"))
+        .to_owned();
+    let token = login(client, &email, "s3cret-pass").await;
+    (id, email, token)
+}
+
+/// Creates a product (as admin) and waits until the catalogue shows it.
+pub async fn new_product(
+    client: &reqwest::Client,
+    admin: &str,
+    price_minor: i64,
+    stock: i64,
+) -> String {
+    let body = gql_as(
+        client,
+        admin,
+        "mutation($p: Int!, $s: Int!) { createProduct(input: { name: \"Mug\", priceMinor: $p, currency: \"EUR\", initialStock: $s }) { id } }",
+        json!({ "p": price_minor, "s": stock }),
+    )
+    .await;
+    let id = body["data"]["createProduct"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("createProduct failed: {body}"))
+        .to_owned();
+    product_stock(client, &id).await;
+    id
+}
+
+/// The product's stock as the catalogue shows it: (on hand, reserved, available).
+pub async fn product_stock(client: &reqwest::Client, id: &str) -> (i64, i64, i64) {
+    poll(
+        "the product in the catalogue",
+        Duration::from_secs(30),
+        || async {
+            let body = gql(
+                client,
+                "query($id: ID!) { product(id: $id) { stock { onHand reserved available } } }",
+                json!({ "id": id }),
+            )
+            .await;
+            let s = &body["data"]["product"]["stock"];
+            Some((
+                s["onHand"].as_i64()?,
+                s["reserved"].as_i64()?,
+                s["available"].as_i64()?,
+            ))
+        },
+    )
+    .await
+}
+
+pub const ORDER: &str =
+    "query($id: ID!) { order(id: $id) { id status cancelReason total { amountMinor currency }
+    lines { productId quantity } payment { status captures refundedMinor cardLast4 cardBrand } } }";
+
+/// Polls an order until its status is one of `statuses` (and its payment, if `payment`
+/// is given, has that status).
+pub async fn order_in(
+    client: &reqwest::Client,
+    token: &str,
+    order_id: &str,
+    statuses: &[&str],
+    payment: Option<&str>,
+) -> Value {
+    poll(
+        &format!("order {order_id} in {statuses:?}"),
+        Duration::from_secs(60),
+        || async {
+            let body = gql_as(client, token, ORDER, json!({ "id": order_id })).await;
+            let o = body["data"]["order"].clone();
+            let status_ok = o["status"].as_str().is_some_and(|s| statuses.contains(&s));
+            let payment_ok = match payment {
+                None => true,
+                Some(p) => o["payment"]["status"].as_str() == Some(p),
+            };
+            (status_ok && payment_ok).then_some(o)
+        },
+    )
+    .await
+}
+
+/// A cart of the customer's with `quantity` of `product`, checked out with `card`.
+/// Returns the order id.
+pub async fn buy(
+    client: &reqwest::Client,
+    token: &str,
+    product: &str,
+    quantity: i64,
+    card: &str,
+) -> String {
+    let body = gql_as(
+        client,
+        token,
+        "mutation { createCart { cartId } }",
+        json!({}),
+    )
+    .await;
+    let cart = body["data"]["createCart"]["cartId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = gql_as(
+        client,
+        token,
+        ADD_ITEM,
+        json!({ "c": cart, "p": product, "q": quantity }),
+    )
+    .await;
+    assert!(body["data"]["addItemToCart"]["version"].is_u64(), "{body}");
+    let body = gql_as(
+        client,
+        token,
+        "mutation($c: ID!, $n: String!) { checkout(cartId: $c, payment: { number: $n, expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId } }",
+        json!({ "c": cart, "n": card }),
+    )
+    .await;
+    body["data"]["checkout"]["orderId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("checkout failed: {body}"))
+        .to_owned()
+}
+
+pub const GOOD_CARD: &str = "4242424242424242";
+pub const DECLINED_CARD: &str = "4000000000000002";
+pub const NO_FUNDS_CARD: &str = "4000000000009995";

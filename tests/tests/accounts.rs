@@ -1,0 +1,284 @@
+//! Accounts and authorization through Envoy: customers see and change only their own carts
+//! and orders, admin operations need the admin role, bad tokens are refused, an email is
+//! unique even under concurrent registrations, and a deleted account leaves no personal data
+//! in the read models.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn customers_only_reach_their_own_things() {
+    let client = http();
+    let admin = admin_token(&client).await;
+    let product = new_product(&client, &admin, 100, 10).await;
+    let (_, _, a) = new_customer(&client).await;
+    let (_, _, b) = new_customer(&client).await;
+
+    let order = buy(&client, &a, &product, 1, GOOD_CARD).await;
+    order_in(&client, &a, &order, &["CONFIRMED"], None).await;
+    // B reads A's order.
+    let body = gql_as(&client, &b, ORDER, json!({ "id": order })).await;
+    assert_eq!(error_code(&body).as_deref(), Some("FORBIDDEN"), "{body}");
+    // B cancels A's order.
+    let body = gql_as(
+        &client,
+        &b,
+        "mutation($o: ID!) { cancelOrder(orderId: $o) { version } }",
+        json!({ "o": order }),
+    )
+    .await;
+    assert_eq!(error_code(&body).as_deref(), Some("FORBIDDEN"), "{body}");
+
+    // B changes A's cart: refused, and the cart is unchanged.
+    let body = gql_as(&client, &a, "mutation { createCart { cartId } }", json!({})).await;
+    let cart = body["data"]["createCart"]["cartId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = gql_as(
+        &client,
+        &b,
+        ADD_ITEM,
+        json!({ "c": cart, "p": product, "q": 1 }),
+    )
+    .await;
+    assert_eq!(error_code(&body).as_deref(), Some("FORBIDDEN"), "{body}");
+    let body = gql(
+        &client,
+        ADD_ITEM,
+        json!({ "c": cart, "p": product, "q": 1 }),
+    )
+    .await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("FORBIDDEN"),
+        "anonymous: {body}"
+    );
+    assert_eq!(
+        stored_events(&cart).await.len(),
+        1,
+        "nothing appended to A's cart"
+    );
+    cart_at_version_as(&client, &a, &cart, 1).await;
+    let body = gql_as(&client, &b, CART, json!({ "id": cart })).await;
+    assert_eq!(error_code(&body).as_deref(), Some("FORBIDDEN"), "{body}");
+
+    // A customer calls admin mutations.
+    for (q, v) in [
+        ("mutation { createProduct(input: { name: \"X\", priceMinor: 1, currency: \"EUR\" }) { id } }", json!({})),
+        ("mutation($o: ID!) { shipOrder(orderId: $o, carrier: \"c\", trackingNumber: \"t\") { version } }", json!({ "o": order })),
+        ("mutation($o: ID!) { refundPayment(orderId: $o, amountMinor: 1) { version } }", json!({ "o": order })),
+        ("{ orders { id } }", json!({})),
+    ] {
+        let body = gql_as(&client, &a, q, v).await;
+        assert_eq!(error_code(&body).as_deref(), Some("FORBIDDEN"), "{q}: {body}");
+    }
+    let o = order_in(&client, &a, &order, &["CONFIRMED"], None).await;
+    assert_eq!(o["status"], "CONFIRMED", "nothing changed");
+
+    // No token, a tampered token, an expired token.
+    let body = gql(&client, "{ me { id } }", json!({})).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+    let mut tampered = a.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let body = gql_as(&client, &tampered, "{ me { id } }", json!({})).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+    let expired = expired_token(&a);
+    let body = gql_as(&client, &expired, ORDER, json!({ "id": order })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+    let body = gql_as(
+        &client,
+        &expired,
+        "mutation { createCart { cartId } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+}
+
+/// The same claims as `token`, signed with the real secret, but expired a minute ago.
+fn expired_token(token: &str) -> String {
+    use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+    let secret = std::env::var("JWT_SECRET").unwrap_or_else(|_| {
+        std::fs::read_to_string(repo_root().join(".stack-test/jwt_secret")).unwrap_or_default()
+    });
+    let mut v = Validation::new(Algorithm::HS256);
+    v.validate_exp = false;
+    let mut claims = decode::<serde_json::Value>(
+        token,
+        &DecodingKey::from_secret(secret.trim().as_bytes()),
+        &v,
+    )
+    .expect("the test knows the stack's secret")
+    .claims;
+    let now = chrono::Utc::now().timestamp();
+    claims["iat"] = json!(now - 3600);
+    claims["exp"] = json!(now - 60);
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.trim().as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn cart_at_version_as(client: &reqwest::Client, token: &str, cart: &str, version: u64) {
+    poll(
+        "cart in the read model",
+        Duration::from_secs(30),
+        || async {
+            let body = gql_as(client, token, CART, json!({ "id": cart })).await;
+            (body["data"]["cart"]["version"].as_u64() == Some(version)).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_email_let_exactly_one_through() {
+    let client = http();
+    let email = format!("race-{}@example.com", uuid::Uuid::new_v4().simple());
+    let attempts = (0..8).map(|i| {
+        let client = client.clone();
+        let email = email.clone();
+        async move {
+            gql(
+                &client,
+                "mutation($e: String!, $n: String!) { register(email: $e, password: \"s3cret-pass\", name: $n) { id } }",
+                json!({ "e": email, "n": format!("Racer {i}") }),
+            )
+            .await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let ok = results
+        .iter()
+        .filter(|b| b["data"]["register"]["id"].is_string())
+        .count();
+    assert_eq!(ok, 1, "{results:?}");
+    for b in results
+        .iter()
+        .filter(|b| !b["data"]["register"]["id"].is_string())
+    {
+        assert_eq!(error_code(b).as_deref(), Some("ALREADY_EXISTS"), "{b}");
+    }
+    // The same email in another case is the same email.
+    let body = gql(
+        &client,
+        "mutation($e: String!) { register(email: $e, password: \"s3cret-pass\", name: \"Again\") { id } }",
+        json!({ "e": email.to_uppercase() }),
+    )
+    .await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("ALREADY_EXISTS"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_account_leaves_no_cart_and_no_personal_data() {
+    let client = http();
+    let admin = admin_token(&client).await;
+    let product = new_product(&client, &admin, 100, 10).await;
+    let (user_id, email, token) = new_customer(&client).await;
+    let body = gql_as(
+        &client,
+        &token,
+        "mutation { updateProfile(name: \"Zelda Unique-Name\") { version } }",
+        json!({}),
+    )
+    .await;
+    assert!(body["data"]["updateProfile"]["version"].is_i64(), "{body}");
+    let body = gql_as(
+        &client,
+        &token,
+        "mutation { createCart { cartId } }",
+        json!({}),
+    )
+    .await;
+    let cart = body["data"]["createCart"]["cartId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gql_as(
+        &client,
+        &token,
+        ADD_ITEM,
+        json!({ "c": cart, "p": product, "q": 1 }),
+    )
+    .await;
+    cart_at_version_as(&client, &token, &cart, 2).await;
+
+    let body = gql_as(&client, &token, "mutation { deleteAccount }", json!({})).await;
+    assert_eq!(body["data"]["deleteAccount"], true, "{body}");
+
+    // The cart goes.
+    poll("the cart removed", Duration::from_secs(60), || async {
+        let body = gql_as(&client, &admin, CART, json!({ "id": cart })).await;
+        (error_code(&body).as_deref() == Some("NOT_FOUND")).then_some(())
+    })
+    .await;
+    // The account is gone: no log-in, no profile.
+    let body = gql(
+        &client,
+        "mutation($e: String!) { login(email: $e, password: \"s3cret-pass\") { accessToken } }",
+        json!({ "e": email }),
+    )
+    .await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+    let body = gql_as(&client, &token, "{ me { id } }", json!({})).await;
+    assert_eq!(error_code(&body).as_deref(), Some("NOT_FOUND"), "{body}");
+    // No read model holds the email or the name.
+    let pool = sqlx::PgPool::connect(&env(
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/commerce_test",
+    ))
+    .await
+    .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for t in tables {
+        let hits: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM \"{t}\" x WHERE row_to_json(x)::text ILIKE $1 OR row_to_json(x)::text ILIKE $2 OR row_to_json(x)::text ILIKE $3"
+        ))
+        .bind(format!("%{email}%"))
+        .bind("%Zelda Unique-Name%")
+        .bind(format!("%{user_id}%"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let allowed = ["orders", "checkouts"]; // hold the user id (no personal data) for bookkeeping
+        if !(allowed.contains(&t.as_str())) {
+            assert_eq!(hits, 0, "table {t} still mentions the deleted user");
+        }
+    }
+}
