@@ -181,10 +181,31 @@ impl<P: Projection> ProjectorRuntime<P> {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
             .create()?;
-        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topic_refs)?;
         let producer: FutureProducer = self.kafka.producer()?;
         let mut checkpoints = self.load_checkpoints().await?;
+        // Partitions are assigned from the checkpoints, not by group membership: the
+        // PostgreSQL checkpoint is the position, a restart resumes exactly there at once,
+        // and no group rebalance can stall the projection. The group id still names the
+        // projection's committed offsets, for lag tooling.
+        let mut tpl = TopicPartitionList::new();
+        for topic in &topics {
+            let md = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10))?;
+            let partitions = md
+                .topics()
+                .first()
+                .map(|t| t.partitions().len())
+                .unwrap_or(0);
+            anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
+            for p in 0..partitions as i32 {
+                let offset = match checkpoints.get(&(topic.clone(), p)) {
+                    Some(next) => Offset::Offset(*next),
+                    None => Offset::Beginning,
+                };
+                tpl.add_partition_offset(topic, p, offset)?;
+            }
+        }
+        consumer.assign(&tpl)?;
+        drop(tpl);
         self.ready.set_ready(true);
         tracing::info!(projection = name, ?topics, "projector consuming");
 
@@ -213,9 +234,10 @@ impl<P: Projection> ProjectorRuntime<P> {
                 match self.apply_batch(&batch, &producer).await {
                     Ok(c) => break Some(c),
                     Err(e) => {
+                        // Still alive and consuming: failures show in the metrics, not
+                        // in /healthz, so a start is not blocked by a dependency's outage.
                         metrics::counter!("projector_batch_failures_total", "projection" => name)
                             .increment(1);
-                        self.ready.set_ready(false);
                         tracing::warn!(projection = name, error = %e, "batch failed; retrying");
                         tokio::select! {
                             _ = shutdown.cancelled() => break None,
@@ -229,7 +251,6 @@ impl<P: Projection> ProjectorRuntime<P> {
                 .increment(batch.len() as u64);
             metrics::histogram!("projector_batch_size", "projection" => name)
                 .record(batch.len() as f64);
-            self.ready.set_ready(true);
             let mut tpl = TopicPartitionList::new();
             for ((topic, partition), next) in committed {
                 metrics::gauge!(

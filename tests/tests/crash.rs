@@ -12,6 +12,15 @@ use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
+/// Starts a service when dropped (no-op when it runs already).
+struct Restart(&'static str);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        stack(&["start", self.0]);
+    }
+}
+
 #[tokio::test]
 async fn events_appended_while_the_relay_is_down_reach_kafka_exactly_as_stored() {
     let _g = SERIAL.lock().await;
@@ -125,4 +134,109 @@ async fn a_projector_killed_mid_stream_resumes_without_applying_twice() {
         assert_eq!(got, expected[cart], "cart {cart}");
         assert_eq!(stored_events(cart).await.len() as u64, versions[cart]);
     }
+}
+
+#[tokio::test]
+async fn a_saga_killed_mid_checkout_finishes_every_checkout_and_charges_once() {
+    let _g = SERIAL.lock().await;
+    let client = http();
+    let admin = admin_token(&client).await;
+    let product = new_product(&client, &admin, 250, 100).await;
+    let mut orders = Vec::new();
+    for i in 0..4 {
+        let (_, _, token) = new_customer(&client).await;
+        let card = if i % 2 == 0 { GOOD_CARD } else { DECLINED_CARD };
+        orders.push((token.clone(), buy(&client, &token, &product, 1, card).await));
+        if i == 1 {
+            stack(&["kill", "checkout-saga"]);
+        }
+    }
+    stack(&["start", "checkout-saga"]);
+    for (token, order) in &orders {
+        let o = order_in(&client, token, order, &["CONFIRMED", "CANCELLED"], None).await;
+        match o["status"].as_str() {
+            Some("CONFIRMED") => {
+                let o = order_in(&client, token, order, &["CONFIRMED"], Some("CAPTURED")).await;
+                assert_eq!(o["payment"]["captures"], 1, "charged exactly once: {o}");
+            }
+            _ => assert_ne!(o["payment"]["status"], "CAPTURED", "{o}"),
+        }
+    }
+    // Every cancelled checkout gave its unit back.
+    let confirmed = {
+        let mut n = 0;
+        for (token, order) in &orders {
+            let body = gql_as(&client, token, ORDER, json!({ "id": order })).await;
+            if body["data"]["order"]["status"] == "CONFIRMED" {
+                n += 1;
+            }
+        }
+        n
+    };
+    poll("stock settles", Duration::from_secs(60), || async {
+        let (on_hand, reserved, _) = product_stock(&client, &product).await;
+        (on_hand == 100 && reserved == confirmed).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_checkout_whose_payment_step_times_out_is_compensated() {
+    let _g = SERIAL.lock().await;
+    let client = http();
+    let admin = admin_token(&client).await;
+    let product = new_product(&client, &admin, 300, 5).await;
+    let (_, _, token) = new_customer(&client).await;
+
+    let body = gql_as(
+        &client,
+        &token,
+        "mutation { createCart { cartId } }",
+        json!({}),
+    )
+    .await;
+    let cart = body["data"]["createCart"]["cartId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gql_as(
+        &client,
+        &token,
+        ADD_ITEM,
+        json!({ "c": cart, "p": product, "q": 2 }),
+    )
+    .await;
+    // The saga waits while the customer checks out (the card is tokenized by the payment
+    // service); then the payment service goes down before the saga gets to it.
+    stack(&["stop", "checkout-saga"]);
+    let body = gql_as(
+        &client,
+        &token,
+        "mutation($c: ID!) { checkout(cartId: $c, payment: { number: \"4242424242424242\", expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId } }",
+        json!({ "c": cart }),
+    )
+    .await;
+    let order = body["data"]["checkout"]["orderId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    stack(&["stop", "payment-command"]);
+    // Whatever happens below, the payment service comes back for the next tests.
+    let _restart = Restart("payment-command");
+    stack(&["start", "checkout-saga"]);
+    // The payment step cannot complete; the checkout's deadline passes and it is cancelled.
+    order_in(&client, &token, &order, &["CANCELLED"], None).await;
+    stack(&["start", "payment-command"]);
+    // Compensation: the stock comes back, and no money is held or taken.
+    poll("stock released", Duration::from_secs(60), || async {
+        (product_stock(&client, &product).await == (5, 0, 5)).then_some(())
+    })
+    .await;
+    let o = poll("payment settled", Duration::from_secs(60), || async {
+        let body = gql_as(&client, &token, ORDER, json!({ "id": order })).await;
+        let o = body["data"]["order"].clone();
+        (o["payment"].is_null() || o["payment"]["status"] == "VOIDED").then_some(o)
+    })
+    .await;
+    assert_eq!(o["status"], "CANCELLED");
 }
