@@ -21,6 +21,8 @@ pub struct AuthPayload {
     pub expires_in: i64,
     pub user_id: ID,
     pub role: String,
+    /// The customer's cart after an anonymous cart was adopted or merged at log-in.
+    pub cart_id: Option<ID>,
 }
 
 impl From<proto::user::Tokens> for AuthPayload {
@@ -31,6 +33,7 @@ impl From<proto::user::Tokens> for AuthPayload {
             expires_in: t.expires_in as i64,
             user_id: ID(t.user_id),
             role: t.role,
+            cart_id: None,
         }
     }
 }
@@ -471,21 +474,58 @@ impl ShopMutation {
     }
 
     /// Signs in: a short-lived access token (send it as `Authorization: Bearer ...`) and a
-    /// refresh token.
+    /// refresh token. With `anonymousCartId`, that cart becomes the customer's, or is merged
+    /// into their open cart; `cartId` names the result.
     async fn login(
         &self,
         ctx: &Context<'_>,
         email: String,
         password: String,
+        anonymous_cart_id: Option<ID>,
     ) -> Result<AuthPayload> {
         gql(async move {
+            let anonymous = anonymous_cart_id.map(|c| CartId::parse(&c)).transpose()?;
             let t = backends(ctx)
                 .users
                 .clone()
                 .login(grpc(ctx, proto::user::LoginRequest { email, password }))
                 .await?
                 .into_inner();
-            Ok(t.into())
+            let user_id = t.user_id.clone();
+            let mut payload: AuthPayload = t.into();
+            if let Some(cart) = anonymous {
+                let target = match backends(ctx)
+                    .cart_queries
+                    .clone()
+                    .get_open_cart(grpc(
+                        ctx,
+                        proto::cart::GetOpenCartRequest {
+                            customer_id: user_id.clone(),
+                        },
+                    ))
+                    .await
+                {
+                    Ok(c) => c.into_inner().cart_id,
+                    Err(s) if s.code() == tonic::Code::NotFound => String::new(),
+                    Err(s) => return Err(s.into()),
+                };
+                let r = backends(ctx)
+                    .cart_commands
+                    .clone()
+                    .adopt_cart(grpc(
+                        ctx,
+                        proto::cart::AdoptCartRequest {
+                            meta: None,
+                            cart_id: cart.to_string(),
+                            customer_id: user_id,
+                            target_cart_id: target,
+                        },
+                    ))
+                    .await?
+                    .into_inner();
+                payload.cart_id = Some(ID(r.cart_id));
+            }
+            Ok(payload)
         }
         .await)
     }

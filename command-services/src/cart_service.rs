@@ -8,8 +8,8 @@ use domain::values::{CartId, Currency, Money, OrderId, ProductId, Quantity, User
 use event_schemas::EventMeta;
 use proto::cart::cart_commands_server::{CartCommands, CartCommandsServer};
 use proto::cart::{
-    AddItemRequest, ChangeItemQuantityRequest, CheckOutRequest, ClearCartRequest, CommandMeta,
-    CommandResult, CreateCartRequest, RemoveItemRequest,
+    AddItemRequest, AdoptCartRequest, ChangeItemQuantityRequest, CheckOutRequest, ClearCartRequest,
+    CommandMeta, CommandResult, CreateCartRequest, RemoveItemRequest,
 };
 use proto::queries::queries_client::QueriesClient;
 use proto::queries::ByIds;
@@ -224,6 +224,53 @@ impl CartCommands for CartService {
         let id = cart_id(&r.cart_id)?;
         self.run(&request, r.meta.as_ref(), id, CartCommand::Delete)
             .await
+    }
+
+    async fn adopt_cart(
+        &self,
+        request: Request<AdoptCartRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.get_ref();
+        let source = cart_id(&r.cart_id)?;
+        let customer_id = UserId::parse(&r.customer_id).map_err(CommandError::from)?;
+        let (state, _) = self.handler.load(&source.to_string()).await?;
+        if state.customer_id.is_some_and(|c| c != customer_id) {
+            return Err(CommandError::PermissionDenied(
+                "the cart belongs to another customer".into(),
+            )
+            .into());
+        }
+        let mut ctx = context(&request, r.meta.as_ref());
+        ctx.meta.actor = format!("user:{customer_id}");
+        if r.target_cart_id.is_empty() || r.target_cart_id == r.cart_id {
+            let o = self
+                .handler
+                .handle(
+                    &source.to_string(),
+                    &CartCommand::Claim { customer_id },
+                    &ctx,
+                )
+                .await?;
+            return Ok(Response::new(CommandResult {
+                cart_id: o.stream_id,
+                version: o.version,
+            }));
+        }
+        let target = cart_id(&r.target_cart_id)?;
+        let lines = state.lines.iter().map(|(p, q)| (*p, *q)).collect();
+        ctx.idempotency_key = Some(format!("merge:{source}"));
+        let o = self
+            .handler
+            .handle(&target.to_string(), &CartCommand::Merge { lines }, &ctx)
+            .await?;
+        ctx.idempotency_key = Some(format!("merged:{source}"));
+        self.handler
+            .handle(&source.to_string(), &CartCommand::Delete, &ctx)
+            .await?;
+        Ok(Response::new(CommandResult {
+            cart_id: o.stream_id,
+            version: o.version,
+        }))
     }
 
     async fn clear_cart(

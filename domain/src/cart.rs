@@ -39,8 +39,17 @@ pub enum CartCommand {
         prices: BTreeMap<ProductId, Money>,
         payment: PaymentMethod,
     },
-    /// Removes the cart (its owner's account was deleted).
+    /// Removes the cart (its owner's account was deleted, or it was merged away).
     Delete,
+    /// An anonymous cart becomes a signed-in customer's.
+    Claim {
+        customer_id: UserId,
+    },
+    /// Adds another cart's lines (an anonymous cart merged in at log-in); quantities add up,
+    /// capped at the line maximum.
+    Merge {
+        lines: Vec<(ProductId, Quantity)>,
+    },
 }
 
 /// How a checkout pays: a gateway token and what may be shown of the card.
@@ -109,6 +118,13 @@ pub struct CartCheckedOut {
     pub payment: PaymentMethod,
 }
 
+/// An anonymous cart now belongs to a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartClaimed {
+    pub customer_id: UserId,
+}
+
 /// The cart was removed with its owner's account.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +141,7 @@ pub enum CartEvent {
     CartCleared(CartCleared),
     CartCheckedOut(CartCheckedOut),
     CartDeleted(CartDeleted),
+    CartClaimed(CartClaimed),
 }
 
 impl DomainEvent for CartEvent {
@@ -137,6 +154,7 @@ impl DomainEvent for CartEvent {
             CartEvent::CartCleared(_) => "CartCleared",
             CartEvent::CartCheckedOut(_) => "CartCheckedOut",
             CartEvent::CartDeleted(_) => "CartDeleted",
+            CartEvent::CartClaimed(_) => "CartClaimed",
         }
     }
 }
@@ -340,6 +358,44 @@ impl Aggregate for Cart {
                 })]
             }
             C::Delete => vec![CartEvent::CartDeleted(CartDeleted {})],
+            C::Claim { customer_id } => match self.customer_id {
+                Some(owner) if owner == *customer_id => vec![],
+                Some(_) => return Err(CartError::Forbidden),
+                None => vec![CartEvent::CartClaimed(CartClaimed {
+                    customer_id: *customer_id,
+                })],
+            },
+            C::Merge { lines } => {
+                let mut state = self.clone();
+                let mut events = Vec::new();
+                for (product_id, quantity) in lines {
+                    let event = match state.lines.get(product_id) {
+                        Some(current) => {
+                            let total = current.checked_add(*quantity).unwrap_or(
+                                Quantity::new(i64::from(Quantity::MAX))
+                                    .map_err(|_| CartError::QuantityTooLarge)?,
+                            );
+                            if total == *current {
+                                continue;
+                            }
+                            CartEvent::CartItemQuantityChanged(CartItemQuantityChanged {
+                                product_id: *product_id,
+                                quantity: total,
+                            })
+                        }
+                        None if state.lines.len() >= MAX_LINES => {
+                            return Err(CartError::TooManyLines)
+                        }
+                        None => CartEvent::CartItemAdded(CartItemAdded {
+                            product_id: *product_id,
+                            quantity: *quantity,
+                        }),
+                    };
+                    state = state.evolve(&event);
+                    events.push(event);
+                }
+                events
+            }
         };
         Ok(events)
     }
@@ -366,6 +422,7 @@ impl Aggregate for Cart {
                 self.status = CartStatus::Deleted;
                 self.lines.clear();
             }
+            CartEvent::CartClaimed(e) => self.customer_id = Some(e.customer_id),
         }
         self
     }
@@ -499,6 +556,41 @@ mod tests {
         assert_eq!(state.authorize("anonymous"), Err(CartError::Forbidden));
         assert_eq!(state.authorize("service:checkout-saga"), Ok(()));
         assert_eq!(Cart::fold(&[created()]).authorize("anonymous"), Ok(()));
+    }
+
+    #[test]
+    fn an_anonymous_cart_is_claimed_once() {
+        let then = given([created(), added(1, 1)]).when(CartCommand::Claim {
+            customer_id: owner(),
+        });
+        assert_eq!(
+            then,
+            Ok(vec![CartEvent::CartClaimed(CartClaimed {
+                customer_id: owner()
+            })])
+        );
+        let other = UserId::from(uuid::Uuid::from_u128(8));
+        assert_eq!(
+            given([owned()]).when(CartCommand::Claim { customer_id: other }),
+            Err(CartError::Forbidden)
+        );
+    }
+
+    #[test]
+    fn merging_adds_lines_and_quantities() {
+        let then = given([owned(), added(1, 2)]).when(CartCommand::Merge {
+            lines: vec![(p(1), q(3)), (p(2), q(1))],
+        });
+        assert_eq!(
+            then,
+            Ok(vec![
+                CartEvent::CartItemQuantityChanged(CartItemQuantityChanged {
+                    product_id: p(1),
+                    quantity: q(5)
+                }),
+                added(2, 1)
+            ])
+        );
     }
 
     #[test]

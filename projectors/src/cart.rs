@@ -55,6 +55,13 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
                 .execute(&mut *conn)
                 .await?;
         }
+        CartEvent::CartClaimed(e) => {
+            sqlx::query("UPDATE carts SET customer_id = $2 WHERE id = $1")
+                .bind(cart_id)
+                .bind(e.customer_id.as_uuid())
+                .execute(&mut *conn)
+                .await?;
+        }
         CartEvent::CartCheckedOut(_) => {
             sqlx::query("UPDATE carts SET status = 'checked_out' WHERE id = $1")
                 .bind(cart_id)

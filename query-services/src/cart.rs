@@ -3,7 +3,7 @@
 use crate::QueryError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use proto::cart::cart_queries_server::{CartQueries, CartQueriesServer};
-use proto::cart::{Cart, CartLine, GetCartRequest};
+use proto::cart::{Cart, CartLine, GetCartRequest, GetOpenCartRequest};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -71,8 +71,35 @@ pub async fn get_cart(pool: &PgPool, id: &str) -> Result<Cart, QueryError> {
     })
 }
 
+/// The id of a customer's most recently changed open cart.
+pub async fn open_cart_of(pool: &PgPool, customer: &str) -> Result<Cart, QueryError> {
+    let customer = Uuid::parse_str(customer.trim())
+        .map_err(|_| QueryError::InvalidArgument(format!("malformed customer id: {customer:?}")))?;
+    let id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM carts WHERE customer_id = $1 AND status = 'open'
+         ORDER BY updated_at DESC LIMIT 1",
+    )
+    .bind(customer)
+    .fetch_optional(pool)
+    .await?;
+    match id {
+        Some(id) => get_cart(pool, &id.to_string()).await,
+        None => Err(QueryError::NotFound("no open cart".into())),
+    }
+}
+
 #[tonic::async_trait]
 impl CartQueries for CartQueryService {
+    async fn get_open_cart(
+        &self,
+        request: Request<GetOpenCartRequest>,
+    ) -> Result<Response<Cart>, Status> {
+        let started = std::time::Instant::now();
+        let result = open_cart_of(&self.pool, &request.get_ref().customer_id).await;
+        crate::record("cart", "GetOpenCart", started, result.as_ref().err());
+        Ok(Response::new(result?))
+    }
+
     async fn get_cart(&self, request: Request<GetCartRequest>) -> Result<Response<Cart>, Status> {
         let started = std::time::Instant::now();
         let result = get_cart(&self.pool, &request.get_ref().cart_id).await;

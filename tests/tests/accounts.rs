@@ -282,3 +282,107 @@ async fn a_deleted_account_leaves_no_cart_and_no_personal_data() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_anonymous_cart_is_merged_into_the_customers_cart_at_login() {
+    let client = http();
+    let admin = admin_token(&client).await;
+    let product = new_product(&client, &admin, 100, 10).await;
+    let other = new_product(&client, &admin, 100, 10).await;
+    let login_with_cart = "mutation($e: String!, $c: ID!) {
+        login(email: $e, password: \"s3cret-pass\", anonymousCartId: $c) { accessToken cartId } }";
+
+    // A customer without a cart: the anonymous cart becomes theirs.
+    let (_, email, _) = new_customer(&client).await;
+    let anon = create_cart(&client).await;
+    gql(
+        &client,
+        ADD_ITEM,
+        json!({ "c": anon, "p": product, "q": 2 }),
+    )
+    .await;
+    let body = gql(&client, login_with_cart, json!({ "e": email, "c": anon })).await;
+    assert_eq!(body["data"]["login"]["cartId"], anon, "{body}");
+    let token = body["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = gql(&client, ADD_ITEM, json!({ "c": anon, "p": other, "q": 1 })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("FORBIDDEN"),
+        "no longer anonymous: {body}"
+    );
+    let body = gql_as(
+        &client,
+        &token,
+        ADD_ITEM,
+        json!({ "c": anon, "p": other, "q": 1 }),
+    )
+    .await;
+    assert_eq!(body["data"]["addItemToCart"]["version"], 4, "{body}");
+
+    // A customer with an open cart: the anonymous lines are merged into it.
+    let (_, email, token) = new_customer(&client).await;
+    let body = gql_as(
+        &client,
+        &token,
+        "mutation { createCart { cartId } }",
+        json!({}),
+    )
+    .await;
+    let mine = body["data"]["createCart"]["cartId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gql_as(
+        &client,
+        &token,
+        ADD_ITEM,
+        json!({ "c": mine, "p": product, "q": 1 }),
+    )
+    .await;
+    cart_at_version_as(&client, &token, &mine, 2).await;
+    let anon = create_cart(&client).await;
+    gql(
+        &client,
+        ADD_ITEM,
+        json!({ "c": anon, "p": product, "q": 2 }),
+    )
+    .await;
+    gql(&client, ADD_ITEM, json!({ "c": anon, "p": other, "q": 3 })).await;
+    let body = gql(&client, login_with_cart, json!({ "e": email, "c": anon })).await;
+    assert_eq!(body["data"]["login"]["cartId"], mine, "{body}");
+    let token = body["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cart_at_version_as(&client, &token, &mine, 4).await;
+    let body = gql_as(&client, &token, CART, json!({ "id": mine })).await;
+    let lines: std::collections::BTreeMap<String, i64> = body["data"]["cart"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["productId"].as_str().unwrap().to_owned(),
+                l["quantity"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [(product.clone(), 3), (other.clone(), 3)]
+            .into_iter()
+            .collect()
+    );
+    poll(
+        "the anonymous cart removed",
+        Duration::from_secs(30),
+        || async {
+            let body = gql(&client, CART, json!({ "id": anon })).await;
+            (error_code(&body).as_deref() == Some("NOT_FOUND")).then_some(())
+        },
+    )
+    .await;
+}
