@@ -386,3 +386,109 @@ async fn an_anonymous_cart_is_merged_into_the_customers_cart_at_login() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_logout_or_a_new_password_revokes_them() {
+    let client = http();
+    let (_, email, _) = new_customer(&client).await;
+    let login_q = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }";
+    let refresh_q =
+        "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }";
+    let body = gql(&client, login_q, json!({ "e": email, "p": "s3cret-pass" })).await;
+    let first = body["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Refresh works once, and the used token is dead afterwards.
+    let body = gql(&client, refresh_q, json!({ "t": first })).await;
+    let access = body["data"]["refreshToken"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let second = body["data"]["refreshToken"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = gql_as(&client, &access, "{ me { email name role } }", json!({})).await;
+    assert_eq!(body["data"]["me"]["email"], email.as_str(), "{body}");
+    assert_eq!(body["data"]["me"]["role"], "customer");
+    let body = gql(&client, refresh_q, json!({ "t": first })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+
+    // Log-out revokes.
+    let body = gql(
+        &client,
+        "mutation($t: String!) { logout(refreshToken: $t) }",
+        json!({ "t": second }),
+    )
+    .await;
+    assert_eq!(body["data"]["logout"], true, "{body}");
+    let body = gql(&client, refresh_q, json!({ "t": second })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+
+    // A new password revokes every refresh token, and only the new password logs in.
+    let body = gql(&client, login_q, json!({ "e": email, "p": "s3cret-pass" })).await;
+    let access = body["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let third = body["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = gql_as(
+        &client,
+        &access,
+        "mutation { changePassword(currentPassword: \"wrong-one\", newPassword: \"n3w-secret\") }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+    let body = gql_as(
+        &client,
+        &access,
+        "mutation { changePassword(currentPassword: \"s3cret-pass\", newPassword: \"n3w-secret\") }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(body["data"]["changePassword"], true, "{body}");
+    let body = gql(&client, refresh_q, json!({ "t": third })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+    let body = gql(&client, login_q, json!({ "e": email, "p": "s3cret-pass" })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+    let body = gql(&client, login_q, json!({ "e": email, "p": "n3w-secret" })).await;
+    assert!(body["data"]["login"]["accessToken"].is_string(), "{body}");
+    // Too short a password is refused at registration.
+    let body = gql(
+        &client,
+        "mutation { register(email: \"short@example.com\", password: \"short\", name: \"S\") { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("INVALID_ARGUMENT"),
+        "{body}"
+    );
+}
