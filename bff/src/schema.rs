@@ -343,3 +343,35 @@ impl CartMutation {
         .await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::BackendArgs;
+
+    /// `bff/schema.graphql` is the published contract: it must match the code. Rewrite it
+    /// with `UPDATE_SCHEMA=1 cargo test -p bff`.
+    #[tokio::test]
+    async fn checked_in_sdl_matches_the_code() {
+        let args = BackendArgs {
+            cart_command_url: "http://127.0.0.1:1".into(),
+            cart_query_url: "http://127.0.0.1:1".into(),
+            user_command_url: "http://127.0.0.1:1".into(),
+            order_command_url: "http://127.0.0.1:1".into(),
+            product_command_url: "http://127.0.0.1:1".into(),
+            payment_command_url: "http://127.0.0.1:1".into(),
+            shop_query_url: "http://127.0.0.1:1".into(),
+            backend_timeout_ms: 100,
+        };
+        let sdl = build_schema(Backends::new(&args).unwrap()).sdl();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql");
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &sdl).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == sdl,
+            "bff/schema.graphql drifted from the code; run UPDATE_SCHEMA=1 cargo test -p bff and commit"
+        );
+    }
+}
