@@ -18,6 +18,8 @@ pub enum BffError {
     Forbidden(String),
     #[error("{0}")]
     Unauthenticated(String),
+    #[error("{0}")]
+    Stale(String),
     #[error("the resource was changed concurrently; retry")]
     Conflict,
     #[error("a backend service is temporarily unavailable; retry")]
@@ -35,6 +37,7 @@ impl BffError {
             BffError::FailedPrecondition(_) => "FAILED_PRECONDITION",
             BffError::Forbidden(_) => "FORBIDDEN",
             BffError::Unauthenticated(_) => "UNAUTHENTICATED",
+            BffError::Stale(_) => "STALE",
             BffError::Conflict => "CONFLICT",
             BffError::Unavailable => "UNAVAILABLE",
             BffError::Internal => "INTERNAL",

@@ -175,14 +175,23 @@ pub struct CartQuery;
 
 #[Object]
 impl CartQuery {
-    /// A cart by id, from the read model. Errors with `NOT_FOUND` for an unknown cart.
-    async fn cart(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Cart>> {
+    /// A cart by id, from the read model. Errors with `NOT_FOUND` for an unknown cart. With
+    /// `atLeastVersion` (a mutation's `version`), waits briefly for the read model to reach
+    /// it, and errors with `STALE` if it does not.
+    async fn cart(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at_least_version: Option<i64>,
+    ) -> Result<Option<Cart>> {
         gql(async move {
             let id = parse_cart_id(&id)?;
+            let at_least = at_least_version.unwrap_or(0).max(0) as u64;
             let req = grpc(
                 ctx,
                 pb::GetCartRequest {
                     cart_id: id.to_string(),
+                    at_least_version: at_least,
                 },
             );
             let cart = backends(ctx)
@@ -192,6 +201,12 @@ impl CartQuery {
                 .await?
                 .into_inner();
             caller(ctx).check_owner(Some(cart.customer_id.as_str()).filter(|c| !c.is_empty()))?;
+            if cart.version < at_least {
+                return Err(BffError::Stale(format!(
+                    "the cart is at version {}, not yet {at_least}; retry",
+                    cart.version
+                )));
+            }
             Ok(Some(cart.into()))
         }
         .await)

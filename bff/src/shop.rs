@@ -188,6 +188,7 @@ impl Order {
                     ctx,
                     proto::queries::ById {
                         id: self.id.clone(),
+                        at_least_version: 0,
                     },
                 ))
                 .await?
@@ -218,12 +219,18 @@ fn order_of(json: &str) -> Result<Order, BffError> {
     Ok(o)
 }
 
-async fn load_order(ctx: &Context<'_>, id: &ID) -> Result<Order, BffError> {
+async fn load_order(ctx: &Context<'_>, id: &ID, at_least: u64) -> Result<Order, BffError> {
     let id = OrderId::parse(id)?;
     let doc = backends(ctx)
         .shop
         .clone()
-        .get_order(grpc(ctx, proto::queries::ById { id: id.to_string() }))
+        .get_order(grpc(
+            ctx,
+            proto::queries::ById {
+                id: id.to_string(),
+                at_least_version: at_least,
+            },
+        ))
         .await?
         .into_inner();
     order_of(&doc.json)
@@ -377,11 +384,24 @@ impl ShopQuery {
     }
 
     /// An order: its owner or an admin only.
-    async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Order> {
+    /// With `atLeastVersion`, waits briefly for the read model to reach it (`STALE` if not).
+    async fn order(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at_least_version: Option<i64>,
+    ) -> Result<Order> {
         gql(async move {
             caller(ctx).user()?;
-            let order = load_order(ctx, &id).await?;
+            let at_least = at_least_version.unwrap_or(0).max(0) as u64;
+            let order = load_order(ctx, &id, at_least).await?;
             caller(ctx).check_owner(Some(&order.customer_id))?;
+            if (order.version as u64) < at_least {
+                return Err(BffError::Stale(format!(
+                    "the order is at version {}, not yet {at_least}; retry",
+                    order.version
+                )));
+            }
             Ok(order)
         }
         .await)
@@ -799,7 +819,7 @@ impl ShopMutation {
     ) -> Result<MutationResult> {
         gql(async move {
             caller(ctx).user()?;
-            let order = load_order(ctx, &order_id).await?;
+            let order = load_order(ctx, &order_id, 0).await?;
             caller(ctx).check_owner(Some(&order.customer_id))?;
             let cmd = json!({ "type": "cancel", "reason": reason.unwrap_or_else(|| "cancelled by the customer".into()), "by": "customer" });
             exec(ctx, &backends(ctx).orders, order.id, cmd, None).await
@@ -852,7 +872,7 @@ impl ShopMutation {
     ) -> Result<MutationResult> {
         gql(async move {
             caller(ctx).admin()?;
-            let order = load_order(ctx, &order_id).await?;
+            let order = load_order(ctx, &order_id, 0).await?;
             let cmd =
                 json!({ "type": "refund", "amount": money(amount_minor, &order.total.currency)? });
             exec(ctx, &backends(ctx).orders, order.id, cmd, idempotency_key).await

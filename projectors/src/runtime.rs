@@ -34,6 +34,12 @@ pub enum ProjectionError {
     Transient(String),
 }
 
+/// The PostgreSQL NOTIFY channel on which a projection announces `<stream_id>:<version>`
+/// for every event it applied, when its batch commits.
+pub fn notify_channel(projection: &str) -> String {
+    format!("readmodel_{}", projection.replace('-', "_"))
+}
+
 /// Whether an event moves a row to its next version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advance {
@@ -291,6 +297,7 @@ impl<P: Projection> ProjectorRuntime<P> {
     ) -> anyhow::Result<Checkpoints> {
         let mut tx = self.pool.begin().await?;
         let mut dead = Vec::new();
+        let mut applied: Vec<String> = Vec::new();
         let mut next: Checkpoints = HashMap::new();
         for m in batch {
             next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
@@ -309,7 +316,7 @@ impl<P: Projection> ProjectorRuntime<P> {
                 }
             };
             match self.projection.apply(&mut tx, &event).await {
-                Ok(()) => {}
+                Ok(()) => applied.push(format!("{}:{}", event.stream_id, event.version)),
                 Err(ProjectionError::Poison(reason)) => dead.push(DeadLetter {
                     message: m.clone(),
                     reason,
@@ -332,6 +339,14 @@ impl<P: Projection> ProjectorRuntime<P> {
             .bind(offset)
             .execute(&mut *tx)
             .await?;
+        }
+        // Readers waiting for a version (read-your-writes) are woken when this commits.
+        if !applied.is_empty() {
+            sqlx::query("SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x")
+                .bind(notify_channel(self.projection.name()))
+                .bind(&applied)
+                .execute(&mut *tx)
+                .await?;
         }
         // Dead letters are on the broker before the checkpoint moves past them.
         self.send_dead_letters(&dead, producer).await?;

@@ -2,6 +2,7 @@
 
 use crate::cart::CartQueryService;
 use crate::shop::ShopQueryService;
+use crate::watch::VersionWatch;
 use clap::Parser;
 use command_services::support::{
     init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
@@ -25,6 +26,9 @@ pub struct QueryServiceArgs {
     /// Serves `/healthz`.
     #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:9202")]
     pub admin_addr: SocketAddr,
+    /// Longest wait of a read-your-writes query (`atLeastVersion`), in milliseconds.
+    #[arg(long, env = "READ_WAIT_MS", default_value_t = 2000)]
+    pub read_wait_ms: u64,
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -49,12 +53,17 @@ pub async fn query_service_main() -> anyhow::Result<()> {
         Ok(pool)
     })
     .await?;
+    let watch = VersionWatch::start(
+        pool.clone(),
+        &["cart", "order"],
+        std::time::Duration::from_millis(args.read_wait_ms),
+    );
     ready.set_ready(true);
     let served = match args.service {
         ServiceKind::Shop => {
             serve_grpc(
                 args.grpc_addr,
-                ShopQueryService::new(pool),
+                ShopQueryService::new(pool.clone(), watch),
                 shutdown.clone(),
             )
             .await
@@ -62,7 +71,7 @@ pub async fn query_service_main() -> anyhow::Result<()> {
         ServiceKind::Cart => {
             serve_grpc(
                 args.grpc_addr,
-                CartQueryService::new(pool),
+                CartQueryService::new(pool.clone(), watch),
                 shutdown.clone(),
             )
             .await

@@ -1,5 +1,6 @@
 //! `CartQueries`: reads a cart and its lines from the `carts` / `cart_lines` read model.
 
+use crate::watch::VersionWatch;
 use crate::QueryError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use proto::cart::cart_queries_server::{CartQueries, CartQueriesServer};
@@ -10,12 +11,25 @@ use uuid::Uuid;
 
 pub struct CartQueryService {
     pool: PgPool,
+    watch: VersionWatch,
 }
 
 impl CartQueryService {
-    pub fn new(pool: PgPool) -> CartQueriesServer<Self> {
-        CartQueriesServer::new(Self { pool })
+    pub fn new(pool: PgPool, watch: VersionWatch) -> CartQueriesServer<Self> {
+        CartQueriesServer::new(Self { pool, watch })
     }
+}
+
+/// The version of a cart in the read model (0 when it is not there yet).
+async fn cart_version(pool: &PgPool, id: &str) -> Result<u64, sqlx::Error> {
+    let Ok(id) = Uuid::parse_str(id.trim()) else {
+        return Ok(0);
+    };
+    let v: Option<i64> = sqlx::query_scalar("SELECT version FROM carts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(v.unwrap_or(0) as u64)
 }
 
 type CartRow = (
@@ -102,7 +116,18 @@ impl CartQueries for CartQueryService {
 
     async fn get_cart(&self, request: Request<GetCartRequest>) -> Result<Response<Cart>, Status> {
         let started = std::time::Instant::now();
-        let result = get_cart(&self.pool, &request.get_ref().cart_id).await;
+        let r = request.get_ref();
+        if r.at_least_version > 0 {
+            let pool = self.pool.clone();
+            let id = r.cart_id.clone();
+            self.watch
+                .wait_for("cart", &r.cart_id, r.at_least_version, || {
+                    cart_version(&pool, &id)
+                })
+                .await
+                .map_err(QueryError::from)?;
+        }
+        let result = get_cart(&self.pool, &r.cart_id).await;
         crate::record("cart", "GetCart", started, result.as_ref().err());
         Ok(Response::new(result?))
     }

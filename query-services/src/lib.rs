@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cart;
 pub mod shop;
+pub mod watch;
 
 /// The query side's error enum.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! `Queries`: products, orders (with lines) and payments from their read models, as JSON
 //! documents built by PostgreSQL.
 
+use crate::watch::VersionWatch;
 use crate::QueryError;
 use proto::queries::queries_server::{Queries, QueriesServer};
 use proto::queries::{ById, ByIds, Document, Documents, ListOrdersRequest};
@@ -10,12 +11,21 @@ use uuid::Uuid;
 
 pub struct ShopQueryService {
     pool: PgPool,
+    watch: VersionWatch,
 }
 
 impl ShopQueryService {
-    pub fn new(pool: PgPool) -> QueriesServer<Self> {
-        QueriesServer::new(Self { pool })
+    pub fn new(pool: PgPool, watch: VersionWatch) -> QueriesServer<Self> {
+        QueriesServer::new(Self { pool, watch })
     }
+}
+
+async fn order_version(pool: &PgPool, id: Uuid) -> Result<u64, sqlx::Error> {
+    let v: Option<i64> = sqlx::query_scalar("SELECT version FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(v.unwrap_or(0) as u64)
 }
 
 fn uuid(s: &str) -> Result<Uuid, QueryError> {
@@ -80,6 +90,15 @@ impl Queries for ShopQueryService {
     async fn get_order(&self, request: Request<ById>) -> Result<Response<Document>, Status> {
         timed("GetOrder", async {
             let id = uuid(&request.get_ref().id)?;
+            let at_least = request.get_ref().at_least_version;
+            if at_least > 0 {
+                let pool = self.pool.clone();
+                self.watch
+                    .wait_for("order", &id.to_string(), at_least, || {
+                        order_version(&pool, id)
+                    })
+                    .await?;
+            }
             let json: Option<String> = sqlx::query_scalar(&format!(
                 "SELECT {ORDER_JSON} FROM orders o WHERE o.id = $1"
             ))
