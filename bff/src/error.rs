@@ -89,3 +89,15 @@ pub fn gql<T>(r: Result<T, BffError>) -> async_graphql::Result<T> {
 
 /// The code given to errors raised by the GraphQL engine itself (syntax, validation).
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+
+/// The code of an engine error, by its (stable) message: the depth and complexity limits
+/// get codes of their own.
+pub fn engine_error_code(message: &str) -> &'static str {
+    if message.contains("nested too deep") {
+        "QUERY_TOO_DEEP"
+    } else if message.contains("too complex") {
+        "QUERY_TOO_COMPLEX"
+    } else {
+        GRAPHQL_VALIDATION_FAILED
+    }
+}

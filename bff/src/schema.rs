@@ -364,6 +364,45 @@ mod tests {
     use super::*;
     use crate::clients::BackendArgs;
 
+    #[tokio::test]
+    async fn depth_and_complexity_limits_refuse_with_their_codes() {
+        let args = BackendArgs {
+            cart_command_url: "http://127.0.0.1:1".into(),
+            cart_query_url: "http://127.0.0.1:1".into(),
+            user_command_url: "http://127.0.0.1:1".into(),
+            order_command_url: "http://127.0.0.1:1".into(),
+            product_command_url: "http://127.0.0.1:1".into(),
+            payment_command_url: "http://127.0.0.1:1".into(),
+            shop_query_url: "http://127.0.0.1:1".into(),
+            backend_timeout_ms: 100,
+        };
+        let schema = build_schema(Backends::new(&args).unwrap());
+        let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
+        let r = schema.execute(deep).await;
+        assert_eq!(
+            crate::error::engine_error_code(&r.errors[0].message),
+            "QUERY_TOO_DEEP",
+            "{:?}",
+            r.errors
+        );
+        let wide = format!(
+            "{{ {} }}",
+            (0..600)
+                .map(|i| format!(
+                    "a{i}: product(id: \"00000000-0000-0000-0000-000000000000\") {{ id }}"
+                ))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let r = schema.execute(wide.as_str()).await;
+        assert_eq!(
+            crate::error::engine_error_code(&r.errors[0].message),
+            "QUERY_TOO_COMPLEX",
+            "{:?}",
+            r.errors
+        );
+    }
+
     /// `bff/schema.graphql` is the published contract: it must match the code. Rewrite it
     /// with `UPDATE_SCHEMA=1 cargo test -p bff`.
     #[tokio::test]

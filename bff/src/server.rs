@@ -4,7 +4,7 @@
 
 use crate::auth::Caller;
 use crate::clients::{BackendArgs, Backends};
-use crate::error::GRAPHQL_VALIDATION_FAILED;
+use crate::error::engine_error_code;
 use crate::schema::{build_schema, AppSchema, RequestContext};
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
@@ -89,9 +89,10 @@ async fn graphql(
             .as_ref()
             .is_some_and(|x| x.get("code").is_some());
         if !has_code {
+            let code = engine_error_code(&e.message);
             e.extensions
                 .get_or_insert_with(Default::default)
-                .set("code", GRAPHQL_VALIDATION_FAILED);
+                .set("code", code);
         }
         let code = e
             .extensions

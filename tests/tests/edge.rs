@@ -95,3 +95,33 @@ async fn graphiql_is_served_on_get() {
     let html = resp.text().await.unwrap();
     assert!(html.to_lowercase().contains("graphiql"), "{html}");
 }
+
+#[tokio::test]
+async fn queries_past_the_depth_or_complexity_limit_are_refused_with_a_code() {
+    let _g = EDGE.lock().await;
+    let client = http();
+    // 14 levels of introspection nesting: past the depth limit of 12.
+    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
+    let (status, body) = gql_raw(&client, deep, serde_json::json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("QUERY_TOO_DEEP"),
+        "{body}"
+    );
+    // Hundreds of aliased fields: past the complexity limit.
+    let wide = format!(
+        "{{ {} }}",
+        (0..600)
+            .map(|i| format!("a{i}: __typename"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let (status, body) = gql_raw(&client, &wide, serde_json::json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("QUERY_TOO_COMPLEX"),
+        "{body}"
+    );
+}
