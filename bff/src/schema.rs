@@ -14,7 +14,7 @@ use proto::cart as pb;
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(CartQuery, ShopQuery);
+pub struct QueryRoot(CartQuery, CartHistory, ShopQuery);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(CartMutation, ShopMutation);
@@ -208,6 +208,54 @@ impl CartQuery {
                 )));
             }
             Ok(Some(cart.into()))
+        }
+        .await)
+    }
+}
+
+#[derive(Default)]
+pub struct CartHistory;
+
+#[Object]
+impl CartHistory {
+    /// Time travel: the cart as it was at a `version`, or at a time (`at`, RFC 3339), folded
+    /// from the event store.
+    async fn cart_at(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        version: Option<i64>,
+        at: Option<String>,
+    ) -> Result<Cart> {
+        gql(async move {
+            let id = parse_cart_id(&id)?;
+            if version.is_none() == at.is_none() {
+                return Err(BffError::InvalidArgument(
+                    "give exactly one of version and at".into(),
+                ));
+            }
+            let version = match version {
+                Some(v) if v < 1 => {
+                    return Err(BffError::InvalidArgument("a version is at least 1".into()))
+                }
+                Some(v) => v as u64,
+                None => 0,
+            };
+            let cart = backends(ctx)
+                .cart_commands
+                .clone()
+                .get_cart_at(grpc(
+                    ctx,
+                    pb::GetCartAtRequest {
+                        cart_id: id.to_string(),
+                        version,
+                        at: at.unwrap_or_default(),
+                    },
+                ))
+                .await?
+                .into_inner();
+            caller(ctx).check_owner(Some(cart.customer_id.as_str()).filter(|c| !c.is_empty()))?;
+            Ok(cart.into())
         }
         .await)
     }

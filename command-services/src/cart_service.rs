@@ -3,13 +3,13 @@
 
 use crate::error::CommandError;
 use crate::handler::{CommandContext, CommandHandler, CommandOutcome};
-use domain::cart::{Cart, CartCommand, PaymentMethod};
+use domain::cart::{Cart, CartCommand, CartStatus, PaymentMethod};
 use domain::values::{CartId, Currency, Money, OrderId, ProductId, Quantity, UserId};
 use event_schemas::EventMeta;
 use proto::cart::cart_commands_server::{CartCommands, CartCommandsServer};
 use proto::cart::{
     AddItemRequest, AdoptCartRequest, ChangeItemQuantityRequest, CheckOutRequest, ClearCartRequest,
-    CommandMeta, CommandResult, CreateCartRequest, RemoveItemRequest,
+    CommandMeta, CommandResult, CreateCartRequest, GetCartAtRequest, RemoveItemRequest,
 };
 use proto::queries::queries_client::QueriesClient;
 use proto::queries::ByIds;
@@ -270,6 +270,65 @@ impl CartCommands for CartService {
         Ok(Response::new(CommandResult {
             cart_id: o.stream_id,
             version: o.version,
+        }))
+    }
+
+    async fn get_cart_at(
+        &self,
+        request: Request<GetCartAtRequest>,
+    ) -> Result<Response<proto::cart::Cart>, Status> {
+        let r = request.get_ref();
+        let id = cart_id(&r.cart_id)?;
+        let at = if r.version == 0 {
+            let t = chrono::DateTime::parse_from_rfc3339(&r.at).map_err(|_| {
+                CommandError::InvalidArgument("give a version or an RFC 3339 time".into())
+            })?;
+            Some(t.with_timezone(&chrono::Utc))
+        } else {
+            None
+        };
+        let version = r.version;
+        let (state, applied) = self
+            .handler
+            .load_until(&id.to_string(), |e| match at {
+                Some(t) => e.occurred_at <= t,
+                None => e.version <= version,
+            })
+            .await?;
+        let (Some(first), Some(last)) = (applied.first(), applied.last()) else {
+            return Err(Status::not_found("the cart did not exist then"));
+        };
+        // The version that last touched each line.
+        let mut touched = BTreeMap::new();
+        for env in &applied {
+            if let Some(p) = env.data.get("product_id").and_then(|v| v.as_str()) {
+                touched.insert(p.to_owned(), env.version);
+            }
+        }
+        let rfc = |t: chrono::DateTime<chrono::Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        Ok(Response::new(proto::cart::Cart {
+            cart_id: id.to_string(),
+            customer_id: state.customer_id.map(|c| c.to_string()).unwrap_or_default(),
+            status: match state.status {
+                CartStatus::CheckedOut => "checked_out",
+                CartStatus::Deleted => "deleted",
+                _ => "open",
+            }
+            .to_owned(),
+            version: last.version,
+            lines: state
+                .lines
+                .iter()
+                .map(|(p, q)| proto::cart::CartLine {
+                    product_id: p.to_string(),
+                    quantity: q.get(),
+                    version: touched.get(&p.to_string()).copied().unwrap_or(0),
+                })
+                .collect(),
+            created_at: rfc(first.occurred_at),
+            updated_at: rfc(last.occurred_at),
         }))
     }
 

@@ -80,6 +80,28 @@ impl<A: Aggregate> CommandHandler<A> {
         Ok((state, version))
     }
 
+    /// Time travel: the state folded from the events `keep` accepts, in order, stopping at
+    /// the first it refuses; with the last applied envelope.
+    pub async fn load_until(
+        &self,
+        stream_id: &str,
+        keep: impl Fn(&EventEnvelope) -> bool,
+    ) -> Result<(A, Vec<EventEnvelope>), CommandError> {
+        let mut state = A::default();
+        let mut applied = Vec::new();
+        for env in self.store.load(stream_id, 0).await? {
+            if !keep(&env) {
+                break;
+            }
+            let event: A::Event = env
+                .decode()
+                .map_err(|e| CommandError::Internal(format!("stored event: {e}")))?;
+            state = state.evolve(&event);
+            applied.push(env);
+        }
+        Ok((state, applied))
+    }
+
     fn cached(&self, stream_id: &str) -> Option<(A, u64)> {
         self.cache.lock().ok()?.get(stream_id).cloned()
     }

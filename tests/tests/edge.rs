@@ -110,10 +110,11 @@ async fn queries_past_the_depth_or_complexity_limit_are_refused_with_a_code() {
         "{body}"
     );
     // Hundreds of aliased fields: past the complexity limit.
+    let field = "product(id: \"00000000-0000-0000-0000-000000000000\") { id }";
     let wide = format!(
         "{{ {} }}",
         (0..600)
-            .map(|i| format!("a{i}: __typename"))
+            .map(|i| format!("a{i}: {field}"))
             .collect::<Vec<_>>()
             .join(" ")
     );
