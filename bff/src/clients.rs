@@ -1,6 +1,7 @@
 //! gRPC clients of the services behind the BFF. Channels connect lazily (the BFF starts
 //! before its backends) and every call has a deadline.
 
+use command_services::support::lazy_channel as channel;
 use proto::cart::cart_commands_client::CartCommandsClient;
 use proto::cart::cart_queries_client::CartQueriesClient;
 use proto::commands::commands_client::CommandsClient;
@@ -8,7 +9,7 @@ use proto::payment::payment_methods_client::PaymentMethodsClient;
 use proto::queries::queries_client::QueriesClient;
 use proto::user::users_client::UsersClient;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackendArgs {
@@ -62,14 +63,6 @@ pub struct Backends {
     pub payments: CommandsClient<Channel>,
     pub payment_methods: PaymentMethodsClient<Channel>,
     pub shop: QueriesClient<Channel>,
-}
-
-fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(timeout)
-        .tcp_nodelay(true)
-        .connect_lazy())
 }
 
 impl Backends {

@@ -9,10 +9,10 @@ use crate::handler::CommandHandler;
 use crate::kafka::KafkaArgs;
 use crate::payment_service::{PaymentService, SimulatedGateway};
 use crate::relay::{Relay, RelayConfig};
-use crate::support::serve_grpc_routes;
 use crate::support::{
     init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
 };
+use crate::support::{lazy_channel, serve_grpc_routes};
 use crate::user_service::UserService;
 use crate::MongoArgs;
 use clap::Parser;
@@ -90,11 +90,10 @@ pub async fn command_service_main() -> anyhow::Result<()> {
         AggregateKind::Cart => {
             let handler = Arc::new(CommandHandler::new(store, args.max_attempts));
             let shop = match &args.shop_query_url {
-                Some(url) => Some(QueriesClient::new(
-                    tonic::transport::Endpoint::from_shared(url.clone())?
-                        .timeout(std::time::Duration::from_secs(5))
-                        .connect_lazy(),
-                )),
+                Some(url) => Some(QueriesClient::new(lazy_channel(
+                    url,
+                    std::time::Duration::from_secs(5),
+                )?)),
                 None => None,
             };
             serve_grpc(

@@ -2,10 +2,10 @@
 //! `INVALID_ARGUMENT` before anything is loaded) and hands it to the generic handler.
 
 use crate::error::CommandError;
+use crate::generic_service::command_context;
 use crate::handler::{CommandContext, CommandHandler, CommandOutcome};
 use domain::cart::{Cart, CartCommand, CartStatus, PaymentMethod};
 use domain::values::{CartId, Currency, Money, OrderId, ProductId, Quantity, UserId};
-use event_schemas::EventMeta;
 use proto::cart::cart_commands_server::{CartCommands, CartCommandsServer};
 use proto::cart::{
     AddItemRequest, AdoptCartRequest, ChangeItemQuantityRequest, CheckOutRequest, ClearCartRequest,
@@ -91,27 +91,11 @@ impl CartService {
 
 /// The command context from the request's metadata and the command's own meta block.
 pub fn context<T>(request: &Request<T>, meta: Option<&CommandMeta>) -> CommandContext {
-    let correlation_id = request
-        .metadata()
-        .get(CORRELATION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let actor = meta
-        .map(|m| m.actor.clone())
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| "anonymous".to_owned());
-    CommandContext {
-        idempotency_key: meta
-            .map(|m| m.idempotency_key.clone())
-            .filter(|k| !k.is_empty()),
-        meta: EventMeta {
-            correlation_id,
-            causation_id: None,
-            actor,
-        },
-    }
+    command_context(
+        request,
+        meta.map(|m| m.idempotency_key.as_str()),
+        meta.map(|m| m.actor.as_str()),
+    )
 }
 
 fn cart_id(s: &str) -> Result<CartId, CommandError> {

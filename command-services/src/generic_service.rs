@@ -29,6 +29,20 @@ where
 
 /// The command context from request metadata and the request's meta block.
 pub fn context_of<T>(request: &Request<T>, meta: Option<&Meta>) -> CommandContext {
+    command_context(
+        request,
+        meta.map(|m| m.idempotency_key.as_str()),
+        meta.map(|m| m.actor.as_str()),
+    )
+}
+
+/// The command context of any gRPC command: the correlation id from metadata (or a new
+/// one), the idempotency key and the actor (`anonymous` when none).
+pub fn command_context<T>(
+    request: &Request<T>,
+    idempotency_key: Option<&str>,
+    actor: Option<&str>,
+) -> CommandContext {
     let correlation_id = request
         .metadata()
         .get(CORRELATION_HEADER)
@@ -37,16 +51,14 @@ pub fn context_of<T>(request: &Request<T>, meta: Option<&Meta>) -> CommandContex
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     CommandContext {
-        idempotency_key: meta
-            .map(|m| m.idempotency_key.clone())
-            .filter(|k| !k.is_empty()),
+        idempotency_key: idempotency_key.filter(|k| !k.is_empty()).map(str::to_owned),
         meta: EventMeta {
             correlation_id,
             causation_id: None,
-            actor: meta
-                .map(|m| m.actor.clone())
+            actor: actor
                 .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| "anonymous".to_owned()),
+                .unwrap_or("anonymous")
+                .to_owned(),
         },
     }
 }

@@ -175,6 +175,19 @@ pub async fn serve_grpc_routes(
     Ok(())
 }
 
+/// A gRPC channel that connects on first use (a service may start before its peers), with
+/// a connect timeout and a deadline on every call.
+pub fn lazy_channel(
+    url: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
 /// Retries a start-up step (connecting to a dependency) with capped backoff until it succeeds
 /// or shutdown is requested, so a service started before its store comes up waits for it.
 pub async fn retry_startup<T, F, Fut>(

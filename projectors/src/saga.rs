@@ -12,6 +12,7 @@
 //! restarts never repeat an effect: nothing is charged twice.
 
 use crate::runtime::{decode, Projection, ProjectionError};
+use command_services::support::lazy_channel;
 use domain::cart::CartEvent;
 use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
@@ -25,7 +26,7 @@ use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -72,10 +73,7 @@ pub struct CheckoutSaga {
 }
 
 fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy())
+    lazy_channel(url, Duration::from_secs(10))
 }
 
 /// What a step's command came back with.

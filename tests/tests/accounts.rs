@@ -210,24 +210,7 @@ async fn a_deleted_account_leaves_no_cart_and_no_personal_data() {
     )
     .await;
     assert!(body["data"]["updateProfile"]["version"].is_i64(), "{body}");
-    let body = gql_as(
-        &client,
-        &token,
-        "mutation { createCart { cartId } }",
-        json!({}),
-    )
-    .await;
-    let cart = body["data"]["createCart"]["cartId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    gql_as(
-        &client,
-        &token,
-        ADD_ITEM,
-        json!({ "c": cart, "p": product, "q": 1 }),
-    )
-    .await;
+    let cart = customer_cart(&client, &token, &product, 1).await;
     cart_at_version_as(&client, &token, &cart, 2).await;
 
     let body = gql_as(&client, &token, "mutation { deleteAccount }", json!({})).await;
@@ -324,24 +307,7 @@ async fn an_anonymous_cart_is_merged_into_the_customers_cart_at_login() {
 
     // A customer with an open cart: the anonymous lines are merged into it.
     let (_, email, token) = new_customer(&client).await;
-    let body = gql_as(
-        &client,
-        &token,
-        "mutation { createCart { cartId } }",
-        json!({}),
-    )
-    .await;
-    let mine = body["data"]["createCart"]["cartId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    gql_as(
-        &client,
-        &token,
-        ADD_ITEM,
-        json!({ "c": mine, "p": product, "q": 1 }),
-    )
-    .await;
+    let mine = customer_cart(&client, &token, &product, 1).await;
     cart_at_version_as(&client, &token, &mine, 2).await;
     let anon = create_cart(&client).await;
     gql(
@@ -359,17 +325,7 @@ async fn an_anonymous_cart_is_merged_into_the_customers_cart_at_login() {
         .to_owned();
     cart_at_version_as(&client, &token, &mine, 4).await;
     let body = gql_as(&client, &token, CART, json!({ "id": mine })).await;
-    let lines: std::collections::BTreeMap<String, i64> = body["data"]["cart"]["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["productId"].as_str().unwrap().to_owned(),
-                l["quantity"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let lines = lines_of(&body["data"]["cart"]);
     assert_eq!(
         lines,
         [(product.clone(), 3), (other.clone(), 3)]

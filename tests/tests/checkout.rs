@@ -157,24 +157,7 @@ async fn a_retried_checkout_with_a_key_places_one_order() {
     let admin = admin_token(&client).await;
     let product = new_product(&client, &admin, 100, 5).await;
     let (_, _, token) = new_customer(&client).await;
-    let body = gql_as(
-        &client,
-        &token,
-        "mutation { createCart { cartId } }",
-        json!({}),
-    )
-    .await;
-    let cart = body["data"]["createCart"]["cartId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    gql_as(
-        &client,
-        &token,
-        ADD_ITEM,
-        json!({ "c": cart, "p": product, "q": 1 }),
-    )
-    .await;
+    let cart = customer_cart(&client, &token, &product, 1).await;
     let checkout = "mutation($c: ID!) { checkout(cartId: $c, idempotencyKey: \"k-1\", payment: { number: \"4242424242424242\", expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId cartVersion } }";
     let first = gql_as(&client, &token, checkout, json!({ "c": cart })).await;
     let second = gql_as(&client, &token, checkout, json!({ "c": cart })).await;

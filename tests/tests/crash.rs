@@ -120,17 +120,7 @@ async fn a_projector_killed_mid_stream_resumes_without_applying_twice() {
     for cart in &carts {
         let view = cart_at_version(&client, cart, versions[cart]).await;
         assert_eq!(view["version"].as_u64(), Some(versions[cart]));
-        let got: BTreeMap<String, i64> = view["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                (
-                    l["productId"].as_str().unwrap().to_owned(),
-                    l["quantity"].as_i64().unwrap(),
-                )
-            })
-            .collect();
+        let got = lines_of(&view);
         assert_eq!(got, expected[cart], "cart {cart}");
         assert_eq!(stored_events(cart).await.len() as u64, versions[cart]);
     }
@@ -188,24 +178,7 @@ async fn a_checkout_whose_payment_step_times_out_is_compensated() {
     let product = new_product(&client, &admin, 300, 5).await;
     let (_, _, token) = new_customer(&client).await;
 
-    let body = gql_as(
-        &client,
-        &token,
-        "mutation { createCart { cartId } }",
-        json!({}),
-    )
-    .await;
-    let cart = body["data"]["createCart"]["cartId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    gql_as(
-        &client,
-        &token,
-        ADD_ITEM,
-        json!({ "c": cart, "p": product, "q": 2 }),
-    )
-    .await;
+    let cart = customer_cart(&client, &token, &product, 2).await;
     // The saga waits while the customer checks out (the card is tokenized by the payment
     // service); then the payment service goes down before the saga gets to it.
     stack(&["stop", "checkout-saga"]);

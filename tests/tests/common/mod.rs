@@ -383,14 +383,27 @@ pub async fn order_in(
     .await
 }
 
-/// A cart of the customer's with `quantity` of `product`, checked out with `card`.
-/// Returns the order id.
-pub async fn buy(
+/// The lines of a cart (as GraphQL returns it), by product id.
+pub fn lines_of(cart: &Value) -> std::collections::BTreeMap<String, i64> {
+    cart["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["productId"].as_str().unwrap().to_owned(),
+                l["quantity"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A new cart of the signed-in customer's holding `quantity` of `product`. Returns its id.
+pub async fn customer_cart(
     client: &reqwest::Client,
     token: &str,
     product: &str,
     quantity: i64,
-    card: &str,
 ) -> String {
     let body = gql_as(
         client,
@@ -411,6 +424,19 @@ pub async fn buy(
     )
     .await;
     assert!(body["data"]["addItemToCart"]["version"].is_u64(), "{body}");
+    cart
+}
+
+/// A cart of the customer's with `quantity` of `product`, checked out with `card`.
+/// Returns the order id.
+pub async fn buy(
+    client: &reqwest::Client,
+    token: &str,
+    product: &str,
+    quantity: i64,
+    card: &str,
+) -> String {
+    let cart = customer_cart(client, token, product, quantity).await;
     let body = gql_as(
         client,
         token,
