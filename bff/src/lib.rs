@@ -7,6 +7,7 @@
 //!   `/graphql/ws`, `/healthz`) and the binary's wiring.
 
 pub mod auth;
+pub mod catalogue;
 pub mod clients;
 pub mod error;
 pub mod schema;

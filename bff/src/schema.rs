@@ -2,6 +2,7 @@
 //! types here, at the edge, so malformed input is refused before any service is called.
 
 use crate::auth::Caller;
+use crate::catalogue::CatalogueQuery;
 use crate::clients::Backends;
 use crate::error::{gql, BffError};
 use crate::shop::{ShopMutation, ShopQuery};
@@ -14,7 +15,7 @@ use proto::cart as pb;
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(CartQuery, CartHistory, ShopQuery);
+pub struct QueryRoot(CartQuery, CartHistory, ShopQuery, CatalogueQuery);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(CartMutation, ShopMutation);

@@ -41,6 +41,7 @@ pub struct BffArgs {
 struct AppState {
     schema: AppSchema,
     jwt: Option<Jwt>,
+    backends: Backends,
 }
 
 async fn graphiql() -> impl IntoResponse {
@@ -69,10 +70,13 @@ async fn graphql(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let span = tracing::info_span!("graphql", correlation_id = %correlation_id);
-    let request = req.into_inner().data(RequestContext {
-        correlation_id,
-        caller,
-    });
+    let request = req
+        .into_inner()
+        .data(RequestContext {
+            correlation_id,
+            caller,
+        })
+        .data(crate::catalogue::new_loader(state.backends.shop.clone()));
     let started = std::time::Instant::now();
     let mut response = state.schema.execute(request).instrument(span).await;
     metrics::histogram!("graphql_request_duration_seconds").record(started.elapsed().as_secs_f64());
@@ -106,20 +110,25 @@ async fn graphql(
 }
 
 /// The axum app.
-pub fn app(schema: AppSchema, jwt: Option<Jwt>) -> Router {
+pub fn app(schema: AppSchema, jwt: Option<Jwt>, backends: Backends) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AppState { schema, jwt })
+        .with_state(AppState {
+            schema,
+            jwt,
+            backends,
+        })
 }
 
 pub async fn bff_main() -> anyhow::Result<()> {
     init_tracing();
     let args = BffArgs::parse();
     let shutdown = shutdown_token();
-    let schema = build_schema(Backends::new(&args.backends)?);
+    let backends = Backends::new(&args.backends)?;
+    let schema = build_schema(backends.clone());
     let ready = Readiness::default();
     ready.set_ready(true);
     let admin = tokio::spawn(serve_admin(args.admin_addr, ready, shutdown.clone()));
@@ -136,7 +145,7 @@ pub async fn bff_main() -> anyhow::Result<()> {
             None
         }
     };
-    axum::serve(listener, app(schema, jwt))
+    axum::serve(listener, app(schema, jwt, backends))
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
     shutdown.cancel();

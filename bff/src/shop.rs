@@ -80,65 +80,6 @@ pub struct Attribute {
     pub value: String,
 }
 
-#[derive(SimpleObject)]
-pub struct Stock {
-    pub on_hand: i64,
-    pub reserved: i64,
-    pub available: i64,
-}
-
-#[derive(SimpleObject)]
-pub struct Product {
-    pub id: ID,
-    pub name: String,
-    pub description: String,
-    pub categories: Vec<String>,
-    pub attributes: Vec<Attribute>,
-    pub price: MoneyView,
-    pub stock: Stock,
-    pub archived: bool,
-    pub version: i64,
-}
-
-#[derive(Deserialize)]
-struct ProductDoc {
-    id: String,
-    name: String,
-    description: String,
-    categories: Vec<String>,
-    attributes: std::collections::BTreeMap<String, String>,
-    price: MoneyView,
-    on_hand: i64,
-    reserved: i64,
-    available: i64,
-    archived: bool,
-    version: i64,
-}
-
-impl From<ProductDoc> for Product {
-    fn from(d: ProductDoc) -> Self {
-        Self {
-            id: ID(d.id),
-            name: d.name,
-            description: d.description,
-            categories: d.categories,
-            attributes: d
-                .attributes
-                .into_iter()
-                .map(|(key, value)| Attribute { key, value })
-                .collect(),
-            price: d.price,
-            stock: Stock {
-                on_hand: d.on_hand,
-                reserved: d.reserved,
-                available: d.available,
-            },
-            archived: d.archived,
-            version: d.version,
-        }
-    }
-}
-
 #[derive(SimpleObject, Deserialize)]
 pub struct OrderLine {
     pub product_id: String,
@@ -206,7 +147,7 @@ impl Order {
     }
 }
 
-fn parse_doc<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, BffError> {
+pub fn parse_doc<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, BffError> {
     serde_json::from_str(json).map_err(|e| {
         tracing::error!(error = %e, "read model document does not parse");
         BffError::Internal
@@ -281,6 +222,7 @@ pub struct ProductInput {
     pub categories: Vec<String>,
     #[graphql(default)]
     pub attributes: Vec<Attribute>,
+    pub brand: Option<String>,
     pub price_minor: i64,
     pub currency: String,
     #[graphql(default)]
@@ -296,6 +238,7 @@ pub struct ProductDetailsInput {
     pub categories: Vec<String>,
     #[graphql(default)]
     pub attributes: Vec<Attribute>,
+    pub brand: Option<String>,
 }
 
 fn details(
@@ -303,12 +246,17 @@ fn details(
     description: String,
     categories: Vec<String>,
     attributes: Vec<Attribute>,
+    brand: Option<String>,
 ) -> Value {
     let attrs: serde_json::Map<String, Value> = attributes
         .into_iter()
         .map(|a| (a.key, Value::String(a.value)))
         .collect();
-    json!({ "name": name, "description": description, "categories": categories, "attributes": attrs })
+    let mut d = json!({ "name": name, "description": description, "categories": categories, "attributes": attrs });
+    if let Some(brand) = brand {
+        d["brand"] = Value::String(brand);
+    }
+    d
 }
 
 /// A card as the customer types it; it goes to the payment gateway and is never stored.
@@ -355,30 +303,6 @@ impl ShopQuery {
                 addresses: serde_json::from_str(&u.addresses_json).unwrap_or_default(),
                 version: u.version as i64,
             })
-        }
-        .await)
-    }
-
-    /// A product of the catalogue, with live stock.
-    async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Product> {
-        gql(async move {
-            let id = ProductId::parse(&id)?;
-            let docs = backends(ctx)
-                .shop
-                .clone()
-                .get_products(grpc(
-                    ctx,
-                    proto::queries::ByIds {
-                        ids: vec![id.to_string()],
-                    },
-                ))
-                .await?
-                .into_inner();
-            let doc = docs
-                .json
-                .first()
-                .ok_or_else(|| BffError::NotFound("product not found".into()))?;
-            Ok(parse_doc::<ProductDoc>(doc)?.into())
         }
         .await)
     }
@@ -666,7 +590,7 @@ impl ShopMutation {
             let cmd = json!({
                 "type": "create",
                 "product_id": id,
-                "details": details(input.name, input.description, input.categories, input.attributes),
+                "details": details(input.name, input.description, input.categories, input.attributes, input.brand),
                 "price": money(input.price_minor, &input.currency)?,
                 "initial_stock": input.initial_stock,
             });
@@ -685,7 +609,7 @@ impl ShopMutation {
         gql(async move {
             caller(ctx).admin()?;
             let id = ProductId::parse(&id)?;
-            let cmd = json!({ "type": "update", "details": details(input.name, input.description, input.categories, input.attributes) });
+            let cmd = json!({ "type": "update", "details": details(input.name, input.description, input.categories, input.attributes, input.brand) });
             exec(ctx, &backends(ctx).products, id.to_string(), cmd, None).await
         }
         .await)

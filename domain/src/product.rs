@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Longest product name.
 pub const MAX_NAME: usize = 200;
+/// Longest brand name.
+pub const MAX_BRAND: usize = 100;
 /// Longest description.
 pub const MAX_DESCRIPTION: usize = 10_000;
 
@@ -29,6 +31,9 @@ pub struct ProductDetails {
     pub categories: Vec<String>,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// The brand or seller the product is sold under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
 }
 
 impl ProductDetails {
@@ -43,6 +48,13 @@ impl ProductDetails {
             return Err(ProductError::Invalid(format!(
                 "a description has at most {MAX_DESCRIPTION} characters"
             )));
+        }
+        if let Some(brand) = &self.brand {
+            if brand.trim().is_empty() || brand.chars().count() > MAX_BRAND {
+                return Err(ProductError::Invalid(format!(
+                    "a brand has 1 to {MAX_BRAND} characters"
+                )));
+            }
         }
         if self.categories.iter().any(|c| c.trim().is_empty()) {
             return Err(ProductError::Invalid("a category cannot be empty".into()));

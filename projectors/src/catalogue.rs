@@ -36,8 +36,8 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
     if let ProductEvent::ProductCreated(e) = &event {
         sqlx::query(
             "INSERT INTO products (id, name, description, categories, attributes, price_minor,
-                                   currency, on_hand, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) ON CONFLICT (id) DO NOTHING",
+                                   currency, on_hand, version, created_at, updated_at, brand)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(&e.details.name)
@@ -48,6 +48,7 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
         .bind(e.price.currency().as_str())
         .bind(e.initial_stock as i32)
         .bind(env.occurred_at)
+        .bind(&e.details.brand)
         .execute(&mut *conn)
         .await?;
         return Ok(());
@@ -58,14 +59,16 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
     let q = match &event {
         ProductEvent::ProductCreated(_) => return Ok(()),
         ProductEvent::ProductUpdated(e) => sqlx::query(
-            "UPDATE products SET name = $2, description = $3, categories = $4, attributes = $5
+            "UPDATE products SET name = $2, description = $3, categories = $4, attributes = $5,
+                                 brand = $6
              WHERE id = $1",
         )
         .bind(id)
         .bind(e.details.name.clone())
         .bind(e.details.description.clone())
         .bind(e.details.categories.clone())
-        .bind(json(&e.details.attributes)?),
+        .bind(json(&e.details.attributes)?)
+        .bind(e.details.brand.clone()),
         ProductEvent::ProductPriceChanged(e) => {
             sqlx::query("UPDATE products SET price_minor = $2, currency = $3 WHERE id = $1")
                 .bind(id)

@@ -4,7 +4,10 @@
 use crate::watch::VersionWatch;
 use crate::QueryError;
 use proto::queries::queries_server::{Queries, QueriesServer};
-use proto::queries::{ById, ByIds, Document, Documents, ListOrdersRequest};
+use proto::queries::{
+    ById, ByIds, ByNames, Document, Documents, ListOrdersRequest, ProductPage,
+    SearchProductsRequest,
+};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -33,12 +36,23 @@ fn uuid(s: &str) -> Result<Uuid, QueryError> {
         .map_err(|_| QueryError::InvalidArgument(format!("malformed id: {s:?}")))
 }
 
+/// Parses a batch of ids; a batch is bounded.
+fn uuids(ids: &[String]) -> Result<Vec<Uuid>, QueryError> {
+    if ids.len() > 1000 {
+        return Err(QueryError::InvalidArgument(
+            "at most 1000 ids at once".into(),
+        ));
+    }
+    ids.iter().map(|s| uuid(s)).collect()
+}
+
 const PRODUCT_JSON: &str = "json_build_object(
     'id', id, 'name', name, 'description', description, 'categories', categories,
     'attributes', attributes,
     'price', json_build_object('amount_minor', price_minor, 'currency', currency),
     'on_hand', on_hand, 'reserved', reserved, 'available', on_hand - reserved,
-    'archived', archived, 'version', version)::text";
+    'archived', archived, 'version', version, 'brand', brand,
+    'created_at', created_at)::text";
 
 const ORDER_JSON: &str = "json_build_object(
     'id', o.id, 'customer_id', o.customer_id, 'cart_id', o.cart_id, 'status', o.status,
@@ -70,16 +84,76 @@ async fn timed<T>(
 impl Queries for ShopQueryService {
     async fn get_products(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
         timed("GetProducts", async {
-            let ids = request
-                .get_ref()
-                .ids
-                .iter()
-                .map(|s| uuid(s))
-                .collect::<Result<Vec<_>, _>>()?;
+            let ids = uuids(&request.get_ref().ids)?;
+            crate::sql_statement("shop");
             let json: Vec<String> = sqlx::query_scalar(&format!(
                 "SELECT {PRODUCT_JSON} FROM products WHERE id = ANY($1)"
             ))
             .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Documents { json })
+        })
+        .await
+    }
+
+    async fn search_products(
+        &self,
+        request: Request<SearchProductsRequest>,
+    ) -> Result<Response<ProductPage>, Status> {
+        timed(
+            "SearchProducts",
+            crate::search::search(&self.pool, request.get_ref(), PRODUCT_JSON),
+        )
+        .await
+    }
+
+    async fn get_stock(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
+        timed("GetStock", async {
+            let ids = uuids(&request.get_ref().ids)?;
+            crate::sql_statement("shop");
+            let json: Vec<String> = sqlx::query_scalar(
+                "SELECT json_build_object('id', id, 'on_hand', on_hand, 'reserved', reserved,
+                     'available', on_hand - reserved)::text FROM products WHERE id = ANY($1)",
+            )
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Documents { json })
+        })
+        .await
+    }
+
+    async fn get_ratings(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
+        timed("GetRatings", async {
+            let ids = uuids(&request.get_ref().ids)?;
+            crate::sql_statement("shop");
+            let json: Vec<String> = sqlx::query_scalar(
+                "SELECT json_build_object('id', id, 'average', rating_avg,
+                     'count', rating_count)::text FROM products WHERE id = ANY($1)",
+            )
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Documents { json })
+        })
+        .await
+    }
+
+    async fn get_brands(&self, request: Request<ByNames>) -> Result<Response<Documents>, Status> {
+        timed("GetBrands", async {
+            let names = &request.get_ref().names;
+            if names.len() > 1000 {
+                return Err(QueryError::InvalidArgument(
+                    "at most 1000 brands at once".into(),
+                ));
+            }
+            crate::sql_statement("shop");
+            let json: Vec<String> = sqlx::query_scalar(
+                "SELECT json_build_object('name', brand, 'product_count', count(*))::text
+                 FROM products WHERE brand = ANY($1) AND NOT archived GROUP BY brand",
+            )
+            .bind(names)
             .fetch_all(&self.pool)
             .await?;
             Ok(Documents { json })
@@ -99,6 +173,7 @@ impl Queries for ShopQueryService {
                     })
                     .await?;
             }
+            crate::sql_statement("shop");
             let json: Option<String> = sqlx::query_scalar(&format!(
                 "SELECT {ORDER_JSON} FROM orders o WHERE o.id = $1"
             ))
@@ -123,6 +198,7 @@ impl Queries for ShopQueryService {
             } else {
                 Some(uuid(&r.customer_id)?)
             };
+            crate::sql_statement("shop");
             let json: Vec<String> = sqlx::query_scalar(&format!(
                 "SELECT {ORDER_JSON} FROM orders o WHERE ($1::uuid IS NULL OR o.customer_id = $1)
                  ORDER BY o.placed_at DESC, o.id LIMIT $2"
@@ -142,6 +218,7 @@ impl Queries for ShopQueryService {
     ) -> Result<Response<Documents>, Status> {
         timed("GetPaymentsOfOrder", async {
             let id = uuid(&request.get_ref().id)?;
+            crate::sql_statement("shop");
             let json: Vec<String> = sqlx::query_scalar(&format!(
                 "SELECT {PAYMENT_JSON} FROM payments WHERE order_id = $1 ORDER BY created_at DESC"
             ))
