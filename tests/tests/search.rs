@@ -35,12 +35,16 @@ fn seed_spec(run: &str, i: usize) -> Seeded {
         id: String::new(),
         name: format!("{noun} {run} model {:04}", (i * 7919) % N),
         price: ((i * 7919) % 5000) as i64 * 3 + 100,
-        stock: if i % 10 == 0 { 0 } else { (i % 50) as i64 + 1 },
+        stock: if i.is_multiple_of(10) {
+            0
+        } else {
+            (i % 50) as i64 + 1
+        },
         category: format!("{run}-c{}", i % 4),
         color: COLORS[i % COLORS.len()],
         brand: format!("{}-{run}", BRANDS[i % BRANDS.len()]),
         name_has_lamp: noun == "lamp",
-        description_has_lamp: i % 7 == 0,
+        description_has_lamp: i.is_multiple_of(7),
     }
 }
 
