@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod clients;
 pub mod error;
+pub mod live;
 pub mod schema;
 pub mod server;
 pub mod shop;

@@ -5,16 +5,19 @@
 use crate::auth::Caller;
 use crate::clients::{BackendArgs, Backends};
 use crate::error::engine_error_code;
+use crate::live::LiveEvents;
 use crate::schema::{build_schema, AppSchema, RequestContext};
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
-use axum::extract::{DefaultBodyLimit, State};
+use async_graphql::Data;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
 use command_services::auth::{Jwt, JwtArgs};
+use command_services::kafka::KafkaArgs;
 use command_services::support::{init_tracing, serve_admin, shutdown_token, Readiness};
 use std::net::SocketAddr;
 use tracing::Instrument;
@@ -35,6 +38,9 @@ pub struct BffArgs {
     /// The secret the user service signs access tokens with.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Subscriptions are fed from the event topics.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 #[derive(Clone)]
@@ -109,11 +115,52 @@ async fn graphql(
     response.into()
 }
 
+/// graphql-ws (and the older subscriptions-transport-ws): the caller is taken from the
+/// upgrade request's `Authorization` header or, as browsers cannot set headers on a
+/// websocket, from `Authorization` (or `authorization`) in the `connection_init` payload.
+async fn subscriptions(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let AppState {
+                schema,
+                jwt,
+                backends,
+            } = state;
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let from_payload = ["Authorization", "authorization"]
+                        .iter()
+                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
+                        .map(str::to_owned);
+                    let caller =
+                        Caller::from_header(jwt.as_ref(), from_payload.or(header).as_deref());
+                    let mut data = Data::default();
+                    data.insert(RequestContext {
+                        correlation_id: uuid::Uuid::now_v7().to_string(),
+                        caller,
+                    });
+                    data.insert(crate::catalogue::new_loader(backends.shop.clone()));
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
 /// The axum app.
 pub fn app(schema: AppSchema, jwt: Option<Jwt>, backends: Backends) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
+        .route("/graphql/ws", get(subscriptions))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState {
@@ -128,7 +175,9 @@ pub async fn bff_main() -> anyhow::Result<()> {
     let args = BffArgs::parse();
     let shutdown = shutdown_token();
     let backends = Backends::new(&args.backends)?;
-    let schema = build_schema(backends.clone());
+    let live = LiveEvents::new();
+    let schema = build_schema(backends.clone(), live.clone());
+    let feed = tokio::spawn(live.run(args.kafka.clone(), shutdown.clone()));
     let ready = Readiness::default();
     ready.set_ready(true);
     let admin = tokio::spawn(serve_admin(args.admin_addr, ready, shutdown.clone()));
@@ -149,6 +198,7 @@ pub async fn bff_main() -> anyhow::Result<()> {
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
     shutdown.cancel();
+    let _ = feed.await;
     admin.await??;
     Ok(())
 }

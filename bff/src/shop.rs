@@ -160,18 +160,20 @@ fn order_of(json: &str) -> Result<Order, BffError> {
     Ok(o)
 }
 
-async fn load_order(ctx: &Context<'_>, id: &ID, at_least: u64) -> Result<Order, BffError> {
+/// An order from the read model, waiting (bounded) for `at_least` when it is above 0.
+pub async fn load_order(
+    backends: &crate::clients::Backends,
+    id: &str,
+    at_least: u64,
+) -> Result<Order, BffError> {
     let id = OrderId::parse(id)?;
-    let doc = backends(ctx)
+    let doc = backends
         .shop
         .clone()
-        .get_order(grpc(
-            ctx,
-            proto::queries::ById {
-                id: id.to_string(),
-                at_least_version: at_least,
-            },
-        ))
+        .get_order(proto::queries::ById {
+            id: id.to_string(),
+            at_least_version: at_least,
+        })
         .await?
         .into_inner();
     order_of(&doc.json)
@@ -318,7 +320,7 @@ impl ShopQuery {
         gql(async move {
             caller(ctx).user()?;
             let at_least = at_least_version.unwrap_or(0).max(0) as u64;
-            let order = load_order(ctx, &id, at_least).await?;
+            let order = load_order(backends(ctx), id.as_str(), at_least).await?;
             caller(ctx).check_owner(Some(&order.customer_id))?;
             if (order.version as u64) < at_least {
                 return Err(BffError::Stale(format!(
@@ -743,7 +745,7 @@ impl ShopMutation {
     ) -> Result<MutationResult> {
         gql(async move {
             caller(ctx).user()?;
-            let order = load_order(ctx, &order_id, 0).await?;
+            let order = load_order(backends(ctx), order_id.as_str(), 0).await?;
             caller(ctx).check_owner(Some(&order.customer_id))?;
             let cmd = json!({ "type": "cancel", "reason": reason.unwrap_or_else(|| "cancelled by the customer".into()), "by": "customer" });
             exec(ctx, &backends(ctx).orders, order.id, cmd, None).await
@@ -796,7 +798,7 @@ impl ShopMutation {
     ) -> Result<MutationResult> {
         gql(async move {
             caller(ctx).admin()?;
-            let order = load_order(ctx, &order_id, 0).await?;
+            let order = load_order(backends(ctx), order_id.as_str(), 0).await?;
             let cmd =
                 json!({ "type": "refund", "amount": money(amount_minor, &order.total.currency)? });
             exec(ctx, &backends(ctx).orders, order.id, cmd, idempotency_key).await
