@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod clients;
 pub mod error;
 pub mod live;
+pub mod orders;
 pub mod schema;
 pub mod server;
 pub mod shop;

@@ -6,6 +6,7 @@ use crate::catalogue::CatalogueQuery;
 use crate::clients::Backends;
 use crate::error::{gql, BffError};
 use crate::live::{LiveEvents, SubscriptionRoot};
+use crate::orders::OrderQuery;
 use crate::shop::{ShopMutation, ShopQuery};
 use async_graphql::{Context, Enum, MergedObject, Object, Result, Schema, SimpleObject, ID};
 use domain::values::{CartId, ProductId, Quantity, UserId};
@@ -14,7 +15,13 @@ use proto::cart as pb;
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(CartQuery, CartHistory, ShopQuery, CatalogueQuery);
+pub struct QueryRoot(
+    CartQuery,
+    CartHistory,
+    ShopQuery,
+    CatalogueQuery,
+    OrderQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(CartMutation, ShopMutation);

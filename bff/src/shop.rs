@@ -145,6 +145,38 @@ impl Order {
         }
         .await)
     }
+
+    /// Every payment attempted for the order, newest first.
+    async fn payments(&self, ctx: &Context<'_>) -> Result<Vec<Payment>> {
+        gql(async move {
+            let docs = backends(ctx)
+                .shop
+                .clone()
+                .get_payments_of_order(grpc(
+                    ctx,
+                    proto::queries::ById {
+                        id: self.id.clone(),
+                        at_least_version: 0,
+                    },
+                ))
+                .await?
+                .into_inner();
+            docs.json
+                .iter()
+                .map(|j| {
+                    let mut p: Payment = parse_doc(j)?;
+                    p.status = p.status.to_uppercase();
+                    Ok(p)
+                })
+                .collect()
+        }
+        .await)
+    }
+
+    /// The order's events, oldest first, each as a readable line.
+    async fn timeline(&self, ctx: &Context<'_>) -> Result<Vec<crate::orders::TimelineEntry>> {
+        gql(crate::orders::timeline(ctx, &self.id).await)
+    }
 }
 
 pub fn parse_doc<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, BffError> {
@@ -154,7 +186,7 @@ pub fn parse_doc<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, BffErr
     })
 }
 
-fn order_of(json: &str) -> Result<Order, BffError> {
+pub fn order_of(json: &str) -> Result<Order, BffError> {
     let mut o: Order = parse_doc(json)?;
     o.status = o.status.to_uppercase();
     Ok(o)
@@ -329,56 +361,6 @@ impl ShopQuery {
                 )));
             }
             Ok(order)
-        }
-        .await)
-    }
-
-    /// The signed-in customer's orders, newest first.
-    async fn my_orders(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(default = 50)] limit: u32,
-    ) -> Result<Vec<Order>> {
-        gql(async move {
-            let claims = caller(ctx).user()?;
-            let docs = backends(ctx)
-                .shop
-                .clone()
-                .list_orders(grpc(
-                    ctx,
-                    proto::queries::ListOrdersRequest {
-                        customer_id: claims.sub.clone(),
-                        limit,
-                    },
-                ))
-                .await?
-                .into_inner();
-            docs.json.iter().map(|j| order_of(j)).collect()
-        }
-        .await)
-    }
-
-    /// Every customer's orders (back office), newest first.
-    async fn orders(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(default = 50)] limit: u32,
-    ) -> Result<Vec<Order>> {
-        gql(async move {
-            caller(ctx).admin()?;
-            let docs = backends(ctx)
-                .shop
-                .clone()
-                .list_orders(grpc(
-                    ctx,
-                    proto::queries::ListOrdersRequest {
-                        customer_id: String::new(),
-                        limit,
-                    },
-                ))
-                .await?
-                .into_inner();
-            docs.json.iter().map(|j| order_of(j)).collect()
         }
         .await)
     }

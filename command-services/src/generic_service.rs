@@ -8,7 +8,7 @@ use crate::handler::{CommandContext, CommandHandler};
 use domain::Aggregate;
 use event_schemas::EventMeta;
 use proto::commands::commands_server::{Commands, CommandsServer};
-use proto::commands::{ExecuteRequest, ExecuteResponse, Meta};
+use proto::commands::{ExecuteRequest, ExecuteResponse, Meta, StateAtRequest, StateAtResponse};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -63,6 +63,55 @@ pub fn command_context<T>(
     }
 }
 
+/// Time travel for any aggregate: its events up to the bound, folded with `evolve`, shown
+/// through the domain's `view`.
+pub async fn state_at<A: Aggregate>(
+    handler: &CommandHandler<A>,
+    r: &StateAtRequest,
+) -> Result<StateAtResponse, CommandError> {
+    let id = stream_id(&r.stream_id)?;
+    let bound = TimeBound::parse(r.version, &r.at)?;
+    let (state, applied) = handler.load_until(&id, |e| bound.includes(e)).await?;
+    let Some(last) = applied.last() else {
+        return Err(CommandError::NotFound("it did not exist then".into()));
+    };
+    let view = state.view().ok_or_else(|| {
+        CommandError::FailedPrecondition("this aggregate's state is not shown".into())
+    })?;
+    Ok(StateAtResponse {
+        state_json: view.to_string(),
+        version: last.version,
+        occurred_at: last
+            .occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+/// Where time travel stops: after a version, or after everything that happened by a time.
+#[derive(Debug, Clone, Copy)]
+pub enum TimeBound {
+    Version(u64),
+    At(chrono::DateTime<chrono::Utc>),
+}
+
+impl TimeBound {
+    pub fn parse(version: u64, at: &str) -> Result<Self, CommandError> {
+        if version > 0 {
+            return Ok(TimeBound::Version(version));
+        }
+        chrono::DateTime::parse_from_rfc3339(at.trim())
+            .map(|t| TimeBound::At(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| CommandError::InvalidArgument("give a version or an RFC 3339 time".into()))
+    }
+
+    pub fn includes(&self, e: &event_schemas::EventEnvelope) -> bool {
+        match self {
+            TimeBound::Version(v) => e.version <= *v,
+            TimeBound::At(t) => e.occurred_at <= *t,
+        }
+    }
+}
+
 /// Parses a stream id (a UUID, canonical form).
 pub fn stream_id(s: &str) -> Result<String, CommandError> {
     uuid::Uuid::parse_str(s.trim())
@@ -95,5 +144,14 @@ where
             stream_id: outcome.stream_id,
             version: outcome.version,
         }))
+    }
+
+    async fn state_at(
+        &self,
+        request: Request<StateAtRequest>,
+    ) -> Result<Response<StateAtResponse>, Status> {
+        Ok(Response::new(
+            state_at(&self.handler, request.get_ref()).await?,
+        ))
     }
 }

@@ -220,7 +220,7 @@ impl DomainError for OrderError {
 }
 
 /// The state folded from an order's events.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Order {
     pub id: Option<OrderId>,
     pub customer_id: Option<UserId>,
@@ -382,6 +382,10 @@ impl Aggregate for Order {
                 })])
             }
         }
+    }
+
+    fn view(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self).ok()
     }
 
     fn evolve(mut self, event: &OrderEvent) -> Self {

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod cart;
 pub mod catalogue;
+pub mod notifications;
 pub mod orders;
 pub mod runtime;
 pub mod saga;

@@ -8,7 +8,7 @@
 use crate::QueryError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use proto::queries::{ProductPage, SearchProductsRequest};
+use proto::queries::{Page, SearchProductsRequest};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -19,8 +19,7 @@ pub const MAX_PAGE: u32 = 100;
 pub const DEFAULT_PAGE: u32 = 20;
 
 /// A sort order: its key expression, the key's SQL type, and whether it descends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sort {
     Relevance,
     Newest,
@@ -54,6 +53,18 @@ impl Sort {
         })
     }
 
+    /// The name a cursor carries.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Sort::Relevance => "RELEVANCE",
+            Sort::Newest => "NEWEST",
+            Sort::PriceAsc => "PRICE_ASC",
+            Sort::PriceDesc => "PRICE_DESC",
+            Sort::Name => "NAME",
+            Sort::Rating => "RATING",
+        }
+    }
+
     fn key(self) -> &'static str {
         match self {
             Sort::Relevance => "ts_rank(p.search, q)::float8",
@@ -81,11 +92,11 @@ impl Sort {
     }
 }
 
-/// Where a page starts: after (or before) this row in this order.
+/// Where a page starts: after (or before) this row in this order (named by `sort`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
     #[serde(rename = "s")]
-    pub sort: Sort,
+    pub sort: String,
     #[serde(rename = "k")]
     pub key: String,
     pub id: Uuid,
@@ -96,7 +107,7 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
     }
 
-    pub fn decode(s: &str, sort: Sort) -> Result<Self, QueryError> {
+    pub fn decode(s: &str, sort: &str) -> Result<Self, QueryError> {
         let bad = || QueryError::InvalidArgument(format!("malformed cursor: {s:?}"));
         let bytes = URL_SAFE_NO_PAD.decode(s.trim()).map_err(|_| bad())?;
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
@@ -144,7 +155,7 @@ impl<'a> Search<'a> {
         let size = if size == 0 { DEFAULT_PAGE } else { size };
         let cursor = match if backward { &r.before } else { &r.after } {
             c if c.is_empty() => None,
-            c => Some(Cursor::decode(c, sort)?),
+            c => Some(Cursor::decode(c, sort.tag())?),
         };
         if let (Some(min), Some(max)) = (r.min_price_minor, r.max_price_minor) {
             if min > max {
@@ -214,7 +225,7 @@ pub async fn search(
     pool: &PgPool,
     r: &SearchProductsRequest,
     product_json: &str,
-) -> Result<ProductPage, QueryError> {
+) -> Result<Page, QueryError> {
     let s = Search::parse(r)?;
     let key = s.sort.key();
     // Backwards, the scan runs in the reverse order and the page is flipped afterwards.
@@ -263,7 +274,7 @@ pub async fn search(
     crate::sql_statement("shop");
     let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
 
-    let mut page = ProductPage {
+    let mut page = Page {
         total_count: total.max(0) as u64,
         has_next_page: if s.backward { s.cursor.is_some() } else { more },
         has_previous_page: if s.backward { more } else { s.cursor.is_some() },
@@ -273,7 +284,7 @@ pub async fn search(
         page.json.push(json);
         page.cursors.push(
             Cursor {
-                sort: s.sort,
+                sort: s.sort.tag().to_owned(),
                 key,
                 id,
             }
@@ -290,13 +301,13 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_belong_to_their_sort() {
         let c = Cursor {
-            sort: Sort::PriceAsc,
+            sort: Sort::PriceAsc.tag().into(),
             key: "1299".into(),
             id: Uuid::from_u128(7),
         };
-        assert_eq!(Cursor::decode(&c.encode(), Sort::PriceAsc).unwrap(), c);
-        assert!(Cursor::decode(&c.encode(), Sort::Name).is_err());
-        assert!(Cursor::decode("not a cursor", Sort::Name).is_err());
+        assert_eq!(Cursor::decode(&c.encode(), "PRICE_ASC").unwrap(), c);
+        assert!(Cursor::decode(&c.encode(), "NAME").is_err());
+        assert!(Cursor::decode("not a cursor", "NAME").is_err());
     }
 
     #[test]
