@@ -114,6 +114,23 @@ impl Product {
         .await)
     }
 
+    /// The newest reviews (up to 10), batched across the response.
+    async fn reviews(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 10)] first: i32,
+    ) -> Result<Vec<Review>> {
+        gql(async move {
+            let mut all = loader(ctx)?
+                .load_one(ReviewsOf(self.id.to_string()))
+                .await?
+                .unwrap_or_default();
+            all.truncate(first.clamp(0, 10) as usize);
+            Ok(all)
+        }
+        .await)
+    }
+
     /// The brand the product is sold under, batched across the response.
     async fn brand(&self, ctx: &Context<'_>) -> Result<Option<Brand>> {
         gql(async move {
@@ -153,6 +170,46 @@ pub struct StockOf(String);
 pub struct RatingOf(String);
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BrandOf(String);
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ReviewsOf(String);
+
+/// A review by a customer who received the product.
+#[derive(SimpleObject, Clone, Deserialize)]
+pub struct Review {
+    #[serde(skip_serializing)]
+    #[graphql(skip)]
+    pub product_id: String,
+    pub customer_id: String,
+    pub order_id: String,
+    /// 1 to 5 stars.
+    pub rating: i32,
+    pub title: String,
+    pub body: String,
+    pub created_at: String,
+}
+
+impl Loader<ReviewsOf> for CatalogueLoader {
+    type Value = Vec<Review>;
+    type Error = BffError;
+
+    async fn load(&self, keys: &[ReviewsOf]) -> Result<HashMap<ReviewsOf, Vec<Review>>, BffError> {
+        let ids = keys.iter().map(|k| k.0.clone()).collect();
+        let docs = self
+            .shop
+            .clone()
+            .get_reviews(ByIds { ids })
+            .await?
+            .into_inner();
+        let mut out: HashMap<ReviewsOf, Vec<Review>> = HashMap::new();
+        for j in &docs.json {
+            let r: Review = parse_doc(j)?;
+            out.entry(ReviewsOf(r.product_id.clone()))
+                .or_default()
+                .push(r);
+        }
+        Ok(out)
+    }
+}
 
 #[derive(Deserialize)]
 struct StockDoc {
@@ -362,8 +419,55 @@ async fn prefetch(ctx: &Context<'_>, edges: &[ProductEdge]) -> Result<(), BffErr
         }
         Ok(())
     };
-    futures::try_join!(stock, rating, brand)?;
+    let reviews = async {
+        if node.field("reviews").exists() {
+            loader.load_many(ids().map(ReviewsOf)).await?;
+        }
+        Ok(())
+    };
+    futures::try_join!(stock, rating, brand, reviews)?;
     Ok(())
+}
+
+#[derive(Default)]
+pub struct CatalogueMutation;
+
+#[Object]
+impl CatalogueMutation {
+    /// Reviews a product the signed-in customer received in `orderId` (delivered): one
+    /// review per customer and product, 1 to 5 stars.
+    #[allow(clippy::too_many_arguments)]
+    async fn review_product(
+        &self,
+        ctx: &Context<'_>,
+        product_id: ID,
+        order_id: ID,
+        rating: i32,
+        #[graphql(default)] title: String,
+        #[graphql(default)] body: String,
+        idempotency_key: Option<String>,
+    ) -> Result<crate::shop::MutationResult> {
+        gql(async move {
+            crate::schema::caller(ctx).user()?;
+            let product = ProductId::parse(&product_id)?;
+            let order = domain::values::OrderId::parse(&order_id)?;
+            let rating = domain::product::Rating::new(i64::from(rating))
+                .map_err(|e| BffError::InvalidArgument(e.to_string()))?;
+            let cmd = serde_json::json!({
+                "type": "review", "order_id": order.to_string(), "rating": rating.get(),
+                "title": title, "body": body,
+            });
+            crate::shop::exec(
+                ctx,
+                &backends(ctx).products,
+                product.to_string(),
+                cmd,
+                idempotency_key,
+            )
+            .await
+        }
+        .await)
+    }
 }
 
 #[derive(Default)]

@@ -2,7 +2,7 @@
 //! types here, at the edge, so malformed input is refused before any service is called.
 
 use crate::auth::Caller;
-use crate::catalogue::CatalogueQuery;
+use crate::catalogue::{CatalogueMutation, CatalogueQuery};
 use crate::clients::Backends;
 use crate::error::{gql, BffError};
 use crate::live::{LiveEvents, SubscriptionRoot};
@@ -24,7 +24,7 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(CartMutation, ShopMutation);
+pub struct MutationRoot(CartMutation, ShopMutation, CatalogueMutation);
 
 /// Per-request data: the correlation id that follows the request into every service, and
 /// the verified caller.

@@ -211,7 +211,7 @@ pub async fn load_order(
     order_of(&doc.json)
 }
 
-async fn exec(
+pub async fn exec(
     ctx: &Context<'_>,
     client: &CommandsClient<Channel>,
     stream_id: String,

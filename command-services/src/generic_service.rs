@@ -4,6 +4,7 @@
 
 use crate::cart_service::CORRELATION_HEADER;
 use crate::error::CommandError;
+use crate::event_store::EventStore;
 use crate::handler::{CommandContext, CommandHandler};
 use domain::Aggregate;
 use event_schemas::EventMeta;
@@ -13,8 +14,9 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-pub struct GenericCommands<A: Aggregate> {
+pub struct GenericCommands<A: Aggregate, P = AsIs> {
     handler: Arc<CommandHandler<A>>,
+    prepare: P,
 }
 
 impl<A> GenericCommands<A>
@@ -23,7 +25,49 @@ where
     A::Command: DeserializeOwned,
 {
     pub fn new(handler: Arc<CommandHandler<A>>) -> CommandsServer<Self> {
-        CommandsServer::new(Self { handler })
+        CommandsServer::new(Self {
+            handler,
+            prepare: AsIs,
+        })
+    }
+}
+
+impl<A, P> GenericCommands<A, P>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+    P: Prepare<A>,
+{
+    /// With a step that completes commands from the event store before they are decided.
+    pub fn with(handler: Arc<CommandHandler<A>>, prepare: P) -> CommandsServer<Self> {
+        CommandsServer::new(Self { handler, prepare })
+    }
+}
+
+/// Completes a parsed command with facts the service establishes itself (never taken from
+/// the client), such as what another aggregate's events say, before the handler decides.
+pub trait Prepare<A: Aggregate>: Send + Sync + 'static {
+    fn prepare<'a>(
+        &'a self,
+        store: &'a EventStore,
+        stream_id: &'a str,
+        command: A::Command,
+        ctx: &'a CommandContext,
+    ) -> impl std::future::Future<Output = Result<A::Command, CommandError>> + Send + 'a;
+}
+
+/// Commands go to the handler as parsed.
+pub struct AsIs;
+
+impl<A: Aggregate> Prepare<A> for AsIs {
+    async fn prepare(
+        &self,
+        _store: &EventStore,
+        _stream_id: &str,
+        command: A::Command,
+        _ctx: &CommandContext,
+    ) -> Result<A::Command, CommandError> {
+        Ok(command)
     }
 }
 
@@ -126,10 +170,11 @@ pub fn parse_command<C: DeserializeOwned>(json: &str) -> Result<C, CommandError>
 }
 
 #[tonic::async_trait]
-impl<A> Commands for GenericCommands<A>
+impl<A, P> Commands for GenericCommands<A, P>
 where
     A: Aggregate,
     A::Command: DeserializeOwned,
+    P: Prepare<A>,
 {
     async fn execute(
         &self,
@@ -139,6 +184,10 @@ where
         let id = stream_id(&r.stream_id)?;
         let command: A::Command = parse_command(&r.command_json)?;
         let ctx = context_of(&request, r.meta.as_ref());
+        let command = self
+            .prepare
+            .prepare(self.handler.store(), &id, command, &ctx)
+            .await?;
         let outcome = self.handler.handle(&id, &command, &ctx).await?;
         Ok(Response::new(ExecuteResponse {
             stream_id: outcome.stream_id,

@@ -236,6 +236,27 @@ impl Queries for ShopQueryService {
         .await
     }
 
+    async fn get_reviews(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
+        timed("GetReviews", async {
+            let ids = uuids(&request.get_ref().ids)?;
+            crate::sql_statement("shop");
+            let json: Vec<String> = sqlx::query_scalar(
+                "SELECT json_build_object('product_id', product_id, 'customer_id', customer_id,
+                     'order_id', order_id, 'rating', rating, 'title', title, 'body', body,
+                     'created_at', created_at)::text
+                 FROM (SELECT r.*, row_number() OVER (PARTITION BY product_id
+                                                      ORDER BY created_at DESC, customer_id) AS n
+                       FROM reviews r WHERE product_id = ANY($1)) newest
+                 WHERE n <= 10 ORDER BY product_id, n",
+            )
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Documents { json })
+        })
+        .await
+    }
+
     async fn get_brands(&self, request: Request<ByNames>) -> Result<Response<Documents>, Status> {
         timed("GetBrands", async {
             let names = &request.get_ref().names;
