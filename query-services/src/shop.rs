@@ -142,7 +142,45 @@ fn uuids(ids: &[String]) -> Result<Vec<Uuid>, QueryError> {
     ids.iter().map(|s| uuid(s)).collect()
 }
 
-const PRODUCT_JSON: &str = "json_build_object(
+/// Live stock of products (`$1`: ids).
+pub const STOCK_BY_ID: &str =
+    "SELECT json_build_object('id', id, 'on_hand', on_hand, 'reserved', reserved,
+                     'available', on_hand - reserved)::text FROM products WHERE id = ANY($1)";
+
+/// Ratings of products (`$1`: ids).
+pub const RATINGS_BY_ID: &str = "SELECT json_build_object('id', id, 'average', rating_avg,
+                     'count', rating_count)::text FROM products WHERE id = ANY($1)";
+
+/// The ten newest reviews of each product (`$1`: ids).
+pub const REVIEWS_BY_ID: &str =
+    "SELECT json_build_object('product_id', product_id, 'customer_id', customer_id,
+                     'order_id', order_id, 'rating', rating, 'title', title, 'body', body,
+                     'created_at', created_at)::text
+                 FROM (SELECT r.*, row_number() OVER (PARTITION BY product_id
+                                                      ORDER BY created_at DESC, customer_id) AS n
+                       FROM reviews r WHERE product_id = ANY($1)) newest
+                 WHERE n <= 10 ORDER BY product_id, n";
+
+/// Brands and how many products each sells (`$1`: names).
+pub const BRANDS_BY_NAME: &str =
+    "SELECT json_build_object('name', brand, 'product_count', count(*))::text
+     FROM products WHERE brand = ANY($1) AND NOT archived GROUP BY brand";
+
+/// Products by id (`$1`: ids).
+pub fn products_by_id() -> String {
+    format!("SELECT {PRODUCT_JSON} FROM products WHERE id = ANY($1)")
+}
+
+/// Runs one statement returning JSON documents for a batch of ids (counted in
+/// `query_sql_statements_total`).
+pub async fn by_ids(pool: &PgPool, sql: &str, ids: Vec<Uuid>) -> Result<Documents, QueryError> {
+    crate::sql_statement("shop");
+    let json: Vec<String> = sqlx::query_scalar(sql).bind(ids).fetch_all(pool).await?;
+    Ok(Documents { json })
+}
+
+/// A product row as the JSON document the BFF reads.
+pub const PRODUCT_JSON: &str = "json_build_object(
     'id', id, 'name', name, 'description', description, 'categories', categories,
     'attributes', attributes,
     'price', json_build_object('amount_minor', price_minor, 'currency', currency),
@@ -181,14 +219,7 @@ impl Queries for ShopQueryService {
     async fn get_products(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
         timed("GetProducts", async {
             let ids = uuids(&request.get_ref().ids)?;
-            crate::sql_statement("shop");
-            let json: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT {PRODUCT_JSON} FROM products WHERE id = ANY($1)"
-            ))
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(Documents { json })
+            by_ids(&self.pool, &products_by_id(), ids).await
         })
         .await
     }
@@ -207,15 +238,7 @@ impl Queries for ShopQueryService {
     async fn get_stock(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
         timed("GetStock", async {
             let ids = uuids(&request.get_ref().ids)?;
-            crate::sql_statement("shop");
-            let json: Vec<String> = sqlx::query_scalar(
-                "SELECT json_build_object('id', id, 'on_hand', on_hand, 'reserved', reserved,
-                     'available', on_hand - reserved)::text FROM products WHERE id = ANY($1)",
-            )
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(Documents { json })
+            by_ids(&self.pool, STOCK_BY_ID, ids).await
         })
         .await
     }
@@ -223,15 +246,7 @@ impl Queries for ShopQueryService {
     async fn get_ratings(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
         timed("GetRatings", async {
             let ids = uuids(&request.get_ref().ids)?;
-            crate::sql_statement("shop");
-            let json: Vec<String> = sqlx::query_scalar(
-                "SELECT json_build_object('id', id, 'average', rating_avg,
-                     'count', rating_count)::text FROM products WHERE id = ANY($1)",
-            )
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(Documents { json })
+            by_ids(&self.pool, RATINGS_BY_ID, ids).await
         })
         .await
     }
@@ -239,20 +254,7 @@ impl Queries for ShopQueryService {
     async fn get_reviews(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
         timed("GetReviews", async {
             let ids = uuids(&request.get_ref().ids)?;
-            crate::sql_statement("shop");
-            let json: Vec<String> = sqlx::query_scalar(
-                "SELECT json_build_object('product_id', product_id, 'customer_id', customer_id,
-                     'order_id', order_id, 'rating', rating, 'title', title, 'body', body,
-                     'created_at', created_at)::text
-                 FROM (SELECT r.*, row_number() OVER (PARTITION BY product_id
-                                                      ORDER BY created_at DESC, customer_id) AS n
-                       FROM reviews r WHERE product_id = ANY($1)) newest
-                 WHERE n <= 10 ORDER BY product_id, n",
-            )
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(Documents { json })
+            by_ids(&self.pool, REVIEWS_BY_ID, ids).await
         })
         .await
     }
@@ -266,13 +268,10 @@ impl Queries for ShopQueryService {
                 ));
             }
             crate::sql_statement("shop");
-            let json: Vec<String> = sqlx::query_scalar(
-                "SELECT json_build_object('name', brand, 'product_count', count(*))::text
-                 FROM products WHERE brand = ANY($1) AND NOT archived GROUP BY brand",
-            )
-            .bind(names)
-            .fetch_all(&self.pool)
-            .await?;
+            let json: Vec<String> = sqlx::query_scalar(BRANDS_BY_NAME)
+                .bind(names)
+                .fetch_all(&self.pool)
+                .await?;
             Ok(Documents { json })
         })
         .await
