@@ -391,7 +391,9 @@ async fn main() -> anyhow::Result<()> {
 async fn redis_get_latency(addr: &str) -> Option<Duration> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let cmd = b"*2\r\n$3\r\nGET\r\n$20\r\nquery-bench:no-such\r\n";
+    let key = "query-bench:no-such-key";
+    let cmd = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+    let cmd = cmd.as_bytes();
     let mut buf = [0u8; 64];
     let mut lat = Vec::with_capacity(2000);
     for _ in 0..2000 {
