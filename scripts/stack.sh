@@ -198,7 +198,7 @@ start_one() {
   # setsid: the service outlives the shell that started it and gets its own process group.
   local level=$RUST_LOG
   [ "$name" = tansu ] && level=${TANSU_LOG:-warn}   # Tansu logs every request at info
-  RUST_LOG=$level setsid "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  RUST_LOG=$level OTEL_SERVICE_NAME=${OTEL_SERVICE_NAME_PREFIX:-commerce-}$name setsid "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$PIDS/$name.pid"
   wait_ready "$name" || die "$name failed to start (log: $LOGS/$name.log)"
   [ "$name" = mongo ] && init_mongod

@@ -34,16 +34,79 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
 /// Logs to stderr; JSON lines when `LOG_FORMAT=json`. Level from `RUST_LOG` (default info).
 /// Also installs the metrics recorder, so metrics recorded from the start are kept.
 pub fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     metrics_handle();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+        fmt.json().boxed()
     } else {
-        builder.init();
+        fmt.boxed()
+    };
+    let otel = otlp_tracer().map(|t| tracing_opentelemetry::layer().with_tracer(t));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .init();
+}
+
+static TRACER_PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
+    std::sync::OnceLock::new();
+
+/// OTLP trace export, on when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set: spans go in batches over OTLP/HTTP
+/// (protobuf). The service is named by `OTEL_SERVICE_NAME`, else by the binary.
+fn otlp_tracer() -> Option<opentelemetry_sdk::trace::SdkTracer> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        return None;
+    }
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .build()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("OTLP trace export is off: {e}");
+            return None;
+        }
+    };
+    let name = std::env::var("OTEL_SERVICE_NAME").ok().unwrap_or_else(|| {
+        std::env::args()
+            .next()
+            .and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "commerce".into())
+    });
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(name)
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("commerce");
+    let _ = TRACER_PROVIDER.set(provider);
+    Some(tracer)
+}
+
+/// Flushes and stops OTLP export (a no-op when it is off). Binaries call it on the way out.
+pub fn shutdown_tracing() {
+    if let Some(p) = TRACER_PROVIDER.get() {
+        if let Err(e) = p.shutdown() {
+            eprintln!("OTLP shutdown: {e}");
+        }
     }
 }
 

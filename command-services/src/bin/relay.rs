@@ -1,5 +1,7 @@
 //! `relay`: publishes every committed event from the MongoDB store to Kafka.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    command_services::app::relay_main().await
+    let result = command_services::app::relay_main().await;
+    command_services::support::shutdown_tracing();
+    result
 }

@@ -1,5 +1,7 @@
 //! `projector --projection cart`: builds a PostgreSQL read model from Kafka.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    projectors::app::projector_main().await
+    let result = projectors::app::projector_main().await;
+    command_services::support::shutdown_tracing();
+    result
 }

@@ -1,5 +1,7 @@
 //! `query-service --service cart`: serves a read model over gRPC.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    query_services::app::query_service_main().await
+    let result = query_services::app::query_service_main().await;
+    command_services::support::shutdown_tracing();
+    result
 }
