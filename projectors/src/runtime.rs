@@ -315,7 +315,18 @@ impl<P: Projection> ProjectorRuntime<P> {
                     continue;
                 }
             };
-            match self.projection.apply(&mut tx, &event).await {
+            // Every log line of the apply (and of the saga's calls) carries the request's
+            // correlation id.
+            let span = tracing::info_span!(
+                "apply",
+                projection = self.projection.name(),
+                correlation_id = %event.correlation_id,
+                stream_id = %event.stream_id,
+                version = event.version
+            );
+            match tracing::Instrument::instrument(self.projection.apply(&mut tx, &event), span)
+                .await
+            {
                 Ok(()) => applied.push(format!("{}:{}", event.stream_id, event.version)),
                 Err(ProjectionError::Poison(reason)) => dead.push(DeadLetter {
                     message: m.clone(),
