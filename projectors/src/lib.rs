@@ -6,13 +6,18 @@
 //! - [`catalogue`]: the `products` read model.
 //! - [`orders`]: the `orders`, `order_lines` and `payments` read models.
 //! - [`app`]: the `projector` binary's wiring.
+//! - [`registry`], [`lag`], [`rebuild`]: the read models by name, consumer lag, and the
+//!   rebuild and verify engine behind `commerce projections ...`.
 //!
 //! Migrations (under `projectors/migrations`) are run by sqlx when a projector starts.
 
 pub mod app;
 pub mod cart;
 pub mod catalogue;
+pub mod lag;
 pub mod orders;
+pub mod rebuild;
+pub mod registry;
 pub mod runtime;
 pub mod saga;
 

@@ -1,0 +1,78 @@
+//! The read models by name, for the operator tools (`commerce projections ...`): which
+//! topics feed each, which tables it owns (parents before children), and how to apply one
+//! event to it. A new read model is one more entry in [`read_models`] and [`apply`].
+
+use crate::cart::CartProjection;
+use crate::catalogue::ProductProjection;
+use crate::orders::OrderProjection;
+use crate::runtime::{Projection, ProjectionError};
+use event_schemas::{topic_for, EventEnvelope};
+use sqlx::PgConnection;
+
+/// One projection as the tools see it.
+#[derive(Debug, Clone)]
+pub struct ReadModel {
+    /// The projection's name: its checkpoint rows and consumer group `projector.<name>`.
+    pub name: &'static str,
+    pub topics: Vec<String>,
+    /// The tables it writes, parents first. Empty for a process manager.
+    pub tables: &'static [&'static str],
+    /// Whether it may be rebuilt from offset zero: a process manager sends commands, so
+    /// replaying it is not a rebuild.
+    pub rebuildable: bool,
+}
+
+/// Every projection, read models first.
+pub fn read_models() -> Vec<ReadModel> {
+    vec![
+        ReadModel {
+            name: CartProjection.name(),
+            topics: CartProjection.topics(),
+            tables: &["carts", "cart_lines"],
+            rebuildable: true,
+        },
+        ReadModel {
+            name: ProductProjection.name(),
+            topics: ProductProjection.topics(),
+            tables: &["products"],
+            rebuildable: true,
+        },
+        ReadModel {
+            name: OrderProjection.name(),
+            topics: OrderProjection.topics(),
+            tables: &["orders", "order_lines", "payments"],
+            rebuildable: true,
+        },
+        ReadModel {
+            name: "checkout-saga",
+            topics: ["cart", "order", "payment", "user"]
+                .iter()
+                .map(|t| topic_for(t))
+                .collect(),
+            tables: &["checkouts"],
+            rebuildable: false,
+        },
+    ]
+}
+
+/// The projection called `name`.
+pub fn find(name: &str) -> Option<ReadModel> {
+    read_models().into_iter().find(|m| m.name == name)
+}
+
+/// Applies one event to the read model `name` on `conn` (whose `search_path` decides which
+/// schema's tables are written).
+pub async fn apply(
+    name: &str,
+    conn: &mut PgConnection,
+    env: &EventEnvelope,
+) -> Result<(), ProjectionError> {
+    match name {
+        "cart" => CartProjection.apply(conn, env).await,
+        "product" => ProductProjection.apply(conn, env).await,
+        "order" => OrderProjection.apply(conn, env).await,
+        other => Err(ProjectionError::Poison(format!(
+            "{other} cannot be applied outside its projector"
+        ))),
+    }
+}
