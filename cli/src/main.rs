@@ -113,8 +113,9 @@ enum Command {
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COMMERCE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("COMMERCE_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,librdkafka=off,rdkafka=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

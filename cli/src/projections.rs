@@ -32,6 +32,17 @@ pub enum ProjectionsCommand {
         /// start it after).
         #[arg(long)]
         adopt_offsets: bool,
+        /// At most this many events per second (spares a busy database).
+        #[arg(long)]
+        max_rate: Option<u32>,
+    },
+    /// Move a projection's checkpoints to the end of its topics, skipping what is there
+    /// (a process manager after `kafka republish`: its effects are done). Stop it first.
+    Reset {
+        name: String,
+        /// To the end of the topics, as read until quiet.
+        #[arg(long, required = true)]
+        to_end: bool,
     },
     /// Rebuild into a scratch schema and compare with the live read model, table by table.
     /// Exits with 3 when a row differs.
@@ -131,12 +142,14 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
             keep,
             batch_size,
             adopt_offsets,
+            max_rate,
         } => {
             let m = model(&name)?;
             let opts = RebuildOptions {
                 batch_size: batch_size.max(1),
                 keep,
                 adopt_offsets,
+                max_rate,
                 ..RebuildOptions::default()
             };
             let bar = output::progress(0, &format!("rebuilding {name}"));
@@ -163,6 +176,21 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
                         .map(|s| format!(", old tables kept in {s}"))
                         .unwrap_or_default()
                 ),
+            }
+            Ok(0)
+        }
+        ProjectionsCommand::Reset { name, .. } => {
+            let m = model(&name)?;
+            let cps = rebuild::reset_to_end(&pool, &ep.kafka(), &m).await?;
+            let rows: Vec<Vec<String>> = cps
+                .iter()
+                .map(|((t, p), o)| vec![name.clone(), t.clone(), p.to_string(), o.to_string()])
+                .collect();
+            match out {
+                Format::Json => output::json(&rows)?,
+                Format::Table => {
+                    output::table(&["projection", "topic", "partition", "checkpoint"], &rows)
+                }
             }
             Ok(0)
         }

@@ -54,6 +54,8 @@ pub struct RebuildOptions {
     pub adopt_offsets: bool,
     /// With `adopt_offsets`: the topics are at their end after this long without a record.
     pub quiet: Duration,
+    /// At most this many records per second, to spare a busy database.
+    pub max_rate: Option<u32>,
 }
 
 impl Default for RebuildOptions {
@@ -64,6 +66,7 @@ impl Default for RebuildOptions {
             keep: false,
             adopt_offsets: false,
             quiet: Duration::from_secs(3),
+            max_rate: None,
         }
     }
 }
@@ -476,6 +479,13 @@ pub async fn catch_up(
         offsets = next;
         applied_total += a;
         skipped_total += s;
+        if let Some(rate) = opts.max_rate.filter(|r| *r > 0) {
+            let due =
+                Duration::from_secs_f64((applied_total + skipped_total) as f64 / f64::from(rate));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
     drop(stream);
     Ok(CaughtUp {
@@ -648,6 +658,48 @@ pub async fn rebuild(
         retired_schema,
         checkpoints: offsets.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
     })
+}
+
+/// Sets the projection's checkpoints to the end of its topics (as read until quiet), so it
+/// skips what is there: for a process manager after `kafka republish`, whose effects are
+/// already done. Returns the new checkpoints.
+pub async fn reset_to_end(
+    pool: &PgPool,
+    kafka: &KafkaArgs,
+    model: &ReadModel,
+) -> anyhow::Result<Checkpoints> {
+    let (k, topics) = (kafka.clone(), model.topics.clone());
+    let ends = tokio::task::spawn_blocking(move || {
+        crate::lag::measure(
+            &k,
+            &topics,
+            &Checkpoints::new(),
+            Duration::from_secs(2),
+            usize::MAX,
+        )
+    })
+    .await??;
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM public.projector_checkpoints WHERE projection = $1")
+        .bind(model.name)
+        .execute(&mut *tx)
+        .await?;
+    let mut out = Checkpoints::new();
+    for e in ends {
+        sqlx::query(
+            "INSERT INTO public.projector_checkpoints (projection, topic, partition, next_offset, updated_at)
+             VALUES ($1, $2, $3, $4, now())",
+        )
+        .bind(model.name)
+        .bind(&e.topic)
+        .bind(e.partition)
+        .bind(e.end)
+        .execute(&mut *tx)
+        .await?;
+        out.insert((e.topic, e.partition), e.end);
+    }
+    tx.commit().await?;
+    Ok(out)
 }
 
 /// Rebuilds `model` into a scratch schema and compares it with the live one, table by table.
