@@ -163,12 +163,12 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
             match out {
                 Format::Json => output::json(&report)?,
                 Format::Table => println!(
-                    "rebuilt {} from {} events ({} skipped) in {:.1} s ({:.0} events/s){}; switched{}",
+                    "rebuilt {} from {} events ({} skipped) in {:.1} s, catch-up {:.0} events/s{}; switched{}",
                     report.projection,
                     report.events,
                     report.skipped,
                     report.seconds,
-                    report.events_per_sec,
+                    report.events as f64 / report.catch_up_seconds.max(1e-3),
                     if report.resumed { ", resumed" } else { "" },
                     report
                         .retired_schema

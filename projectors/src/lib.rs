@@ -2,7 +2,8 @@
 //!
 //! - [`runtime`]: the one Kafka consumer runtime every read model uses: batches, checkpoints
 //!   in the same PostgreSQL transaction, dead letters.
-//! - [`cart`]: the `carts` and `cart_lines` read model.
+//! - [`cart`]: the `carts` and `cart_lines` read model ([`cart_bulk`]: the same, a batch at a
+//!   time, for rebuilds).
 //! - [`catalogue`]: the `products` read model.
 //! - [`orders`]: the `orders`, `order_lines` and `payments` read models.
 //! - [`app`]: the `projector` binary's wiring.
@@ -13,6 +14,7 @@
 
 pub mod app;
 pub mod cart;
+pub mod cart_bulk;
 pub mod catalogue;
 pub mod lag;
 pub mod orders;

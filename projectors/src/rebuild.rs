@@ -82,6 +82,17 @@ pub struct Progress {
     pub rate_per_sec: f64,
 }
 
+/// Where a catch-up's time went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Profile {
+    /// Waiting for and reading records from Kafka, and decoding nothing yet.
+    pub read_seconds: f64,
+    /// Decoding and applying records in PostgreSQL (inside the batch transactions).
+    pub apply_seconds: f64,
+    /// Saving the batch checkpoints and committing.
+    pub commit_seconds: f64,
+}
+
 /// What a rebuild did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RebuildReport {
@@ -91,6 +102,9 @@ pub struct RebuildReport {
     pub skipped: i64,
     pub seconds: f64,
     pub events_per_sec: f64,
+    /// From the start of the catch-up to its last batch.
+    pub catch_up_seconds: f64,
+    pub profile: Profile,
     pub retired_schema: Option<String>,
     pub checkpoints: Vec<(String, i32, i64)>,
 }
@@ -320,6 +334,7 @@ async fn apply_records(
         .await?;
     let (mut applied, mut skipped) = (0, 0);
     let mut later = Vec::new();
+    let mut envs = Vec::with_capacity(records.len());
     for m in records {
         let key = (m.topic().to_owned(), m.partition());
         let next = offsets.get(&key).copied().unwrap_or(0);
@@ -333,22 +348,30 @@ async fn apply_records(
             }
         }
         offsets.insert(key, m.offset() + 1);
-        let env = match m.payload().map(cloudevents::decode) {
-            Some(Ok(env)) => env,
-            _ => {
-                skipped += 1;
-                continue;
-            }
-        };
-        match registry::apply(model.name, conn, &env).await {
-            Ok(()) => applied += 1,
-            // The live projector dead-lettered it too; `dlq replay` brings a fixed copy.
-            Err(ProjectionError::Poison(reason)) => {
-                tracing::debug!(%reason, "rebuild skips a record the projection refuses");
-                skipped += 1;
+        match m.payload().map(cloudevents::decode) {
+            Some(Ok(env)) => envs.push(env),
+            _ => skipped += 1,
+        }
+    }
+    if !envs.is_empty() {
+        match registry::apply_batch(model.name, conn, &envs).await {
+            Ok(results) => {
+                for r in results {
+                    match r {
+                        None => applied += 1,
+                        // The live projector dead-lettered it too; `dlq replay` brings a
+                        // fixed copy.
+                        Some(reason) => {
+                            tracing::debug!(%reason, "rebuild skips a record the projection refuses");
+                            skipped += 1;
+                        }
+                    }
+                }
             }
             Err(ProjectionError::Db(e)) => return Err(e.into()),
-            Err(ProjectionError::Transient(e)) => anyhow::bail!(e),
+            Err(ProjectionError::Transient(e)) | Err(ProjectionError::Poison(e)) => {
+                anyhow::bail!(e)
+            }
         }
     }
     Ok((applied, skipped, later))
@@ -390,6 +413,8 @@ pub struct CaughtUp {
     pending: Vec<OwnedMessage>,
     applied: i64,
     skipped: i64,
+    profile: Profile,
+    catch_up_seconds: f64,
 }
 
 /// Reads the model's topics into `schema` from its saved offsets until they reach the live
@@ -411,6 +436,8 @@ pub async fn catch_up(
     let start_done: i64 = offsets.values().sum();
     let (mut applied_total, mut skipped_total) = (0i64, 0i64);
     let mut last_record = Instant::now();
+    let mut profile = Profile::default();
+    let mut last_batch_at = started;
     let mut stream = consumer.stream();
     loop {
         let target = if opts.adopt_offsets {
@@ -434,6 +461,7 @@ pub async fn catch_up(
         }
         // One batch: what waited for the live projector, then new records; the first new
         // record waits up to a second, the rest linger.
+        let read_started = Instant::now();
         let mut batch = std::mem::take(&mut pending);
         let carried = batch.len();
         let waited = if batch.is_empty() {
@@ -467,14 +495,22 @@ pub async fn catch_up(
             last_record = Instant::now();
         }
         let limit = (!opts.adopt_offsets).then_some(&target);
+        let apply_started = Instant::now();
+        profile.read_seconds += (apply_started - read_started).as_secs_f64();
         let mut tx = pool.begin().await?;
         sqlx::query("SET LOCAL synchronous_commit TO off")
             .execute(&mut *tx)
             .await?;
         let mut next = offsets.clone();
         let (a, s, later) = apply_records(&mut tx, model, schema, &batch, &mut next, limit).await?;
+        let commit_started = Instant::now();
+        profile.apply_seconds += (commit_started - apply_started).as_secs_f64();
         save_offsets(&mut tx, schema, &next, a, s).await?;
         tx.commit().await?;
+        profile.commit_seconds += commit_started.elapsed().as_secs_f64();
+        if a + s > 0 {
+            last_batch_at = Instant::now();
+        }
         pending = later;
         offsets = next;
         applied_total += a;
@@ -494,6 +530,8 @@ pub async fn catch_up(
         pending,
         applied: applied_total,
         skipped: skipped_total,
+        profile,
+        catch_up_seconds: (last_batch_at - started).as_secs_f64(),
     })
 }
 
@@ -632,6 +670,8 @@ pub async fn rebuild(
         offsets,
         applied,
         skipped,
+        profile,
+        catch_up_seconds,
         ..
     } = up;
     drop(consumer);
@@ -655,6 +695,8 @@ pub async fn rebuild(
         skipped,
         seconds,
         events_per_sec: (applied + skipped) as f64 / seconds.max(1e-3),
+        catch_up_seconds,
+        profile,
         retired_schema,
         checkpoints: offsets.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
     })
