@@ -15,7 +15,8 @@ pub struct ReadModel {
     /// The projection's name: its checkpoint rows and consumer group `projector.<name>`.
     pub name: &'static str,
     pub topics: Vec<String>,
-    /// The tables it writes, parents first. Empty for a process manager.
+    /// Every table it writes, parents first. A rebuild writes with `search_path` set to its
+    /// own schema alone, so a table missing here fails the rebuild (never the live table).
     pub tables: &'static [&'static str],
     /// Whether it may be rebuilt from offset zero: a process manager sends commands, so
     /// replaying it is not a rebuild.

@@ -28,6 +28,9 @@ struct Args {
     /// Records per rebuild transaction.
     #[arg(long, default_value_t = 5000)]
     batch_size: usize,
+    /// Apply one event at a time (the live projector's way) instead of the batched path.
+    #[arg(long)]
+    per_event: bool,
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
     #[arg(long, env = "KAFKA_BROKERS")]
@@ -164,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
         batch_size: a.batch_size,
         adopt_offsets: true,
         quiet: Duration::from_secs(3),
+        per_event: a.per_event,
         ..RebuildOptions::default()
     };
     let mut last_print = Instant::now();
@@ -189,8 +193,9 @@ async fn main() -> anyhow::Result<()> {
         raw_rate
     );
     println!(
-        "| `projections rebuild cart` catch-up (batch {}) | {} | {:.1} | {:.0}/s | {:.0}/s | {:.3} |",
+        "| `projections rebuild cart` catch-up (batch {}, {}) | {} | {:.1} | {:.0}/s | {:.0}/s | {:.3} |",
         a.batch_size,
+        if a.per_event { "one event at a time" } else { "batched apply" },
         report.events,
         report.catch_up_seconds,
         rate,
