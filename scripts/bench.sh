@@ -7,6 +7,8 @@ cd "$ROOT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/commerce-target}
 export STACK_DIR=$ROOT/.stack-bench PROFILE=release FRESH=1 PG_DB=commerce_bench
 export PORT_OFFSET=1000 RUST_LOG=warn
+# Envoy's client rate limit would cap the query benchmark, not measure it.
+export ENVOY_RATE_LIMIT=${ENVOY_RATE_LIMIT:-1000000}
 unset KAFKA_BROKERS MONGODB_URI DATABASE_URL
 COUNT=${BENCH_COUNT:-2000}
 CONCURRENCY=${BENCH_CONCURRENCY:-8}
@@ -18,6 +20,9 @@ set -a; . "$STACK_DIR/stack.env"; set +a
 
 out=$(mktemp)
 "$CARGO_TARGET_DIR/release/cart-bench" --count "$COUNT" --concurrency "$CONCURRENCY" | tee "$out"
+qout=$(mktemp)
+"$CARGO_TARGET_DIR/release/query-bench" --products "${BENCH_PRODUCTS:-2000}" \
+  --seconds "${BENCH_SECONDS:-10}" --rates "${BENCH_RATES:-50,200}" | tee "$qout"
 
 secantus=$("$HOME/.cache/commerce-tools/venv/bin/pip" show secantusdb 2>/dev/null | awk '/^Version/ {print $2}')
 {
@@ -29,6 +34,13 @@ secantus=$("$HOME/.cache/commerce-tools/venv/bin/pip" show secantusdb 2>/dev/nul
   echo "Store: SecantusDB ${secantus:-?} (MongoDB wire, fresh data dir). Broker: Tansu 0.6 (memory). PostgreSQL $(psql -tA "$DATABASE_URL" -c 'SHOW server_version' 2>/dev/null | cut -d' ' -f1)."
   echo
   cat "$out"
+  echo
+  echo "### Queries: product search and product details (\`query-bench\`)"
+  echo
+  echo "Through Envoy → BFF → query service → PostgreSQL, next to the same SQL run directly with sqlx in the same run."
+  echo "Fixed-rate rows are open loop (latency from when each request was due)."
+  echo
+  cat "$qout"
 } >>docs/BENCHMARKS.md
-rm -f "$out"
+rm -f "$out" "$qout"
 echo "recorded in docs/BENCHMARKS.md"

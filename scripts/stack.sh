@@ -57,6 +57,7 @@ USER_COMMAND_ADMIN_PORT=$((9209 + O))
 SHOP_QUERY_ADMIN_PORT=$((9210 + O))
 PRODUCT_PROJECTOR_ADMIN_PORT=$((9211 + O))
 ORDER_PROJECTOR_ADMIN_PORT=$((9212 + O))
+NOTIFICATION_PROJECTOR_ADMIN_PORT=$((9214 + O))
 CHECKOUT_SAGA_ADMIN_PORT=$((9213 + O))
 PG_DB=${PG_DB:-commerce}
 
@@ -86,7 +87,8 @@ export RUST_LOG=${RUST_LOG:-info}
 
 INFRA=(tansu mongo envoy)
 SERVICES=(cart-query shop-query cart-command product-command order-command payment-command
-  user-command relay cart-projector product-projector order-projector checkout-saga bff)
+  user-command relay cart-projector product-projector order-projector notification-projector
+  checkout-saga bff)
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -116,6 +118,8 @@ cmd_of() {
         --grpc-addr "$HOST:$SHOP_QUERY_PORT" --admin-addr "$HOST:$SHOP_QUERY_ADMIN_PORT" ;;
     product-projector|order-projector) printf '%s\n' "$BIN_DIR/projector" --projection "${1%-projector}" \
         --admin-addr "$HOST:$( [ "$1" = product-projector ] && echo "$PRODUCT_PROJECTOR_ADMIN_PORT" || echo "$ORDER_PROJECTOR_ADMIN_PORT")" ;;
+    notification-projector) printf '%s\n' "$BIN_DIR/projector" --projection notification \
+        --admin-addr "$HOST:$NOTIFICATION_PROJECTOR_ADMIN_PORT" ;;
     checkout-saga) printf '%s\n' "$BIN_DIR/projector" --projection checkout-saga \
         --admin-addr "$HOST:$CHECKOUT_SAGA_ADMIN_PORT" ;;
     relay) printf '%s\n' "$BIN_DIR/relay" --admin-addr "$HOST:$RELAY_ADMIN_PORT" ;;
@@ -146,6 +150,7 @@ health_of() {
     shop-query) echo "http http://$HOST:$SHOP_QUERY_ADMIN_PORT/healthz" ;;
     product-projector) echo "http http://$HOST:$PRODUCT_PROJECTOR_ADMIN_PORT/healthz" ;;
     order-projector) echo "http http://$HOST:$ORDER_PROJECTOR_ADMIN_PORT/healthz" ;;
+    notification-projector) echo "http http://$HOST:$NOTIFICATION_PROJECTOR_ADMIN_PORT/healthz" ;;
     checkout-saga) echo "http http://$HOST:$CHECKOUT_SAGA_ADMIN_PORT/healthz" ;;
   esac
 }
@@ -282,6 +287,8 @@ PRODUCT_COMMAND_URL=$PRODUCT_COMMAND_URL
 PAYMENT_COMMAND_URL=$PAYMENT_COMMAND_URL
 USER_COMMAND_URL=$USER_COMMAND_URL
 SHOP_QUERY_URL=$SHOP_QUERY_URL
+SHOP_QUERY_ADMIN_URL=http://$HOST:$SHOP_QUERY_ADMIN_PORT
+NOTIFICATION_PROJECTOR_ADMIN_URL=http://$HOST:$NOTIFICATION_PROJECTOR_ADMIN_PORT
 ADMIN_EMAIL=$ADMIN_EMAIL
 ADMIN_PASSWORD=$ADMIN_PASSWORD
 EOV

@@ -4,7 +4,7 @@
 use async_graphql::ErrorExtensions;
 use tonic::Code;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BffError {
     #[error("{0}")]
     InvalidArgument(String),

@@ -7,8 +7,11 @@
 //!   `/graphql/ws`, `/healthz`) and the binary's wiring.
 
 pub mod auth;
+pub mod catalogue;
 pub mod clients;
 pub mod error;
+pub mod live;
+pub mod orders;
 pub mod schema;
 pub mod server;
 pub mod shop;

@@ -2,22 +2,29 @@
 //! types here, at the edge, so malformed input is refused before any service is called.
 
 use crate::auth::Caller;
+use crate::catalogue::{CatalogueMutation, CatalogueQuery};
 use crate::clients::Backends;
 use crate::error::{gql, BffError};
+use crate::live::{LiveEvents, SubscriptionRoot};
+use crate::orders::OrderQuery;
 use crate::shop::{ShopMutation, ShopQuery};
-use async_graphql::{
-    Context, EmptySubscription, Enum, MergedObject, Object, Result, Schema, SimpleObject, ID,
-};
+use async_graphql::{Context, Enum, MergedObject, Object, Result, Schema, SimpleObject, ID};
 use domain::values::{CartId, ProductId, Quantity, UserId};
 use proto::cart as pb;
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(CartQuery, CartHistory, ShopQuery);
+pub struct QueryRoot(
+    CartQuery,
+    CartHistory,
+    ShopQuery,
+    CatalogueQuery,
+    OrderQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(CartMutation, ShopMutation);
+pub struct MutationRoot(CartMutation, ShopMutation, CatalogueMutation);
 
 /// Per-request data: the correlation id that follows the request into every service, and
 /// the verified caller.
@@ -36,13 +43,14 @@ pub fn caller<'a>(ctx: &'a Context<'_>) -> &'a Caller {
 }
 
 /// Builds the schema with its limits.
-pub fn build_schema(backends: Backends) -> AppSchema {
+pub fn build_schema(backends: Backends, live: LiveEvents) -> AppSchema {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot,
     )
     .data(backends)
+    .data(live)
     .limit_depth(12)
     .limit_complexity(500)
     .finish()
@@ -424,7 +432,7 @@ mod tests {
             shop_query_url: "http://127.0.0.1:1".into(),
             backend_timeout_ms: 100,
         };
-        let schema = build_schema(Backends::new(&args).unwrap());
+        let schema = build_schema(Backends::new(&args).unwrap(), LiveEvents::new());
         let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
         let r = schema.execute(deep).await;
         assert_eq!(
@@ -465,7 +473,7 @@ mod tests {
             shop_query_url: "http://127.0.0.1:1".into(),
             backend_timeout_ms: 100,
         };
-        let sdl = build_schema(Backends::new(&args).unwrap()).sdl();
+        let sdl = build_schema(Backends::new(&args).unwrap(), LiveEvents::new()).sdl();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql");
         if std::env::var_os("UPDATE_SCHEMA").is_some() {
             std::fs::write(&path, &sdl).unwrap();

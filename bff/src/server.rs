@@ -5,16 +5,19 @@
 use crate::auth::Caller;
 use crate::clients::{BackendArgs, Backends};
 use crate::error::engine_error_code;
+use crate::live::LiveEvents;
 use crate::schema::{build_schema, AppSchema, RequestContext};
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
-use axum::extract::{DefaultBodyLimit, State};
+use async_graphql::Data;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
 use command_services::auth::{Jwt, JwtArgs};
+use command_services::kafka::KafkaArgs;
 use command_services::support::{init_tracing, serve_admin, shutdown_token, Readiness};
 use std::net::SocketAddr;
 use tracing::Instrument;
@@ -35,12 +38,16 @@ pub struct BffArgs {
     /// The secret the user service signs access tokens with.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Subscriptions are fed from the event topics.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 #[derive(Clone)]
 struct AppState {
     schema: AppSchema,
     jwt: Option<Jwt>,
+    backends: Backends,
 }
 
 async fn graphiql() -> impl IntoResponse {
@@ -69,10 +76,13 @@ async fn graphql(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let span = tracing::info_span!("graphql", correlation_id = %correlation_id);
-    let request = req.into_inner().data(RequestContext {
-        correlation_id,
-        caller,
-    });
+    let request = req
+        .into_inner()
+        .data(RequestContext {
+            correlation_id,
+            caller,
+        })
+        .data(crate::catalogue::new_loader(state.backends.shop.clone()));
     let started = std::time::Instant::now();
     let mut response = state.schema.execute(request).instrument(span).await;
     metrics::histogram!("graphql_request_duration_seconds").record(started.elapsed().as_secs_f64());
@@ -105,21 +115,69 @@ async fn graphql(
     response.into()
 }
 
+/// graphql-ws (and the older subscriptions-transport-ws): the caller is taken from the
+/// upgrade request's `Authorization` header or, as browsers cannot set headers on a
+/// websocket, from `Authorization` (or `authorization`) in the `connection_init` payload.
+async fn subscriptions(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let AppState {
+                schema,
+                jwt,
+                backends,
+            } = state;
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let from_payload = ["Authorization", "authorization"]
+                        .iter()
+                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
+                        .map(str::to_owned);
+                    let caller =
+                        Caller::from_header(jwt.as_ref(), from_payload.or(header).as_deref());
+                    let mut data = Data::default();
+                    data.insert(RequestContext {
+                        correlation_id: uuid::Uuid::now_v7().to_string(),
+                        caller,
+                    });
+                    data.insert(crate::catalogue::new_loader(backends.shop.clone()));
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
 /// The axum app.
-pub fn app(schema: AppSchema, jwt: Option<Jwt>) -> Router {
+pub fn app(schema: AppSchema, jwt: Option<Jwt>, backends: Backends) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
+        .route("/graphql/ws", get(subscriptions))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AppState { schema, jwt })
+        .with_state(AppState {
+            schema,
+            jwt,
+            backends,
+        })
 }
 
 pub async fn bff_main() -> anyhow::Result<()> {
     init_tracing();
     let args = BffArgs::parse();
     let shutdown = shutdown_token();
-    let schema = build_schema(Backends::new(&args.backends)?);
+    let backends = Backends::new(&args.backends)?;
+    let live = LiveEvents::new();
+    let schema = build_schema(backends.clone(), live.clone());
+    let feed = tokio::spawn(live.run(args.kafka.clone(), shutdown.clone()));
     let ready = Readiness::default();
     ready.set_ready(true);
     let admin = tokio::spawn(serve_admin(args.admin_addr, ready, shutdown.clone()));
@@ -136,10 +194,11 @@ pub async fn bff_main() -> anyhow::Result<()> {
             None
         }
     };
-    axum::serve(listener, app(schema, jwt))
+    axum::serve(listener, app(schema, jwt, backends))
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
     shutdown.cancel();
+    let _ = feed.await;
     admin.await??;
     Ok(())
 }

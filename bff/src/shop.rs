@@ -80,65 +80,6 @@ pub struct Attribute {
     pub value: String,
 }
 
-#[derive(SimpleObject)]
-pub struct Stock {
-    pub on_hand: i64,
-    pub reserved: i64,
-    pub available: i64,
-}
-
-#[derive(SimpleObject)]
-pub struct Product {
-    pub id: ID,
-    pub name: String,
-    pub description: String,
-    pub categories: Vec<String>,
-    pub attributes: Vec<Attribute>,
-    pub price: MoneyView,
-    pub stock: Stock,
-    pub archived: bool,
-    pub version: i64,
-}
-
-#[derive(Deserialize)]
-struct ProductDoc {
-    id: String,
-    name: String,
-    description: String,
-    categories: Vec<String>,
-    attributes: std::collections::BTreeMap<String, String>,
-    price: MoneyView,
-    on_hand: i64,
-    reserved: i64,
-    available: i64,
-    archived: bool,
-    version: i64,
-}
-
-impl From<ProductDoc> for Product {
-    fn from(d: ProductDoc) -> Self {
-        Self {
-            id: ID(d.id),
-            name: d.name,
-            description: d.description,
-            categories: d.categories,
-            attributes: d
-                .attributes
-                .into_iter()
-                .map(|(key, value)| Attribute { key, value })
-                .collect(),
-            price: d.price,
-            stock: Stock {
-                on_hand: d.on_hand,
-                reserved: d.reserved,
-                available: d.available,
-            },
-            archived: d.archived,
-            version: d.version,
-        }
-    }
-}
-
 #[derive(SimpleObject, Deserialize)]
 pub struct OrderLine {
     pub product_id: String,
@@ -204,39 +145,73 @@ impl Order {
         }
         .await)
     }
+
+    /// Every payment attempted for the order, newest first.
+    async fn payments(&self, ctx: &Context<'_>) -> Result<Vec<Payment>> {
+        gql(async move {
+            let docs = backends(ctx)
+                .shop
+                .clone()
+                .get_payments_of_order(grpc(
+                    ctx,
+                    proto::queries::ById {
+                        id: self.id.clone(),
+                        at_least_version: 0,
+                    },
+                ))
+                .await?
+                .into_inner();
+            docs.json
+                .iter()
+                .map(|j| {
+                    let mut p: Payment = parse_doc(j)?;
+                    p.status = p.status.to_uppercase();
+                    Ok(p)
+                })
+                .collect()
+        }
+        .await)
+    }
+
+    /// The order's events, oldest first, each as a readable line.
+    async fn timeline(&self, ctx: &Context<'_>) -> Result<Vec<crate::orders::TimelineEntry>> {
+        gql(crate::orders::timeline(ctx, &self.id).await)
+    }
 }
 
-fn parse_doc<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, BffError> {
+pub fn parse_doc<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, BffError> {
     serde_json::from_str(json).map_err(|e| {
         tracing::error!(error = %e, "read model document does not parse");
         BffError::Internal
     })
 }
 
-fn order_of(json: &str) -> Result<Order, BffError> {
+pub fn order_of(json: &str) -> Result<Order, BffError> {
     let mut o: Order = parse_doc(json)?;
     o.status = o.status.to_uppercase();
     Ok(o)
 }
 
-async fn load_order(ctx: &Context<'_>, id: &ID, at_least: u64) -> Result<Order, BffError> {
+/// An order from the read model, waiting (bounded) for `at_least` when it is above 0.
+pub async fn load_order(
+    backends: &crate::clients::Backends,
+    id: &str,
+    at_least: u64,
+) -> Result<Order, BffError> {
     let id = OrderId::parse(id)?;
-    let doc = backends(ctx)
+    let doc = backends
         .shop
         .clone()
-        .get_order(grpc(
-            ctx,
-            proto::queries::ById {
-                id: id.to_string(),
-                at_least_version: at_least,
-            },
-        ))
+        .get_order(proto::queries::ById {
+            id: id.to_string(),
+            at_least_version: at_least,
+        })
         .await?
         .into_inner();
     order_of(&doc.json)
 }
 
-async fn exec(
+pub async fn exec(
     ctx: &Context<'_>,
     client: &CommandsClient<Channel>,
     stream_id: String,
@@ -281,6 +256,7 @@ pub struct ProductInput {
     pub categories: Vec<String>,
     #[graphql(default)]
     pub attributes: Vec<Attribute>,
+    pub brand: Option<String>,
     pub price_minor: i64,
     pub currency: String,
     #[graphql(default)]
@@ -296,6 +272,7 @@ pub struct ProductDetailsInput {
     pub categories: Vec<String>,
     #[graphql(default)]
     pub attributes: Vec<Attribute>,
+    pub brand: Option<String>,
 }
 
 fn details(
@@ -303,12 +280,17 @@ fn details(
     description: String,
     categories: Vec<String>,
     attributes: Vec<Attribute>,
+    brand: Option<String>,
 ) -> Value {
     let attrs: serde_json::Map<String, Value> = attributes
         .into_iter()
         .map(|a| (a.key, Value::String(a.value)))
         .collect();
-    json!({ "name": name, "description": description, "categories": categories, "attributes": attrs })
+    let mut d = json!({ "name": name, "description": description, "categories": categories, "attributes": attrs });
+    if let Some(brand) = brand {
+        d["brand"] = Value::String(brand);
+    }
+    d
 }
 
 /// A card as the customer types it; it goes to the payment gateway and is never stored.
@@ -359,30 +341,6 @@ impl ShopQuery {
         .await)
     }
 
-    /// A product of the catalogue, with live stock.
-    async fn product(&self, ctx: &Context<'_>, id: ID) -> Result<Product> {
-        gql(async move {
-            let id = ProductId::parse(&id)?;
-            let docs = backends(ctx)
-                .shop
-                .clone()
-                .get_products(grpc(
-                    ctx,
-                    proto::queries::ByIds {
-                        ids: vec![id.to_string()],
-                    },
-                ))
-                .await?
-                .into_inner();
-            let doc = docs
-                .json
-                .first()
-                .ok_or_else(|| BffError::NotFound("product not found".into()))?;
-            Ok(parse_doc::<ProductDoc>(doc)?.into())
-        }
-        .await)
-    }
-
     /// An order: its owner or an admin only.
     /// With `atLeastVersion`, waits briefly for the read model to reach it (`STALE` if not).
     async fn order(
@@ -394,7 +352,7 @@ impl ShopQuery {
         gql(async move {
             caller(ctx).user()?;
             let at_least = at_least_version.unwrap_or(0).max(0) as u64;
-            let order = load_order(ctx, &id, at_least).await?;
+            let order = load_order(backends(ctx), id.as_str(), at_least).await?;
             caller(ctx).check_owner(Some(&order.customer_id))?;
             if (order.version as u64) < at_least {
                 return Err(BffError::Stale(format!(
@@ -403,56 +361,6 @@ impl ShopQuery {
                 )));
             }
             Ok(order)
-        }
-        .await)
-    }
-
-    /// The signed-in customer's orders, newest first.
-    async fn my_orders(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(default = 50)] limit: u32,
-    ) -> Result<Vec<Order>> {
-        gql(async move {
-            let claims = caller(ctx).user()?;
-            let docs = backends(ctx)
-                .shop
-                .clone()
-                .list_orders(grpc(
-                    ctx,
-                    proto::queries::ListOrdersRequest {
-                        customer_id: claims.sub.clone(),
-                        limit,
-                    },
-                ))
-                .await?
-                .into_inner();
-            docs.json.iter().map(|j| order_of(j)).collect()
-        }
-        .await)
-    }
-
-    /// Every customer's orders (back office), newest first.
-    async fn orders(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(default = 50)] limit: u32,
-    ) -> Result<Vec<Order>> {
-        gql(async move {
-            caller(ctx).admin()?;
-            let docs = backends(ctx)
-                .shop
-                .clone()
-                .list_orders(grpc(
-                    ctx,
-                    proto::queries::ListOrdersRequest {
-                        customer_id: String::new(),
-                        limit,
-                    },
-                ))
-                .await?
-                .into_inner();
-            docs.json.iter().map(|j| order_of(j)).collect()
         }
         .await)
     }
@@ -666,7 +574,7 @@ impl ShopMutation {
             let cmd = json!({
                 "type": "create",
                 "product_id": id,
-                "details": details(input.name, input.description, input.categories, input.attributes),
+                "details": details(input.name, input.description, input.categories, input.attributes, input.brand),
                 "price": money(input.price_minor, &input.currency)?,
                 "initial_stock": input.initial_stock,
             });
@@ -685,7 +593,7 @@ impl ShopMutation {
         gql(async move {
             caller(ctx).admin()?;
             let id = ProductId::parse(&id)?;
-            let cmd = json!({ "type": "update", "details": details(input.name, input.description, input.categories, input.attributes) });
+            let cmd = json!({ "type": "update", "details": details(input.name, input.description, input.categories, input.attributes, input.brand) });
             exec(ctx, &backends(ctx).products, id.to_string(), cmd, None).await
         }
         .await)
@@ -819,7 +727,7 @@ impl ShopMutation {
     ) -> Result<MutationResult> {
         gql(async move {
             caller(ctx).user()?;
-            let order = load_order(ctx, &order_id, 0).await?;
+            let order = load_order(backends(ctx), order_id.as_str(), 0).await?;
             caller(ctx).check_owner(Some(&order.customer_id))?;
             let cmd = json!({ "type": "cancel", "reason": reason.unwrap_or_else(|| "cancelled by the customer".into()), "by": "customer" });
             exec(ctx, &backends(ctx).orders, order.id, cmd, None).await
@@ -872,7 +780,7 @@ impl ShopMutation {
     ) -> Result<MutationResult> {
         gql(async move {
             caller(ctx).admin()?;
-            let order = load_order(ctx, &order_id, 0).await?;
+            let order = load_order(backends(ctx), order_id.as_str(), 0).await?;
             let cmd =
                 json!({ "type": "refund", "amount": money(amount_minor, &order.total.currency)? });
             exec(ctx, &backends(ctx).orders, order.id, cmd, idempotency_key).await

@@ -109,7 +109,7 @@ pub async fn command_service_main() -> anyhow::Result<()> {
             let handler = Arc::new(CommandHandler::<Product>::new(store, args.max_attempts));
             serve_grpc(
                 args.grpc_addr,
-                GenericCommands::new(handler),
+                GenericCommands::with(handler, crate::reviews::VerifyPurchase),
                 shutdown.clone(),
             )
             .await

@@ -263,21 +263,10 @@ impl CartCommands for CartService {
     ) -> Result<Response<proto::cart::Cart>, Status> {
         let r = request.get_ref();
         let id = cart_id(&r.cart_id)?;
-        let at = if r.version == 0 {
-            let t = chrono::DateTime::parse_from_rfc3339(&r.at).map_err(|_| {
-                CommandError::InvalidArgument("give a version or an RFC 3339 time".into())
-            })?;
-            Some(t.with_timezone(&chrono::Utc))
-        } else {
-            None
-        };
-        let version = r.version;
+        let bound = crate::generic_service::TimeBound::parse(r.version, &r.at)?;
         let (state, applied) = self
             .handler
-            .load_until(&id.to_string(), |e| match at {
-                Some(t) => e.occurred_at <= t,
-                None => e.version <= version,
-            })
+            .load_until(&id.to_string(), |e| bound.includes(e))
             .await?;
         let (Some(first), Some(last)) = (applied.first(), applied.last()) else {
             return Err(Status::not_found("the cart did not exist then"));

@@ -4,17 +4,19 @@
 
 use crate::cart_service::CORRELATION_HEADER;
 use crate::error::CommandError;
+use crate::event_store::EventStore;
 use crate::handler::{CommandContext, CommandHandler};
 use domain::Aggregate;
 use event_schemas::EventMeta;
 use proto::commands::commands_server::{Commands, CommandsServer};
-use proto::commands::{ExecuteRequest, ExecuteResponse, Meta};
+use proto::commands::{ExecuteRequest, ExecuteResponse, Meta, StateAtRequest, StateAtResponse};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-pub struct GenericCommands<A: Aggregate> {
+pub struct GenericCommands<A: Aggregate, P = AsIs> {
     handler: Arc<CommandHandler<A>>,
+    prepare: P,
 }
 
 impl<A> GenericCommands<A>
@@ -23,7 +25,49 @@ where
     A::Command: DeserializeOwned,
 {
     pub fn new(handler: Arc<CommandHandler<A>>) -> CommandsServer<Self> {
-        CommandsServer::new(Self { handler })
+        CommandsServer::new(Self {
+            handler,
+            prepare: AsIs,
+        })
+    }
+}
+
+impl<A, P> GenericCommands<A, P>
+where
+    A: Aggregate,
+    A::Command: DeserializeOwned,
+    P: Prepare<A>,
+{
+    /// With a step that completes commands from the event store before they are decided.
+    pub fn with(handler: Arc<CommandHandler<A>>, prepare: P) -> CommandsServer<Self> {
+        CommandsServer::new(Self { handler, prepare })
+    }
+}
+
+/// Completes a parsed command with facts the service establishes itself (never taken from
+/// the client), such as what another aggregate's events say, before the handler decides.
+pub trait Prepare<A: Aggregate>: Send + Sync + 'static {
+    fn prepare<'a>(
+        &'a self,
+        store: &'a EventStore,
+        stream_id: &'a str,
+        command: A::Command,
+        ctx: &'a CommandContext,
+    ) -> impl std::future::Future<Output = Result<A::Command, CommandError>> + Send + 'a;
+}
+
+/// Commands go to the handler as parsed.
+pub struct AsIs;
+
+impl<A: Aggregate> Prepare<A> for AsIs {
+    async fn prepare(
+        &self,
+        _store: &EventStore,
+        _stream_id: &str,
+        command: A::Command,
+        _ctx: &CommandContext,
+    ) -> Result<A::Command, CommandError> {
+        Ok(command)
     }
 }
 
@@ -63,6 +107,55 @@ pub fn command_context<T>(
     }
 }
 
+/// Time travel for any aggregate: its events up to the bound, folded with `evolve`, shown
+/// through the domain's `view`.
+pub async fn state_at<A: Aggregate>(
+    handler: &CommandHandler<A>,
+    r: &StateAtRequest,
+) -> Result<StateAtResponse, CommandError> {
+    let id = stream_id(&r.stream_id)?;
+    let bound = TimeBound::parse(r.version, &r.at)?;
+    let (state, applied) = handler.load_until(&id, |e| bound.includes(e)).await?;
+    let Some(last) = applied.last() else {
+        return Err(CommandError::NotFound("it did not exist then".into()));
+    };
+    let view = state.view().ok_or_else(|| {
+        CommandError::FailedPrecondition("this aggregate's state is not shown".into())
+    })?;
+    Ok(StateAtResponse {
+        state_json: view.to_string(),
+        version: last.version,
+        occurred_at: last
+            .occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+/// Where time travel stops: after a version, or after everything that happened by a time.
+#[derive(Debug, Clone, Copy)]
+pub enum TimeBound {
+    Version(u64),
+    At(chrono::DateTime<chrono::Utc>),
+}
+
+impl TimeBound {
+    pub fn parse(version: u64, at: &str) -> Result<Self, CommandError> {
+        if version > 0 {
+            return Ok(TimeBound::Version(version));
+        }
+        chrono::DateTime::parse_from_rfc3339(at.trim())
+            .map(|t| TimeBound::At(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| CommandError::InvalidArgument("give a version or an RFC 3339 time".into()))
+    }
+
+    pub fn includes(&self, e: &event_schemas::EventEnvelope) -> bool {
+        match self {
+            TimeBound::Version(v) => e.version <= *v,
+            TimeBound::At(t) => e.occurred_at <= *t,
+        }
+    }
+}
+
 /// Parses a stream id (a UUID, canonical form).
 pub fn stream_id(s: &str) -> Result<String, CommandError> {
     uuid::Uuid::parse_str(s.trim())
@@ -77,10 +170,11 @@ pub fn parse_command<C: DeserializeOwned>(json: &str) -> Result<C, CommandError>
 }
 
 #[tonic::async_trait]
-impl<A> Commands for GenericCommands<A>
+impl<A, P> Commands for GenericCommands<A, P>
 where
     A: Aggregate,
     A::Command: DeserializeOwned,
+    P: Prepare<A>,
 {
     async fn execute(
         &self,
@@ -90,10 +184,23 @@ where
         let id = stream_id(&r.stream_id)?;
         let command: A::Command = parse_command(&r.command_json)?;
         let ctx = context_of(&request, r.meta.as_ref());
+        let command = self
+            .prepare
+            .prepare(self.handler.store(), &id, command, &ctx)
+            .await?;
         let outcome = self.handler.handle(&id, &command, &ctx).await?;
         Ok(Response::new(ExecuteResponse {
             stream_id: outcome.stream_id,
             version: outcome.version,
         }))
+    }
+
+    async fn state_at(
+        &self,
+        request: Request<StateAtRequest>,
+    ) -> Result<Response<StateAtResponse>, Status> {
+        Ok(Response::new(
+            state_at(&self.handler, request.get_ref()).await?,
+        ))
     }
 }

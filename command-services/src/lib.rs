@@ -18,6 +18,7 @@ pub mod handler;
 pub mod kafka;
 pub mod payment_service;
 pub mod relay;
+pub mod reviews;
 pub mod support;
 pub mod user_service;
 

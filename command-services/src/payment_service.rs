@@ -317,6 +317,15 @@ impl Commands for PaymentService {
             version,
         }))
     }
+
+    async fn state_at(
+        &self,
+        request: Request<proto::commands::StateAtRequest>,
+    ) -> Result<Response<proto::commands::StateAtResponse>, Status> {
+        Ok(Response::new(
+            crate::generic_service::state_at(&self.handler, request.get_ref()).await?,
+        ))
+    }
 }
 
 /// The `PaymentMethods` service: card tokenization through the gateway.

@@ -65,6 +65,12 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     /// Applies one event to the state. Pure and total: events are facts.
     fn evolve(self, event: &Self::Event) -> Self;
 
+    /// The state as it may be shown (time travel, tools), or `None` when it must not be
+    /// (a user's state holds a password hash).
+    fn view(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// Folds a history into a state.
     fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self {
         events.into_iter().fold(Self::default(), Self::evolve)

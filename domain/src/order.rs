@@ -157,6 +157,23 @@ pub enum OrderEvent {
     OrderRefunded(OrderRefunded),
 }
 
+impl OrderEvent {
+    /// The status the order is in after this event, when the event moves it (a refund does
+    /// not).
+    pub fn status_after(&self) -> Option<OrderStatus> {
+        match self {
+            OrderEvent::OrderPlaced(_) => Some(OrderStatus::Placed),
+            OrderEvent::OrderStockReserved(_) => Some(OrderStatus::StockReserved),
+            OrderEvent::OrderPaymentAuthorized(_) => Some(OrderStatus::PaymentAuthorized),
+            OrderEvent::OrderConfirmed(_) => Some(OrderStatus::Confirmed),
+            OrderEvent::OrderShipped(_) => Some(OrderStatus::Shipped),
+            OrderEvent::OrderDelivered(_) => Some(OrderStatus::Delivered),
+            OrderEvent::OrderCancelled(_) => Some(OrderStatus::Cancelled),
+            OrderEvent::OrderRefunded(_) => None,
+        }
+    }
+}
+
 impl DomainEvent for OrderEvent {
     fn event_type(&self) -> &'static str {
         match self {
@@ -203,7 +220,7 @@ impl DomainError for OrderError {
 }
 
 /// The state folded from an order's events.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Order {
     pub id: Option<OrderId>,
     pub customer_id: Option<UserId>,
@@ -367,6 +384,10 @@ impl Aggregate for Order {
         }
     }
 
+    fn view(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self).ok()
+    }
+
     fn evolve(mut self, event: &OrderEvent) -> Self {
         match event {
             OrderEvent::OrderPlaced(e) => {
@@ -375,21 +396,17 @@ impl Aggregate for Order {
                 self.cart_id = Some(e.cart_id);
                 self.lines = e.lines.clone();
                 self.total = Some(e.total);
-                self.status = OrderStatus::Placed;
             }
-            OrderEvent::OrderStockReserved(_) => self.status = OrderStatus::StockReserved,
-            OrderEvent::OrderPaymentAuthorized(e) => {
-                self.payment_id = Some(e.payment_id);
-                self.status = OrderStatus::PaymentAuthorized;
-            }
-            OrderEvent::OrderConfirmed(_) => self.status = OrderStatus::Confirmed,
-            OrderEvent::OrderShipped(e) => {
-                self.shipment = Some(e.clone());
-                self.status = OrderStatus::Shipped;
-            }
-            OrderEvent::OrderDelivered(_) => self.status = OrderStatus::Delivered,
-            OrderEvent::OrderCancelled(_) => self.status = OrderStatus::Cancelled,
+            OrderEvent::OrderPaymentAuthorized(e) => self.payment_id = Some(e.payment_id),
+            OrderEvent::OrderShipped(e) => self.shipment = Some(e.clone()),
             OrderEvent::OrderRefunded(e) => self.refunded = Some(e.total_refunded),
+            OrderEvent::OrderStockReserved(_)
+            | OrderEvent::OrderConfirmed(_)
+            | OrderEvent::OrderDelivered(_)
+            | OrderEvent::OrderCancelled(_) => {}
+        }
+        if let Some(status) = event.status_after() {
+            self.status = status;
         }
         self
     }

@@ -7,7 +7,7 @@
 //! both get it (the second append conflicts, reloads and is refused). Reserving, releasing and
 //! committing are idempotent per order, so a saga may repeat them safely.
 
-use crate::values::{Money, OrderId, ProductId, Quantity};
+use crate::values::{Money, OrderId, ProductId, Quantity, UserId};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Longest product name.
 pub const MAX_NAME: usize = 200;
+/// Longest brand name.
+pub const MAX_BRAND: usize = 100;
 /// Longest description.
 pub const MAX_DESCRIPTION: usize = 10_000;
 
@@ -29,6 +31,9 @@ pub struct ProductDetails {
     pub categories: Vec<String>,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// The brand or seller the product is sold under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
 }
 
 impl ProductDetails {
@@ -43,6 +48,13 @@ impl ProductDetails {
             return Err(ProductError::Invalid(format!(
                 "a description has at most {MAX_DESCRIPTION} characters"
             )));
+        }
+        if let Some(brand) = &self.brand {
+            if brand.trim().is_empty() || brand.chars().count() > MAX_BRAND {
+                return Err(ProductError::Invalid(format!(
+                    "a brand has 1 to {MAX_BRAND} characters"
+                )));
+            }
         }
         if self.categories.iter().any(|c| c.trim().is_empty()) {
             return Err(ProductError::Invalid("a category cannot be empty".into()));
@@ -83,6 +95,66 @@ pub enum ProductCommand {
     CommitReservation {
         order_id: OrderId,
     },
+    /// A customer reviews the product they received in `order_id`.
+    Review {
+        order_id: OrderId,
+        rating: Rating,
+        #[serde(default)]
+        title: String,
+        #[serde(default)]
+        body: String,
+        /// What the service found about that order in the event store; never from clients.
+        #[serde(skip)]
+        purchase: Option<Purchase>,
+    },
+}
+
+/// Longest review title.
+pub const MAX_REVIEW_TITLE: usize = 200;
+/// Longest review text.
+pub const MAX_REVIEW_BODY: usize = 5_000;
+
+/// A star rating, from 1 to 5.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Rating(u8);
+
+impl Rating {
+    pub fn new(stars: i64) -> Result<Self, ProductError> {
+        u8::try_from(stars)
+            .ok()
+            .filter(|s| (1..=5).contains(s))
+            .map(Rating)
+            .ok_or_else(|| ProductError::Invalid("a rating is from 1 to 5 stars".into()))
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for Rating {
+    type Error = ProductError;
+    fn try_from(stars: u8) -> Result<Self, ProductError> {
+        Rating::new(i64::from(stars))
+    }
+}
+
+impl From<Rating> for u8 {
+    fn from(r: Rating) -> u8 {
+        r.0
+    }
+}
+
+/// The reviewer's purchase as the product service established it from the order's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    /// Who is reviewing (from the command's actor).
+    pub reviewer: UserId,
+    /// The order is the reviewer's, holds this product, and was delivered.
+    pub received: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -142,6 +214,17 @@ pub struct StockReservationCommitted {
     pub on_hand: u32,
 }
 
+/// A customer who received the product reviewed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductReviewed {
+    pub customer_id: UserId,
+    pub order_id: OrderId,
+    pub rating: Rating,
+    pub title: String,
+    pub body: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "data")]
 pub enum ProductEvent {
@@ -153,6 +236,7 @@ pub enum ProductEvent {
     StockReserved(StockReserved),
     StockReservationReleased(StockReservationReleased),
     StockReservationCommitted(StockReservationCommitted),
+    ProductReviewed(ProductReviewed),
 }
 
 impl DomainEvent for ProductEvent {
@@ -166,6 +250,7 @@ impl DomainEvent for ProductEvent {
             ProductEvent::StockReserved(_) => "StockReserved",
             ProductEvent::StockReservationReleased(_) => "StockReservationReleased",
             ProductEvent::StockReservationCommitted(_) => "StockReservationCommitted",
+            ProductEvent::ProductReviewed(_) => "ProductReviewed",
         }
     }
 }
@@ -186,6 +271,10 @@ pub enum ProductError {
     NegativeStock { on_hand: u32, reserved: u32 },
     #[error("the price must be in {0}, the product's currency")]
     CurrencyChange(String),
+    #[error("only a customer who received the product can review it")]
+    NotReceived,
+    #[error("you have already reviewed this product")]
+    AlreadyReviewed,
 }
 
 impl DomainError for ProductError {
@@ -196,6 +285,8 @@ impl DomainError for ProductError {
             ProductError::Invalid(_) | ProductError::CurrencyChange(_) => {
                 ErrorKind::InvalidArgument
             }
+            ProductError::NotReceived => ErrorKind::PermissionDenied,
+            ProductError::AlreadyReviewed => ErrorKind::AlreadyExists,
             ProductError::Archived
             | ProductError::InsufficientStock { .. }
             | ProductError::NegativeStock { .. } => ErrorKind::FailedPrecondition,
@@ -215,6 +306,8 @@ pub struct Product {
     pub reservations: BTreeMap<OrderId, Quantity>,
     /// Orders whose reservation was released or committed: repeating those is a no-op.
     pub settled: BTreeSet<OrderId>,
+    /// Customers who reviewed the product (one review each).
+    pub reviewers: BTreeSet<UserId>,
 }
 
 impl Product {
@@ -348,6 +441,35 @@ impl Aggregate for Product {
                     on_hand: self.on_hand - q.get(),
                 })],
             },
+            C::Review {
+                order_id,
+                rating,
+                title,
+                body,
+                purchase,
+            } => {
+                let reviewer = match purchase {
+                    Some(p) if p.received => p.reviewer,
+                    _ => return Err(ProductError::NotReceived),
+                };
+                if self.reviewers.contains(&reviewer) {
+                    return Err(ProductError::AlreadyReviewed);
+                }
+                if title.chars().count() > MAX_REVIEW_TITLE
+                    || body.chars().count() > MAX_REVIEW_BODY
+                {
+                    return Err(ProductError::Invalid(format!(
+                        "a review has a title of at most {MAX_REVIEW_TITLE} and a text of at most {MAX_REVIEW_BODY} characters"
+                    )));
+                }
+                vec![E::ProductReviewed(ProductReviewed {
+                    customer_id: reviewer,
+                    order_id: *order_id,
+                    rating: *rating,
+                    title: title.trim().to_owned(),
+                    body: body.trim().to_owned(),
+                })]
+            }
         };
         Ok(events)
     }
@@ -375,6 +497,9 @@ impl Aggregate for Product {
                 self.reservations.remove(&e.order_id);
                 self.settled.insert(e.order_id);
                 self.on_hand = e.on_hand;
+            }
+            ProductEvent::ProductReviewed(e) => {
+                self.reviewers.insert(e.customer_id);
             }
         }
         self
@@ -430,6 +555,80 @@ mod tests {
             order_id: order(o),
             quantity: q(n),
         })
+    }
+
+    fn review(stars: i64, reviewer: u128, received: bool) -> ProductCommand {
+        ProductCommand::Review {
+            order_id: order(9),
+            rating: Rating::new(stars).unwrap(),
+            title: "Lovely".into(),
+            body: "Keeps the coffee hot.".into(),
+            purchase: Some(Purchase {
+                reviewer: UserId::from(uuid::Uuid::from_u128(reviewer)),
+                received,
+            }),
+        }
+    }
+
+    fn reviewed(reviewer: u128, stars: i64) -> ProductEvent {
+        ProductEvent::ProductReviewed(ProductReviewed {
+            customer_id: UserId::from(uuid::Uuid::from_u128(reviewer)),
+            order_id: order(9),
+            rating: Rating::new(stars).unwrap(),
+            title: "Lovely".into(),
+            body: "Keeps the coffee hot.".into(),
+        })
+    }
+
+    #[test]
+    fn a_customer_who_received_the_product_reviews_it() {
+        let then = given([created(3)]).decide(&review(5, 7, true));
+        assert_eq!(then, Ok(vec![reviewed(7, 5)]));
+    }
+
+    #[test]
+    fn only_a_customer_who_received_the_product_reviews_it() {
+        assert_eq!(
+            given([created(3)]).decide(&review(4, 7, false)),
+            Err(ProductError::NotReceived)
+        );
+        let mut unproven = review(4, 7, true);
+        if let ProductCommand::Review { purchase, .. } = &mut unproven {
+            *purchase = None;
+        }
+        assert_eq!(
+            given([created(3)]).decide(&unproven),
+            Err(ProductError::NotReceived)
+        );
+    }
+
+    #[test]
+    fn one_review_per_customer() {
+        let product = given([created(3), reviewed(7, 5)]);
+        assert_eq!(
+            product.decide(&review(1, 7, true)),
+            Err(ProductError::AlreadyReviewed)
+        );
+        assert_eq!(
+            product.decide(&review(3, 8, true)),
+            Ok(vec![reviewed(8, 3)])
+        );
+    }
+
+    #[test]
+    fn ratings_are_one_to_five_stars() {
+        assert!(Rating::new(0).is_err());
+        assert!(Rating::new(6).is_err());
+        assert!(Rating::new(-1).is_err());
+        assert!(serde_json::from_str::<Rating>("6").is_err());
+        assert_eq!(serde_json::from_str::<Rating>("4").unwrap().get(), 4);
+        // Clients cannot claim a purchase: it is not read from JSON.
+        let cmd: ProductCommand = serde_json::from_str(
+            r#"{"type": "review", "order_id": "00000000-0000-0000-0000-000000000009", "rating": 5,
+                "purchase": {"reviewer": "00000000-0000-0000-0000-000000000007", "received": true}}"#,
+        )
+        .unwrap();
+        assert!(matches!(cmd, ProductCommand::Review { purchase: None, .. }));
     }
 
     #[test]

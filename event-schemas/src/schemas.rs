@@ -149,6 +149,7 @@ pub fn all() -> Vec<EventSchema> {
         EventSchema::of::<p::StockReserved>("product", "StockReserved", 1),
         EventSchema::of::<p::StockReservationReleased>("product", "StockReservationReleased", 1),
         EventSchema::of::<p::StockReservationCommitted>("product", "StockReservationCommitted", 1),
+        EventSchema::of::<p::ProductReviewed>("product", "ProductReviewed", 1),
         EventSchema::of::<o::OrderPlaced>("order", "OrderPlaced", 1),
         EventSchema::of::<o::OrderStockReserved>("order", "OrderStockReserved", 1),
         EventSchema::of::<o::OrderPaymentAuthorized>("order", "OrderPaymentAuthorized", 1),

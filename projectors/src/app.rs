@@ -3,6 +3,7 @@
 
 use crate::cart::CartProjection;
 use crate::catalogue::ProductProjection;
+use crate::notifications::{NotificationProjection, TableNotifier};
 use crate::orders::OrderProjection;
 use crate::runtime::{ProjectorRuntime, RuntimeConfig};
 use crate::saga::{sweep_timeouts, CheckoutSaga, SagaArgs};
@@ -20,6 +21,8 @@ pub enum ProjectionKind {
     Order,
     /// The checkout process manager (not a read model, same runtime).
     CheckoutSaga,
+    /// Customer notifications from order events, written to the `notifications` table.
+    Notification,
 }
 
 #[derive(Debug, Parser)]
@@ -95,6 +98,12 @@ pub async fn projector_main() -> anyhow::Result<()> {
                 .await;
             sweeper.abort();
             r
+        }
+        ProjectionKind::Notification => {
+            let projection = NotificationProjection::new(TableNotifier);
+            ProjectorRuntime::new(projection, pool, args.kafka, config, ready)
+                .run(token)
+                .await
         }
         ProjectionKind::Order => {
             ProjectorRuntime::new(OrderProjection, pool, args.kafka, config, ready)

@@ -1,4 +1,5 @@
-//! The `products` read model: catalogue fields, price, and stock (on hand and reserved).
+//! The `products` read model: catalogue fields, price, stock (on hand and reserved) and
+//! ratings; and the `reviews` read model.
 
 use crate::runtime::{advance, decode, Advance, Projection, ProjectionError};
 use domain::product::ProductEvent;
@@ -36,8 +37,8 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
     if let ProductEvent::ProductCreated(e) = &event {
         sqlx::query(
             "INSERT INTO products (id, name, description, categories, attributes, price_minor,
-                                   currency, on_hand, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9) ON CONFLICT (id) DO NOTHING",
+                                   currency, on_hand, version, created_at, updated_at, brand)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(&e.details.name)
@@ -48,6 +49,7 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
         .bind(e.price.currency().as_str())
         .bind(e.initial_stock as i32)
         .bind(env.occurred_at)
+        .bind(&e.details.brand)
         .execute(&mut *conn)
         .await?;
         return Ok(());
@@ -55,17 +57,43 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
     if advance(conn, "products", id, env).await? == Advance::Seen {
         return Ok(());
     }
+    if let ProductEvent::ProductReviewed(e) = &event {
+        sqlx::query(
+            "INSERT INTO reviews (product_id, customer_id, order_id, rating, title, body, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (product_id, customer_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(e.customer_id.as_uuid())
+        .bind(e.order_id.as_uuid())
+        .bind(i16::from(e.rating.get()))
+        .bind(&e.title)
+        .bind(&e.body)
+        .bind(env.occurred_at)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "UPDATE products SET rating_sum = rating_sum + $2, rating_count = rating_count + 1
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(i64::from(e.rating.get()))
+        .execute(&mut *conn)
+        .await?;
+        return Ok(());
+    }
     let q = match &event {
-        ProductEvent::ProductCreated(_) => return Ok(()),
+        ProductEvent::ProductCreated(_) | ProductEvent::ProductReviewed(_) => return Ok(()),
         ProductEvent::ProductUpdated(e) => sqlx::query(
-            "UPDATE products SET name = $2, description = $3, categories = $4, attributes = $5
+            "UPDATE products SET name = $2, description = $3, categories = $4, attributes = $5,
+                                 brand = $6
              WHERE id = $1",
         )
         .bind(id)
         .bind(e.details.name.clone())
         .bind(e.details.description.clone())
         .bind(e.details.categories.clone())
-        .bind(json(&e.details.attributes)?),
+        .bind(json(&e.details.attributes)?)
+        .bind(e.details.brand.clone()),
         ProductEvent::ProductPriceChanged(e) => {
             sqlx::query("UPDATE products SET price_minor = $2, currency = $3 WHERE id = $1")
                 .bind(id)

@@ -17,6 +17,7 @@ pub mod cart;
 pub mod cart_bulk;
 pub mod catalogue;
 pub mod lag;
+pub mod notifications;
 pub mod orders;
 pub mod rebuild;
 pub mod registry;

@@ -1,7 +1,8 @@
 //! The `orders` / `order_lines` and `payments` read models.
 
+use crate::notifications::format_money;
 use crate::runtime::{advance, decode, Advance, Projection, ProjectionError};
-use domain::order::OrderEvent;
+use domain::order::{CancelledBy, OrderEvent};
 use domain::payment::PaymentEvent;
 use event_schemas::{topic_for, EventEnvelope};
 use sqlx::PgConnection;
@@ -35,8 +36,58 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
     }
 }
 
+/// One readable line of an order's timeline.
+pub fn summary(event: &OrderEvent) -> String {
+    match event {
+        OrderEvent::OrderPlaced(e) => {
+            let items: u32 = e.lines.iter().map(|l| l.quantity.get()).sum();
+            format!(
+                "Order placed: {items} item{}, {}",
+                if items == 1 { "" } else { "s" },
+                format_money(e.total.amount_minor(), e.total.currency().as_str())
+            )
+        }
+        OrderEvent::OrderStockReserved(_) => "Stock reserved".into(),
+        OrderEvent::OrderPaymentAuthorized(_) => "Payment authorized".into(),
+        OrderEvent::OrderConfirmed(_) => "Order confirmed".into(),
+        OrderEvent::OrderShipped(e) => format!(
+            "Shipped with {}, tracking number {}",
+            e.carrier, e.tracking_number
+        ),
+        OrderEvent::OrderDelivered(_) => "Delivered".into(),
+        OrderEvent::OrderCancelled(e) => format!(
+            "Cancelled by the {}: {}",
+            match e.by {
+                CancelledBy::Customer => "customer",
+                CancelledBy::System => "shop",
+            },
+            e.reason
+        ),
+        OrderEvent::OrderRefunded(e) => format!(
+            "Refunded {} ({} in all)",
+            format_money(e.amount.amount_minor(), e.amount.currency().as_str()),
+            format_money(
+                e.total_refunded.amount_minor(),
+                e.total_refunded.currency().as_str()
+            )
+        ),
+    }
+}
+
 async fn apply_order(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), ProjectionError> {
     let (id, event): (Uuid, OrderEvent) = decode(env, "order")?;
+    sqlx::query(
+        "INSERT INTO order_timeline (order_id, version, event_type, summary, actor, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, version) DO NOTHING",
+    )
+    .bind(id)
+    .bind(env.version as i64)
+    .bind(&env.event_type)
+    .bind(summary(&event))
+    .bind(&env.actor)
+    .bind(env.occurred_at)
+    .execute(&mut *conn)
+    .await?;
     if let OrderEvent::OrderPlaced(e) = &event {
         let inserted = sqlx::query(
             "INSERT INTO orders (id, customer_id, cart_id, status, total_minor, currency, version,

@@ -35,14 +35,25 @@ pub fn read_models() -> Vec<ReadModel> {
         ReadModel {
             name: ProductProjection.name(),
             topics: ProductProjection.topics(),
-            tables: &["products"],
+            tables: &["products", "reviews"],
             rebuildable: true,
         },
         ReadModel {
             name: OrderProjection.name(),
             topics: OrderProjection.topics(),
-            tables: &["orders", "order_lines", "payments"],
+            tables: &["orders", "order_lines", "payments", "order_timeline"],
             rebuildable: true,
+        },
+        ReadModel {
+            name: "notification",
+            topics: vec![topic_for("order"), topic_for("user")],
+            tables: &[
+                "notification_recipients",
+                "notification_orders",
+                "notifications",
+            ],
+            // It sends notifications.
+            rebuildable: false,
         },
         ReadModel {
             name: "checkout-saga",

@@ -7,8 +7,16 @@
 
 pub mod app;
 pub mod cart;
+pub mod search;
 pub mod shop;
 pub mod watch;
+
+/// Counts one SQL statement in `query_sql_statements_total{service}`, so tests and operators
+/// can see what a GraphQL query costs in the database (for example, that stitched product
+/// details stay a fixed number of statements whatever the page size).
+pub fn sql_statement(service: &'static str) {
+    metrics::counter!("query_sql_statements_total", "service" => service).increment(1);
+}
 
 /// The query side's error enum.
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,15 @@
-//! `Queries`: products, orders (with lines) and payments from their read models, as JSON
+//! `Queries`: products (search in [`crate::search`]), orders (with lines, filtered and paged,
+//! and their timelines), payments and notifications from their read models, as JSON
 //! documents built by PostgreSQL.
 
+use crate::search::Cursor;
 use crate::watch::VersionWatch;
 use crate::QueryError;
 use proto::queries::queries_server::{Queries, QueriesServer};
-use proto::queries::{ById, ByIds, Document, Documents, ListOrdersRequest};
+use proto::queries::{
+    ById, ByIds, ByNames, Document, Documents, ListOrdersRequest, NotificationsRequest, Page,
+    SearchProductsRequest,
+};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -33,12 +38,155 @@ fn uuid(s: &str) -> Result<Uuid, QueryError> {
         .map_err(|_| QueryError::InvalidArgument(format!("malformed id: {s:?}")))
 }
 
-const PRODUCT_JSON: &str = "json_build_object(
+fn optional_uuid(s: &str) -> Result<Option<Uuid>, QueryError> {
+    if s.trim().is_empty() {
+        Ok(None)
+    } else {
+        uuid(s).map(Some)
+    }
+}
+
+fn optional_time(s: &str, what: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, QueryError> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| Some(t.with_timezone(&chrono::Utc)))
+        .map_err(|_| QueryError::InvalidArgument(format!("{what} is not an RFC 3339 time: {s:?}")))
+}
+
+/// The statuses an order can be in, as the read model stores them.
+const ORDER_STATUSES: [&str; 7] = [
+    "placed",
+    "stock_reserved",
+    "payment_authorized",
+    "confirmed",
+    "shipped",
+    "delivered",
+    "cancelled",
+];
+
+/// Orders newest first (ties by id), filtered, one keyset page after the cursor.
+async fn list_orders(pool: &PgPool, r: &ListOrdersRequest) -> Result<Page, QueryError> {
+    let limit = r.limit.clamp(1, 100);
+    let customer = optional_uuid(&r.customer_id)?;
+    let status = match r.status.trim().to_ascii_lowercase() {
+        s if s.is_empty() => None,
+        s if ORDER_STATUSES.contains(&s.as_str()) => Some(s),
+        s => {
+            return Err(QueryError::InvalidArgument(format!(
+                "unknown order status {s:?}"
+            )))
+        }
+    };
+    let from = optional_time(&r.placed_from, "placedFrom")?;
+    let to = optional_time(&r.placed_to, "placedTo")?;
+    let after = match r.after.trim() {
+        "" => None,
+        c => Some(Cursor::decode(c, "ORDERS")?),
+    };
+    let filter = "($1::uuid IS NULL OR o.customer_id = $1) AND ($2::text IS NULL OR o.status = $2)
+         AND ($3::timestamptz IS NULL OR o.placed_at >= $3)
+         AND ($4::timestamptz IS NULL OR o.placed_at < $4)";
+    crate::sql_statement("shop");
+    let rows: Vec<(String, Uuid, String)> = sqlx::query_as(&format!(
+        "SELECT {ORDER_JSON}, o.id, o.placed_at::text FROM orders o WHERE {filter}
+           AND ($5::timestamptz IS NULL OR o.placed_at < $5::timestamptz
+                OR (o.placed_at = $5::timestamptz AND o.id > $6))
+         ORDER BY o.placed_at DESC, o.id LIMIT $7"
+    ))
+    .bind(customer)
+    .bind(&status)
+    .bind(from)
+    .bind(to)
+    .bind(after.as_ref().map(|c| c.key.clone()))
+    .bind(after.as_ref().map(|c| c.id))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(pool)
+    .await?;
+    crate::sql_statement("shop");
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM orders o WHERE {filter}"))
+        .bind(customer)
+        .bind(&status)
+        .bind(from)
+        .bind(to)
+        .fetch_one(pool)
+        .await?;
+    let mut page = Page {
+        total_count: total.max(0) as u64,
+        has_next_page: rows.len() > limit as usize,
+        has_previous_page: after.is_some(),
+        ..Default::default()
+    };
+    for (json, id, key) in rows.into_iter().take(limit as usize) {
+        page.json.push(json);
+        page.cursors.push(
+            Cursor {
+                sort: "ORDERS".into(),
+                key,
+                id,
+            }
+            .encode(),
+        );
+    }
+    Ok(page)
+}
+
+/// Parses a batch of ids; a batch is bounded.
+fn uuids(ids: &[String]) -> Result<Vec<Uuid>, QueryError> {
+    if ids.len() > 1000 {
+        return Err(QueryError::InvalidArgument(
+            "at most 1000 ids at once".into(),
+        ));
+    }
+    ids.iter().map(|s| uuid(s)).collect()
+}
+
+/// Live stock of products (`$1`: ids).
+pub const STOCK_BY_ID: &str =
+    "SELECT json_build_object('id', id, 'on_hand', on_hand, 'reserved', reserved,
+                     'available', on_hand - reserved)::text FROM products WHERE id = ANY($1)";
+
+/// Ratings of products (`$1`: ids).
+pub const RATINGS_BY_ID: &str = "SELECT json_build_object('id', id, 'average', rating_avg,
+                     'count', rating_count)::text FROM products WHERE id = ANY($1)";
+
+/// The ten newest reviews of each product (`$1`: ids).
+pub const REVIEWS_BY_ID: &str =
+    "SELECT json_build_object('product_id', product_id, 'customer_id', customer_id,
+                     'order_id', order_id, 'rating', rating, 'title', title, 'body', body,
+                     'created_at', created_at)::text
+                 FROM (SELECT r.*, row_number() OVER (PARTITION BY product_id
+                                                      ORDER BY created_at DESC, customer_id) AS n
+                       FROM reviews r WHERE product_id = ANY($1)) newest
+                 WHERE n <= 10 ORDER BY product_id, n";
+
+/// Brands and how many products each sells (`$1`: names).
+pub const BRANDS_BY_NAME: &str =
+    "SELECT json_build_object('name', brand, 'product_count', count(*))::text
+     FROM products WHERE brand = ANY($1) AND NOT archived GROUP BY brand";
+
+/// Products by id (`$1`: ids).
+pub fn products_by_id() -> String {
+    format!("SELECT {PRODUCT_JSON} FROM products WHERE id = ANY($1)")
+}
+
+/// Runs one statement returning JSON documents for a batch of ids (counted in
+/// `query_sql_statements_total`).
+pub async fn by_ids(pool: &PgPool, sql: &str, ids: Vec<Uuid>) -> Result<Documents, QueryError> {
+    crate::sql_statement("shop");
+    let json: Vec<String> = sqlx::query_scalar(sql).bind(ids).fetch_all(pool).await?;
+    Ok(Documents { json })
+}
+
+/// A product row as the JSON document the BFF reads.
+pub const PRODUCT_JSON: &str = "json_build_object(
     'id', id, 'name', name, 'description', description, 'categories', categories,
     'attributes', attributes,
     'price', json_build_object('amount_minor', price_minor, 'currency', currency),
     'on_hand', on_hand, 'reserved', reserved, 'available', on_hand - reserved,
-    'archived', archived, 'version', version)::text";
+    'archived', archived, 'version', version, 'brand', brand,
+    'created_at', created_at)::text";
 
 const ORDER_JSON: &str = "json_build_object(
     'id', o.id, 'customer_id', o.customer_id, 'cart_id', o.cart_id, 'status', o.status,
@@ -70,18 +218,60 @@ async fn timed<T>(
 impl Queries for ShopQueryService {
     async fn get_products(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
         timed("GetProducts", async {
-            let ids = request
-                .get_ref()
-                .ids
-                .iter()
-                .map(|s| uuid(s))
-                .collect::<Result<Vec<_>, _>>()?;
-            let json: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT {PRODUCT_JSON} FROM products WHERE id = ANY($1)"
-            ))
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await?;
+            let ids = uuids(&request.get_ref().ids)?;
+            by_ids(&self.pool, &products_by_id(), ids).await
+        })
+        .await
+    }
+
+    async fn search_products(
+        &self,
+        request: Request<SearchProductsRequest>,
+    ) -> Result<Response<Page>, Status> {
+        timed(
+            "SearchProducts",
+            crate::search::search(&self.pool, request.get_ref(), PRODUCT_JSON),
+        )
+        .await
+    }
+
+    async fn get_stock(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
+        timed("GetStock", async {
+            let ids = uuids(&request.get_ref().ids)?;
+            by_ids(&self.pool, STOCK_BY_ID, ids).await
+        })
+        .await
+    }
+
+    async fn get_ratings(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
+        timed("GetRatings", async {
+            let ids = uuids(&request.get_ref().ids)?;
+            by_ids(&self.pool, RATINGS_BY_ID, ids).await
+        })
+        .await
+    }
+
+    async fn get_reviews(&self, request: Request<ByIds>) -> Result<Response<Documents>, Status> {
+        timed("GetReviews", async {
+            let ids = uuids(&request.get_ref().ids)?;
+            by_ids(&self.pool, REVIEWS_BY_ID, ids).await
+        })
+        .await
+    }
+
+    async fn get_brands(&self, request: Request<ByNames>) -> Result<Response<Documents>, Status> {
+        timed("GetBrands", async {
+            let names = &request.get_ref().names;
+            if names.len() > 1000 {
+                return Err(QueryError::InvalidArgument(
+                    "at most 1000 brands at once".into(),
+                ));
+            }
+            crate::sql_statement("shop");
+            let json: Vec<String> = sqlx::query_scalar(BRANDS_BY_NAME)
+                .bind(names)
+                .fetch_all(&self.pool)
+                .await?;
             Ok(Documents { json })
         })
         .await
@@ -99,6 +289,7 @@ impl Queries for ShopQueryService {
                     })
                     .await?;
             }
+            crate::sql_statement("shop");
             let json: Option<String> = sqlx::query_scalar(&format!(
                 "SELECT {ORDER_JSON} FROM orders o WHERE o.id = $1"
             ))
@@ -114,19 +305,50 @@ impl Queries for ShopQueryService {
     async fn list_orders(
         &self,
         request: Request<ListOrdersRequest>,
+    ) -> Result<Response<Page>, Status> {
+        timed("ListOrders", list_orders(&self.pool, request.get_ref())).await
+    }
+
+    async fn get_order_timeline(
+        &self,
+        request: Request<ById>,
     ) -> Result<Response<Documents>, Status> {
-        timed("ListOrders", async {
+        timed("GetOrderTimeline", async {
+            let id = uuid(&request.get_ref().id)?;
+            crate::sql_statement("shop");
+            let json: Vec<String> = sqlx::query_scalar(
+                "SELECT json_build_object('version', version, 'event_type', event_type,
+                     'summary', summary, 'actor', actor, 'occurred_at', occurred_at)::text
+                 FROM order_timeline WHERE order_id = $1 ORDER BY version",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(Documents { json })
+        })
+        .await
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<NotificationsRequest>,
+    ) -> Result<Response<Documents>, Status> {
+        timed("ListNotifications", async {
             let r = request.get_ref();
+            let order = optional_uuid(&r.order_id)?;
+            let customer = optional_uuid(&r.customer_id)?;
             let limit = i64::from(r.limit.clamp(1, 500));
-            let customer = if r.customer_id.is_empty() {
-                None
-            } else {
-                Some(uuid(&r.customer_id)?)
-            };
-            let json: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT {ORDER_JSON} FROM orders o WHERE ($1::uuid IS NULL OR o.customer_id = $1)
-                 ORDER BY o.placed_at DESC, o.id LIMIT $2"
-            ))
+            crate::sql_statement("shop");
+            let json: Vec<String> = sqlx::query_scalar(
+                "SELECT json_build_object('event_id', event_id, 'order_id', order_id,
+                     'customer_id', customer_id, 'kind', kind, 'channel', channel,
+                     'recipient', recipient, 'subject', subject, 'body', body,
+                     'occurred_at', occurred_at)::text
+                 FROM notifications
+                 WHERE ($1::uuid IS NULL OR order_id = $1) AND ($2::uuid IS NULL OR customer_id = $2)
+                 ORDER BY occurred_at DESC, event_id LIMIT $3",
+            )
+            .bind(order)
             .bind(customer)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -142,6 +364,7 @@ impl Queries for ShopQueryService {
     ) -> Result<Response<Documents>, Status> {
         timed("GetPaymentsOfOrder", async {
             let id = uuid(&request.get_ref().id)?;
+            crate::sql_statement("shop");
             let json: Vec<String> = sqlx::query_scalar(&format!(
                 "SELECT {PAYMENT_JSON} FROM payments WHERE order_id = $1 ORDER BY created_at DESC"
             ))

@@ -1,0 +1,419 @@
+//! GraphQL subscriptions, fed from Kafka: `orderStatusChanged(orderId)` and
+//! `cartChanged(cartId)` for their owner, `orderPlaced` for the back office.
+//!
+//! One consumer per BFF reads the order and cart topics from their ends (assigned, no group)
+//! and fans events out on a broadcast channel. Each subscription:
+//! - is authorized when it starts, against the read model (and, for an order not projected
+//!   yet, against its `OrderPlaced` event before anything is sent);
+//! - starts with the current state, so a client that reconnects is up to date at once;
+//! - only ever moves forward: an event at or below the version it last sent (a broker replay,
+//!   a duplicate from the relay's at-least-once delivery) is dropped, never sent as new.
+
+use crate::auth::Caller;
+use crate::error::{gql, BffError};
+use crate::schema::{backends, caller, Cart, RequestContext};
+use crate::shop::{load_order, MoneyView};
+use async_graphql::{Context, Result, SimpleObject, Subscription, ID};
+use domain::order::OrderEvent;
+use domain::values::{CartId, OrderId};
+use event_schemas::{cloudevents, topic_for, EventEnvelope};
+use futures::{Stream, StreamExt};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Events as they arrive from Kafka, for every subscription of this BFF.
+#[derive(Clone)]
+pub struct LiveEvents {
+    tx: broadcast::Sender<Arc<EventEnvelope>>,
+}
+
+impl LiveEvents {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        Self { tx }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>> {
+        self.tx.subscribe()
+    }
+
+    /// Feeds the channel from the ends of the order and cart topics until shutdown; the
+    /// consumer is re-created after an error, with a pause.
+    pub async fn run(self, kafka: command_services::kafka::KafkaArgs, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            if let Err(e) = self.consume(&kafka, &shutdown).await {
+                tracing::warn!(error = %e, "subscription feed from Kafka failed; reconnecting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+
+    async fn consume(
+        &self,
+        kafka: &command_services::kafka::KafkaArgs,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let topics = [topic_for("order"), topic_for("cart")];
+        kafka.ensure_topics(&topics).await?;
+        let consumer: StreamConsumer = kafka
+            .client_config()
+            .set("group.id", "bff.subscriptions")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for topic in &topics {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let partitions = md
+                .topics()
+                .first()
+                .map(|t| t.partitions().len())
+                .unwrap_or(0);
+            anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
+            for p in 0..partitions as i32 {
+                tpl.add_partition_offset(topic, p, Offset::End)?;
+            }
+        }
+        consumer.assign(&tpl)?;
+        tracing::info!(?topics, "subscription feed consuming");
+        let mut stream = consumer.stream();
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                m = stream.next() => m,
+            };
+            let Some(message) = message else {
+                return Ok(());
+            };
+            let message = message?;
+            match message.payload().map(cloudevents::decode) {
+                Some(Ok(env)) => {
+                    metrics::counter!("bff_live_events_total", "stream_type" => env.stream_type.clone())
+                        .increment(1);
+                    // No subscriber is fine: the event is simply not wanted.
+                    let _ = self.tx.send(Arc::new(env));
+                }
+                _ => tracing::debug!(offset = message.offset(), "undecodable record skipped"),
+            }
+        }
+    }
+}
+
+impl Default for LiveEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The next event of one stream above `after`, or `None` when the feed closed. A lagging
+/// receiver reports `Lagged` so the caller can resynchronise from the read model.
+async fn next_event(
+    rx: &mut broadcast::Receiver<Arc<EventEnvelope>>,
+    stream_type: &str,
+    stream_id: &str,
+    after: u64,
+) -> Option<Result<Arc<EventEnvelope>, Lagged>> {
+    loop {
+        match rx.recv().await {
+            Ok(env) => {
+                if env.stream_type == stream_type && env.stream_id == stream_id {
+                    if env.version > after {
+                        return Some(Ok(env));
+                    }
+                    metrics::counter!("bff_live_stale_events_total").increment(1);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => return Some(Err(Lagged)),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+struct Lagged;
+
+#[derive(SimpleObject)]
+pub struct OrderStatusChange {
+    pub order_id: ID,
+    /// PLACED, STOCK_RESERVED, PAYMENT_AUTHORIZED, CONFIRMED, SHIPPED, DELIVERED or CANCELLED.
+    pub status: String,
+    /// The order's stream version at this status.
+    pub version: i64,
+}
+
+#[derive(SimpleObject)]
+pub struct PlacedOrder {
+    pub order_id: ID,
+    pub customer_id: ID,
+    pub total: MoneyView,
+    pub item_count: i64,
+    pub placed_at: String,
+}
+
+fn live<'a>(ctx: &'a Context<'_>) -> Result<&'a LiveEvents, BffError> {
+    ctx.data_opt::<LiveEvents>().ok_or(BffError::Internal)
+}
+
+/// The owner of a context for a stream resolved outside a request (subscriptions run on).
+fn owned_ctx(ctx: &Context<'_>) -> (Caller, crate::clients::Backends, String) {
+    let rc = ctx.data_opt::<RequestContext>();
+    (
+        caller(ctx).clone(),
+        backends(ctx).clone(),
+        rc.map(|r| r.correlation_id.clone()).unwrap_or_default(),
+    )
+}
+
+type Items<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T>> + Send>>;
+
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Status changes of one of the caller's orders, starting with its current status (or,
+    /// for an order not placed yet, with `PLACED`). Admins may follow any order.
+    async fn order_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+    ) -> Result<Items<OrderStatusChange>> {
+        gql(async move {
+            let claims = caller(ctx).user()?.clone();
+            let id = OrderId::parse(&order_id)?.to_string();
+            let mut rx = live(ctx)?.subscribe();
+            let (who, backends, _) = owned_ctx(ctx);
+            // The current state, when the order is already in the read model.
+            let current = match load_order(&backends, &id, 0).await {
+                Ok(o) => {
+                    who.check_owner(Some(&o.customer_id))?;
+                    Some(o)
+                }
+                Err(BffError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            let stream = async_stream(move |y| async move {
+                let mut sent: u64 = 0;
+                let mut status = String::new();
+                let mut authorized = current.is_some() || claims.is_admin();
+                if let Some(o) = current {
+                    sent = o.version as u64;
+                    status = o.status.clone();
+                    y.send(Ok(OrderStatusChange {
+                        order_id: ID(id.clone()),
+                        status: o.status,
+                        version: o.version,
+                    }))
+                    .await;
+                }
+                loop {
+                    let env = match next_event(&mut rx, "order", &id, sent).await {
+                        None => return,
+                        Some(Ok(env)) => env,
+                        Some(Err(Lagged)) => {
+                            // Missed events: the read model has the current state.
+                            match load_order(&backends, &id, sent + 1).await {
+                                Ok(o) if who.check_owner(Some(&o.customer_id)).is_ok() => {
+                                    authorized = true;
+                                    if o.status != status && o.version as u64 > sent {
+                                        sent = o.version as u64;
+                                        status = o.status.clone();
+                                        y.send(Ok(OrderStatusChange {
+                                            order_id: ID(id.clone()),
+                                            status: o.status,
+                                            version: o.version,
+                                        }))
+                                        .await;
+                                    }
+                                    continue;
+                                }
+                                Ok(_) => {
+                                    y.send(Err(forbidden())).await;
+                                    return;
+                                }
+                                Err(_) => continue,
+                            }
+                        }
+                    };
+                    let Ok(event) = env.decode::<OrderEvent>() else {
+                        continue;
+                    };
+                    if !authorized {
+                        // Nothing is sent for an order until it is known to be the caller's.
+                        match &event {
+                            OrderEvent::OrderPlaced(p)
+                                if p.customer_id.to_string() == claims.sub =>
+                            {
+                                authorized = true;
+                            }
+                            _ => {
+                                y.send(Err(forbidden())).await;
+                                return;
+                            }
+                        }
+                    }
+                    sent = env.version;
+                    if let Some(s) = event.status_after() {
+                        status = s.as_str().to_uppercase();
+                        y.send(Ok(OrderStatusChange {
+                            order_id: ID(id.clone()),
+                            status: status.clone(),
+                            version: env.version as i64,
+                        }))
+                        .await;
+                    }
+                }
+            });
+            Ok(stream)
+        }
+        .await)
+    }
+
+    /// The cart after each change, starting with its current state. A customer's cart is
+    /// theirs alone; an anonymous cart is followed by whoever holds its id.
+    async fn cart_changed(&self, ctx: &Context<'_>, cart_id: ID) -> Result<Items<Cart>> {
+        gql(async move {
+            let id = CartId::parse(&cart_id)?.to_string();
+            let mut rx = live(ctx)?.subscribe();
+            let (who, backends, _) = owned_ctx(ctx);
+            let first = get_cart(&backends, &id, 0).await?;
+            who.check_owner(Some(first.customer_id.as_str()).filter(|c| !c.is_empty()))?;
+            let stream = async_stream(move |y| async move {
+                let mut sent = first.version;
+                y.send(Ok(first.into())).await;
+                loop {
+                    let at_least = match next_event(&mut rx, "cart", &id, sent).await {
+                        None => return,
+                        Some(Ok(env)) => env.version,
+                        Some(Err(Lagged)) => sent + 1,
+                    };
+                    // The read model at (at least) that version: read-your-writes.
+                    let Ok(cart) = get_cart(&backends, &id, at_least).await else {
+                        continue;
+                    };
+                    if cart.version <= sent {
+                        continue;
+                    }
+                    if who
+                        .check_owner(Some(cart.customer_id.as_str()).filter(|c| !c.is_empty()))
+                        .is_err()
+                    {
+                        // The cart was claimed by someone else: stop following it.
+                        y.send(Err(forbidden())).await;
+                        return;
+                    }
+                    sent = cart.version;
+                    y.send(Ok(cart.into())).await;
+                }
+            });
+            Ok(stream)
+        }
+        .await)
+    }
+
+    /// Every order placed from now on (back office).
+    async fn order_placed(&self, ctx: &Context<'_>) -> Result<Items<PlacedOrder>> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let mut rx = live(ctx)?.subscribe();
+            let stream = async_stream(move |y| async move {
+                loop {
+                    let env = match rx.recv().await {
+                        Ok(env) => env,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "orderPlaced subscriber lagged");
+                            continue;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    // OrderPlaced is always version 1: a replayed copy is recognised by the
+                    // event id.
+                    if env.stream_type != "order" || env.version != 1 {
+                        continue;
+                    }
+                    if let Ok(OrderEvent::OrderPlaced(p)) = env.decode::<OrderEvent>() {
+                        y.send(Ok(PlacedOrder {
+                            order_id: ID(p.order_id.to_string()),
+                            customer_id: ID(p.customer_id.to_string()),
+                            total: MoneyView {
+                                amount_minor: p.total.amount_minor(),
+                                currency: p.total.currency().as_str().to_owned(),
+                            },
+                            item_count: p.lines.iter().map(|l| i64::from(l.quantity.get())).sum(),
+                            placed_at: env.occurred_at.to_rfc3339(),
+                        }))
+                        .await;
+                    }
+                }
+            });
+            Ok(stream)
+        }
+        .await)
+    }
+}
+
+fn forbidden() -> async_graphql::Error {
+    use async_graphql::ErrorExtensions;
+    BffError::Forbidden("this belongs to another customer".into()).extend()
+}
+
+async fn get_cart(
+    backends: &crate::clients::Backends,
+    id: &str,
+    at_least: u64,
+) -> Result<proto::cart::Cart, BffError> {
+    Ok(backends
+        .cart_queries
+        .clone()
+        .get_cart(proto::cart::GetCartRequest {
+            cart_id: id.to_owned(),
+            at_least_version: at_least,
+        })
+        .await?
+        .into_inner())
+}
+
+/// A stream driven by a task writing into a bounded channel; the task stops when the client
+/// goes away (the receiver is dropped).
+fn async_stream<T, F, Fut>(f: F) -> Items<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Yield<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::spawn(f(Yield(tx)));
+    let stream = tokio_stream_from(rx, task);
+    Box::pin(stream)
+}
+
+/// The sending half given to a subscription's task.
+pub struct Yield<T>(tokio::sync::mpsc::Sender<Result<T>>);
+
+impl<T> Yield<T> {
+    async fn send(&self, item: Result<T>) {
+        let _ = self.0.send(item).await;
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<Result<T>>,
+    task: tokio::task::JoinHandle<()>,
+) -> impl Stream<Item = Result<T>> + Send {
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let guard = Abort(task);
+    futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv().await.map(|item| (item, (rx, guard)))
+    })
+}

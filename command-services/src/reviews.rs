@@ -1,0 +1,62 @@
+//! Review eligibility: before the product aggregate decides on a review, the product service
+//! reads the named order's events from the event store and records whether the reviewer
+//! received the product in it (their order, holding this product, delivered). Clients never
+//! supply that fact; the domain refuses a review without it.
+
+use crate::error::CommandError;
+use crate::event_store::EventStore;
+use crate::generic_service::Prepare;
+use crate::handler::CommandContext;
+use domain::order::{Order, OrderEvent, OrderStatus};
+use domain::product::{Product, ProductCommand, Purchase};
+use domain::values::UserId;
+use domain::Aggregate;
+
+pub struct VerifyPurchase;
+
+impl Prepare<Product> for VerifyPurchase {
+    async fn prepare(
+        &self,
+        store: &EventStore,
+        stream_id: &str,
+        command: ProductCommand,
+        ctx: &CommandContext,
+    ) -> Result<ProductCommand, CommandError> {
+        let ProductCommand::Review {
+            order_id,
+            rating,
+            title,
+            body,
+            ..
+        } = command
+        else {
+            return Ok(command);
+        };
+        let actor = &ctx.meta.actor;
+        let reviewer = actor
+            .strip_prefix("user:")
+            .or_else(|| actor.strip_prefix("admin:"))
+            .and_then(|id| UserId::parse(id).ok())
+            .ok_or_else(|| CommandError::PermissionDenied("sign in to write a review".into()))?;
+        let mut order = Order::default();
+        for env in store.load(&order_id.to_string(), 0).await? {
+            let event: OrderEvent = env
+                .decode()
+                .map_err(|e| CommandError::Internal(format!("stored order event: {e}")))?;
+            order = order.evolve(&event);
+        }
+        let received = order.customer_id == Some(reviewer)
+            && order.status == OrderStatus::Delivered
+            && order
+                .lines
+                .iter()
+                .any(|l| l.product_id.to_string() == stream_id);
+        Ok(ProductCommand::Review {
+            order_id,
+            rating,
+            title,
+            body,
+            purchase: Some(Purchase { reviewer, received }),
+        })
+    }
+}
