@@ -164,6 +164,8 @@ pub struct Sink {
     jsonl: Option<Box<dyn Write + Send>>,
     csv: Option<csv::Writer<Box<dyn Write + Send>>>,
     pub written: u64,
+    /// Progress on stderr while writing to a file.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Sink {
@@ -172,11 +174,22 @@ impl Sink {
             Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
             None => Box::new(std::io::BufWriter::new(std::io::stdout())),
         };
+        let bar = out.map(|p| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} {msg}: {pos} events ({per_sec})")
+            {
+                bar.set_style(style);
+            }
+            bar.set_message(format!("exporting to {}", p.display()));
+            bar
+        });
         Ok(match format {
             FileFormat::Jsonl => Self {
                 jsonl: Some(w),
                 csv: None,
                 written: 0,
+                bar,
             },
             FileFormat::Csv => {
                 let mut c = csv::Writer::from_writer(w);
@@ -197,12 +210,16 @@ impl Sink {
                     jsonl: None,
                     csv: Some(c),
                     written: 0,
+                    bar,
                 }
             }
         })
     }
 
     pub fn write(&mut self, env: &EventEnvelope) -> anyhow::Result<()> {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
         if let Some(w) = &mut self.jsonl {
             serde_json::to_writer(&mut *w, env)?;
             w.write_all(b"\n")?;
@@ -228,6 +245,9 @@ impl Sink {
     }
 
     pub fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
         if let Some(w) = &mut self.jsonl {
             w.flush()?;
         }

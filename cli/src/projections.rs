@@ -59,6 +59,35 @@ struct Status {
     rebuild: Option<Progress>,
 }
 
+/// One projection's checkpoints, lag and state.
+async fn status(pool: &sqlx::PgPool, ep: &Endpoints, m: &ReadModel) -> anyhow::Result<Status> {
+    let cps = lag::load_checkpoints(pool, m.name).await?;
+    let (k, topics) = (ep.kafka(), m.topics.clone());
+    let partitions = tokio::task::spawn_blocking(move || {
+        lag::measure(&k, &topics, &cps, Duration::from_millis(500), 1_000_000)
+    })
+    .await??;
+    let lag_events = partitions.iter().map(|p| p.lag_events).sum();
+    let lag_seconds = partitions.iter().map(|p| p.lag_seconds).fold(0.0, f64::max);
+    let rebuild = rebuild::rebuild_progress(pool, m).await?;
+    let state = match &rebuild {
+        Some(p) => format!(
+            "rebuilding {:.0}%",
+            100.0 * p.done as f64 / (p.target.max(1)) as f64
+        ),
+        None if lag_events == 0 => "caught-up".into(),
+        None => "live".into(),
+    };
+    Ok(Status {
+        projection: m.name.to_owned(),
+        state,
+        lag_events,
+        lag_seconds,
+        partitions,
+        rebuild,
+    })
+}
+
 fn model(name: &str) -> anyhow::Result<ReadModel> {
     registry::find(name).ok_or_else(|| {
         let names: Vec<&str> = registry::read_models().iter().map(|m| m.name).collect();
@@ -74,34 +103,9 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
                 Some(n) => vec![model(&n)?],
                 None => registry::read_models(),
             };
-            let mut all = Vec::new();
-            for m in models {
-                let cps = lag::load_checkpoints(&pool, m.name).await?;
-                let (k, topics) = (ep.kafka(), m.topics.clone());
-                let partitions = tokio::task::spawn_blocking(move || {
-                    lag::measure(&k, &topics, &cps, Duration::from_millis(500), 1_000_000)
-                })
-                .await??;
-                let lag_events = partitions.iter().map(|p| p.lag_events).sum();
-                let lag_seconds = partitions.iter().map(|p| p.lag_seconds).fold(0.0, f64::max);
-                let rebuild = rebuild::rebuild_progress(&pool, &m).await?;
-                let state = match &rebuild {
-                    Some(p) => format!(
-                        "rebuilding {:.0}%",
-                        100.0 * p.done as f64 / (p.target.max(1)) as f64
-                    ),
-                    None if lag_events == 0 => "caught-up".into(),
-                    None => "live".into(),
-                };
-                all.push(Status {
-                    projection: m.name.to_owned(),
-                    state,
-                    lag_events,
-                    lag_seconds,
-                    partitions,
-                    rebuild,
-                });
-            }
+            // Every projection is measured at once: each probe waits for a quiet topic.
+            let all =
+                futures::future::try_join_all(models.iter().map(|m| status(&pool, ep, m))).await?;
             match out {
                 Format::Json => output::json(&all)?,
                 Format::Table => {
