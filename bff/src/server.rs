@@ -6,7 +6,9 @@ use crate::auth::Caller;
 use crate::clients::{BackendArgs, Backends};
 use crate::error::engine_error_code;
 use crate::live::LiveEvents;
-use crate::schema::{build_schema, AppSchema, RequestContext};
+use crate::schema::{
+    build_introspection_schema, build_schema, is_introspection_only, AppSchema, RequestContext,
+};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
@@ -46,6 +48,7 @@ pub struct BffArgs {
 #[derive(Clone)]
 struct AppState {
     schema: AppSchema,
+    introspection: AppSchema,
     jwt: Option<Jwt>,
     backends: Backends,
 }
@@ -84,7 +87,12 @@ async fn graphql(
         })
         .data(crate::catalogue::new_loader(state.backends.shop.clone()));
     let started = std::time::Instant::now();
-    let mut response = state.schema.execute(request).instrument(span).await;
+    let schema = if is_introspection_only(&request.query) {
+        &state.introspection
+    } else {
+        &state.schema
+    };
+    let mut response = schema.execute(request).instrument(span).await;
     metrics::histogram!("graphql_request_duration_seconds").record(started.elapsed().as_secs_f64());
     let outcome = if response.errors.is_empty() {
         "ok"
@@ -135,6 +143,7 @@ async fn subscriptions(
                 schema,
                 jwt,
                 backends,
+                ..
             } = state;
             GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| async move {
@@ -157,7 +166,12 @@ async fn subscriptions(
 }
 
 /// The axum app.
-pub fn app(schema: AppSchema, jwt: Option<Jwt>, backends: Backends) -> Router {
+pub fn app(
+    schema: AppSchema,
+    introspection: AppSchema,
+    jwt: Option<Jwt>,
+    backends: Backends,
+) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(subscriptions))
@@ -165,6 +179,7 @@ pub fn app(schema: AppSchema, jwt: Option<Jwt>, backends: Backends) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState {
             schema,
+            introspection,
             jwt,
             backends,
         })
@@ -177,6 +192,7 @@ pub async fn bff_main() -> anyhow::Result<()> {
     let backends = Backends::new(&args.backends)?;
     let live = LiveEvents::new();
     let schema = build_schema(backends.clone(), live.clone());
+    let introspection = build_introspection_schema(backends.clone(), live.clone());
     let feed = tokio::spawn(live.run(args.kafka.clone(), shutdown.clone()));
     let ready = Readiness::default();
     ready.set_ready(true);
@@ -194,7 +210,7 @@ pub async fn bff_main() -> anyhow::Result<()> {
             None
         }
     };
-    axum::serve(listener, app(schema, jwt, backends))
+    axum::serve(listener, app(schema, introspection, jwt, backends))
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
     shutdown.cancel();
