@@ -24,6 +24,32 @@ qout=$(mktemp)
 "$CARGO_TARGET_DIR/release/query-bench" --products "${BENCH_PRODUCTS:-2000}" \
   --seconds "${BENCH_SECONDS:-10}" --rates "${BENCH_RATES:-50,200}" | tee "$qout"
 
+# Footprint: each service's peak RSS over the benchmarks (under load), then its cold start
+# (start until healthy) and its RSS idle right after.
+fout=$(mktemp)
+{
+  echo "| service | peak RSS under load MiB | cold start s | idle RSS after start MiB |"
+  echo "|---|---:|---:|---:|"
+  for pidf in "$STACK_DIR"/pids/*.pid; do
+    svc=$(basename "$pidf" .pid)
+    pid=$(cat "$pidf")
+    hwm=$(awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$pid/status" 2>/dev/null || echo -)
+    case $svc in
+      tansu | mongo | envoy) echo "| $svc | $hwm | - | - |" ;;
+      *)
+        scripts/stack.sh stop "$svc" >/dev/null 2>&1
+        t0=$(date +%s.%N)
+        scripts/stack.sh start "$svc" >/dev/null 2>&1
+        t1=$(date +%s.%N)
+        sleep 1
+        rss=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$(cat "$pidf")/status" 2>/dev/null || echo -)
+        echo "| $svc | $hwm | $(awk "BEGIN {printf \"%.2f\", $t1 - $t0}") | $rss |"
+        ;;
+    esac
+  done
+} >"$fout"
+cat "$fout"
+
 secantus=$("$HOME/.cache/commerce-tools/venv/bin/pip" show secantusdb 2>/dev/null | awk '/^Version/ {print $2}')
 {
   echo
@@ -41,6 +67,12 @@ secantus=$("$HOME/.cache/commerce-tools/venv/bin/pip" show secantusdb 2>/dev/nul
   echo "Fixed-rate rows are open loop (latency from when each request was due)."
   echo
   cat "$qout"
+  echo
+  echo "### Footprint"
+  echo
+  echo "Cold start is \`scripts/stack.sh start\` until the service's health check passes (release build)."
+  echo
+  cat "$fout"
 } >>docs/BENCHMARKS.md
-rm -f "$out" "$qout"
+rm -f "$out" "$qout" "$fout"
 echo "recorded in docs/BENCHMARKS.md"

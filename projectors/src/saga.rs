@@ -350,6 +350,7 @@ impl CheckoutSaga {
                 )
                 .await?;
                 Self::set_status(conn, order_id, "confirmed").await?;
+                metrics::counter!("saga_outcomes_total", "outcome" => "confirmed").increment(1);
             }
             OrderEvent::OrderCancelled(_) => {
                 for l in &lines {
@@ -375,6 +376,7 @@ impl CheckoutSaga {
                 )
                 .await?;
                 Self::set_status(conn, order_id, "cancelled").await?;
+                metrics::counter!("saga_outcomes_total", "outcome" => "cancelled").increment(1);
             }
             OrderEvent::OrderShipped(_) => {
                 for l in &lines {

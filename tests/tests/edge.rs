@@ -100,8 +100,9 @@ async fn graphiql_is_served_on_get() {
 async fn queries_past_the_depth_or_complexity_limit_are_refused_with_a_code() {
     let _g = EDGE.lock().await;
     let client = http();
-    // 14 levels of introspection nesting: past the depth limit of 12.
-    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
+    let statements_before = shop_sql_statements(&client).await;
+    // 14 levels of nesting beside a data field: past the depth limit of 12.
+    let deep = "{ product(id: \"00000000-0000-0000-0000-000000000000\") { id } __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
     let (status, body) = gql_raw(&client, deep, serde_json::json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -125,4 +126,35 @@ async fn queries_past_the_depth_or_complexity_limit_are_refused_with_a_code() {
         Some("QUERY_TOO_COMPLEX"),
         "{body}"
     );
+    // Refused before any resolver ran: not one SQL statement.
+    assert_eq!(shop_sql_statements(&client).await, statements_before);
+
+    // Pure introspection (what GraphiQL and code generators send) is not limited.
+    let (status, body) = gql_raw(
+        &client,
+        deep.replacen(
+            "product(id: \"00000000-0000-0000-0000-000000000000\") { id } ",
+            "",
+            1,
+        )
+        .as_str(),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body["data"]["__schema"]["types"].is_array(), "{body}");
+}
+
+/// `query_sql_statements_total` of the shop query service.
+async fn shop_sql_statements(client: &reqwest::Client) -> f64 {
+    let url = format!(
+        "{}/metrics",
+        env("SHOP_QUERY_ADMIN_URL", "http://127.0.0.1:19210")
+    );
+    let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with("query_sql_statements_total{service=\"shop\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

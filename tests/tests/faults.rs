@@ -26,6 +26,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The two tests break the whole stack in different ways: one at a time.
+static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A GraphQL request straight to the BFF (Envoy's client rate limit is not under test here).
 async fn bff(client: &reqwest::Client, token: &str, query: &str, variables: Value) -> Value {
     let url = env("BFF_URL", "http://127.0.0.1:18000/graphql");
@@ -158,6 +161,7 @@ const KILLABLE: [&str; 10] = [
 
 #[tokio::test]
 async fn random_kills_under_load_lose_nothing_and_double_nothing() {
+    let _one_at_a_time = FAULTS.lock().await;
     let seed: u64 = std::env::var("FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -417,6 +421,7 @@ async fn random_kills_under_load_lose_nothing_and_double_nothing() {
 
 #[tokio::test]
 async fn a_paused_broker_and_a_restarted_store_are_survived() {
+    let _one_at_a_time = FAULTS.lock().await;
     let client = http();
     let cart = create_cart(&client).await;
 

@@ -1,6 +1,8 @@
 //! `cart-bench`: cart commands per second through gRPC, next to the raw MongoDB driver insert
 //! rate against the same store in the same run; and the projector's events per second next to
-//! a raw Kafka consumer reading the same topic. Bounded in count; loopback only. Run it through
+//! a raw Kafka consumer reading the same topic; the same command through GraphQL and Envoy;
+//! and freshness (mutation answered → visible in a query) at a steady rate. Bounded in count;
+//! loopback only. Run it through
 //! `make bench`, which brings up a release-mode stack of its own and records the output in
 //! docs/BENCHMARKS.md.
 
@@ -33,6 +35,14 @@ struct Args {
     database_url: String,
     #[arg(long, env = "KAFKA_BROKERS")]
     kafka_brokers: String,
+    #[arg(long, env = "GRAPHQL_URL")]
+    graphql_url: String,
+    /// Steady command rate (per second) for the freshness measurement.
+    #[arg(long, default_value_t = 100)]
+    freshness_rate: u32,
+    /// Seconds of the freshness measurement.
+    #[arg(long, default_value_t = 10)]
+    freshness_seconds: u64,
     /// Command that stops / starts the projector (the launcher).
     #[arg(long, default_value = "scripts/stack.sh")]
     stack: String,
@@ -147,6 +157,100 @@ fn raw_consume(brokers: &str, topic: &str, expected: usize) -> anyhow::Result<Ra
     })
 }
 
+const ADD_ITEM: &str = "mutation($c: ID!, $p: ID!) { addItemToCart(cartId: $c, productId: $p, quantity: 1) { version } }";
+
+async fn graphql(
+    http: &reqwest::Client,
+    url: &str,
+    query: &str,
+    variables: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(http
+        .post(url)
+        .json(&serde_json::json!({ "query": query, "variables": variables }))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// Open loop at `freshness_rate`: each tick adds an item to one of the carts, then asks for
+/// the cart at the new version. Returns the answer-to-visible latencies and the STALE count.
+async fn freshness(
+    http: &reqwest::Client,
+    args: &Args,
+    carts: &[String],
+) -> anyhow::Result<(Rate, usize)> {
+    const AT_LEAST: &str =
+        "query($c: ID!, $v: Int!) { cart(id: $c, atLeastVersion: $v) { version } }";
+    let total = args.freshness_rate as usize * args.freshness_seconds as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(args.freshness_rate.max(1)));
+    // One task per cart in turn would serialise on the cart; spread ticks over many carts.
+    let mut spread = carts.to_vec();
+    for _ in 0..(50usize.saturating_sub(carts.len())) {
+        let body = graphql(
+            http,
+            &args.graphql_url,
+            "mutation { createCart { cartId } }",
+            serde_json::json!({}),
+        )
+        .await?;
+        if let Some(c) = body["data"]["createCart"]["cartId"].as_str() {
+            spread.push(c.to_owned());
+        }
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        tokio::time::sleep_until((start + interval * i as u32).into()).await;
+        let (http, url) = (http.clone(), args.graphql_url.clone());
+        let cart = spread[i % spread.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let product = uuid::Uuid::from_u128(i as u128 % 50 + 1).to_string();
+            let body = graphql(
+                &http,
+                &url,
+                ADD_ITEM,
+                serde_json::json!({ "c": cart, "p": product }),
+            )
+            .await?;
+            let v = body["data"]["addItemToCart"]["version"]
+                .as_i64()
+                .ok_or_else(|| anyhow::anyhow!("{body}"))?;
+            let answered = Instant::now();
+            let body = graphql(
+                &http,
+                &url,
+                AT_LEAST,
+                serde_json::json!({ "c": cart, "v": v }),
+            )
+            .await?;
+            let visible = body["data"]["cart"]["version"]
+                .as_i64()
+                .is_some_and(|got| got >= v);
+            Ok::<_, anyhow::Error>((answered.elapsed(), visible))
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut stale = 0;
+    for t in tasks {
+        let (d, visible) = t.await??;
+        if visible {
+            latencies.push(d);
+        } else {
+            stale += 1;
+        }
+    }
+    Ok((
+        Rate {
+            ops: latencies.len() + stale,
+            elapsed: start.elapsed(),
+            latencies,
+        },
+        stale,
+    ))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -258,6 +362,51 @@ async fn main() -> anyhow::Result<()> {
     })
     .await??;
 
+    // 5. The same command through GraphQL and Envoy (the projector running again).
+    let http = reqwest::Client::new();
+    let gql_carts = {
+        let mut ids = Vec::new();
+        for _ in 0..workers {
+            let body = graphql(
+                &http,
+                &args.graphql_url,
+                "mutation { createCart { cartId } }",
+                serde_json::json!({}),
+            )
+            .await?;
+            ids.push(
+                body["data"]["createCart"]["cartId"]
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("createCart: {body}"))?
+                    .to_owned(),
+            );
+        }
+        ids
+    };
+    let gql_rate = measure(workers, per_worker / 2, {
+        let (http, url, carts) = (http.clone(), args.graphql_url.clone(), gql_carts.clone());
+        move |w, i| {
+            let (http, url, cart) = (http.clone(), url.clone(), carts[w].clone());
+            async move {
+                let product = uuid::Uuid::from_u128(i as u128 % 50 + 1).to_string();
+                let body = graphql(
+                    &http,
+                    &url,
+                    ADD_ITEM,
+                    serde_json::json!({ "c": cart, "p": product }),
+                )
+                .await?;
+                anyhow::ensure!(body["data"]["addItemToCart"]["version"].is_u64(), "{body}");
+                Ok(())
+            }
+        }
+    })
+    .await?;
+
+    // 6. Freshness: at a steady rate, from a mutation's answer to a query showing it (the
+    //    query waits on the projector's NOTIFY for `atLeastVersion`).
+    let fresh = freshness(&http, &args, &gql_carts).await?;
+
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -291,7 +440,29 @@ async fn main() -> anyhow::Result<()> {
         consume.per_sec(),
         proj_rate.per_sec() / consume.per_sec()
     );
+    println!(
+        "| cart `addItemToCart` via GraphQL + Envoy, {workers} clients ({} commands) | {:.0}/s | {:.2} | {:.2} | {:.0}/s inserts | {:.2} |",
+        gql_rate.ops,
+        gql_rate.per_sec(),
+        gql_rate.pct(0.5),
+        gql_rate.pct(0.99),
+        raw_rate.per_sec(),
+        gql_rate.per_sec() / raw_rate.per_sec()
+    );
+    println!(
+        "| freshness: mutation answered → visible in a query, at {}/s for {} s ({} commands, {} stale) | - | {:.2} | {:.2} | - | - |",
+        args.freshness_rate,
+        args.freshness_seconds,
+        fresh.0.ops,
+        fresh.1,
+        fresh.0.pct(0.5),
+        fresh.0.pct(0.99)
+    );
     println!();
+    println!(
+        "p99 GraphQL command latency / p99 raw insert latency: {:.2}",
+        gql_rate.pct(0.99) / raw_rate.pct(0.99).max(1e-9)
+    );
     println!(
         "p99 command latency / p99 raw insert latency: {:.2}",
         cmd_rate.pct(0.99) / raw_rate.pct(0.99).max(1e-9)
