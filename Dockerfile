@@ -28,5 +28,6 @@ COPY --from=builder /app/target/release/command-service \
                     /app/target/release/projector \
                     /app/target/release/query-service \
                     /app/target/release/bff \
+                    /app/target/release/commerce \
                     /usr/local/bin/
 USER commerce

@@ -77,6 +77,8 @@ impl CommandServiceArgs {
 pub async fn command_service_main() -> anyhow::Result<()> {
     init_tracing();
     let args = CommandServiceArgs::parse();
+    // Every upcaster chain must be complete before an event is read.
+    event_schemas::upcast::check().map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_token();
     let ready = Readiness::default();
     let admin = tokio::spawn(serve_admin(

@@ -95,6 +95,12 @@ impl Relay {
                     metrics::counter!("relay_interruptions_total").increment(1);
                     self.ready.set_ready(false);
                     tracing::warn!(error = %e, "relay interrupted; resuming");
+                    // A fresh idempotent producer: one whose broker lost its state (it
+                    // forgot the producer id and sequences) fails or times out for ever.
+                    match self.kafka.producer() {
+                        Ok(p) => self.producer = p,
+                        Err(e) => tracing::warn!(error = %e, "recreating the producer"),
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -157,6 +157,14 @@ impl DomainEvent for CartEvent {
             CartEvent::CartClaimed(_) => "CartClaimed",
         }
     }
+
+    /// `CartItemAdded` is at v3; `event_schemas::upcast` reads v1 and v2.
+    fn schema_version(&self) -> u32 {
+        match self {
+            CartEvent::CartItemAdded(_) => 3,
+            _ => 1,
+        }
+    }
 }
 
 /// Why a cart command was refused.

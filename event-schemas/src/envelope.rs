@@ -86,9 +86,15 @@ impl EventEnvelope {
         })
     }
 
-    /// The typed domain event in this envelope.
+    /// The typed domain event in this envelope, upcast from an older schema version first.
     pub fn decode<E: DomainEvent>(&self) -> Result<E, CodecError> {
-        let tagged = serde_json::json!({ "event_type": self.event_type, "data": self.data });
+        let (_, data) = crate::upcast::upcast_data(
+            &self.stream_type,
+            &self.event_type,
+            self.schema_version,
+            self.data.clone(),
+        )?;
+        let tagged = serde_json::json!({ "event_type": self.event_type, "data": data });
         serde_json::from_value(tagged).map_err(|e| CodecError::Payload {
             event_type: self.event_type.clone(),
             reason: e.to_string(),

@@ -2,11 +2,13 @@
 //! 1.0 (structured mode, JSON) codec used on Kafka, and the JSON Schema of every event type.
 //!
 //! The payload types themselves live in `domain` (each aggregate's `decide` returns them);
-//! this crate wraps them in an [`EventEnvelope`] and names their topics.
+//! this crate wraps them in an [`EventEnvelope`] and names their topics. [`upcast`] turns old
+//! payload shapes into current ones on read.
 
 pub mod cloudevents;
 mod envelope;
 pub mod schemas;
+pub mod upcast;
 
 pub use envelope::{CodecError, EventEnvelope, EventMeta};
 

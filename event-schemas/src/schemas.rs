@@ -126,7 +126,9 @@ pub fn all() -> Vec<EventSchema> {
     use domain::user as u;
     vec![
         EventSchema::of::<CartCreated>("cart", "CartCreated", 1),
-        EventSchema::of::<CartItemAdded>("cart", "CartItemAdded", 1),
+        EventSchema::of::<crate::upcast::history::CartItemAddedV1>("cart", "CartItemAdded", 1),
+        EventSchema::of::<crate::upcast::history::CartItemAddedV2>("cart", "CartItemAdded", 2),
+        EventSchema::of::<CartItemAdded>("cart", "CartItemAdded", 3),
         EventSchema::of::<CartItemQuantityChanged>("cart", "CartItemQuantityChanged", 1),
         EventSchema::of::<CartItemRemoved>("cart", "CartItemRemoved", 1),
         EventSchema::of::<CartCleared>("cart", "CartCleared", 1),

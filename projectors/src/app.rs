@@ -59,6 +59,8 @@ pub async fn connect_pg(url: &str, max: u32) -> anyhow::Result<sqlx::PgPool> {
 pub async fn projector_main() -> anyhow::Result<()> {
     init_tracing();
     let args = ProjectorArgs::parse();
+    // Every upcaster chain must be complete before an event is read.
+    event_schemas::upcast::check().map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_token();
     let ready = Readiness::default();
     let admin = tokio::spawn(serve_admin(

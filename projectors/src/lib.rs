@@ -2,18 +2,25 @@
 //!
 //! - [`runtime`]: the one Kafka consumer runtime every read model uses: batches, checkpoints
 //!   in the same PostgreSQL transaction, dead letters.
-//! - [`cart`]: the `carts` and `cart_lines` read model.
+//! - [`cart`]: the `carts` and `cart_lines` read model ([`cart_bulk`]: the same, a batch at a
+//!   time, for rebuilds).
 //! - [`catalogue`]: the `products` read model.
 //! - [`orders`]: the `orders`, `order_lines` and `payments` read models.
 //! - [`app`]: the `projector` binary's wiring.
+//! - [`registry`], [`lag`], [`rebuild`]: the read models by name, consumer lag, and the
+//!   rebuild and verify engine behind `commerce projections ...`.
 //!
 //! Migrations (under `projectors/migrations`) are run by sqlx when a projector starts.
 
 pub mod app;
 pub mod cart;
+pub mod cart_bulk;
 pub mod catalogue;
+pub mod lag;
 pub mod notifications;
 pub mod orders;
+pub mod rebuild;
+pub mod registry;
 pub mod runtime;
 pub mod saga;
 

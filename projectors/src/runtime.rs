@@ -214,6 +214,15 @@ impl<P: Projection> ProjectorRuntime<P> {
         drop(tpl);
         self.ready.set_ready(true);
         tracing::info!(projection = name, ?topics, "projector consuming");
+        // Lag as Prometheus gauges, measured beside the consumer (see `lag`).
+        let lag = tokio::spawn(crate::lag::export_metrics(
+            self.pool.clone(),
+            self.kafka.clone(),
+            name,
+            topics.clone(),
+            Duration::from_secs(2),
+            shutdown.clone(),
+        ));
 
         let mut stream = consumer.stream();
         loop {
@@ -275,6 +284,7 @@ impl<P: Projection> ProjectorRuntime<P> {
                 tracing::debug!(error = %e, "offset commit to Kafka failed");
             }
         }
+        lag.abort();
         tracing::info!(projection = name, "projector stopped");
         Ok(())
     }

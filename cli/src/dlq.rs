@@ -1,0 +1,261 @@
+//! `dlq list` and `dlq replay`: the records projectors dead-lettered on `<topic>.dlq`, with
+//! the reason and source position from their headers, and sending them back to their source
+//! topic once the cause is fixed. Each replay is recorded in PostgreSQL (`dlq_replays`), so a
+//! record is sent back once unless `--force` is given.
+
+use crate::events::{parse_duration, AGGREGATES};
+use crate::output::{self, Format};
+use crate::Endpoints;
+use event_schemas::{cloudevents, dead_letter_topic, topic_for};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// Dead-lettered records with their reason.
+    List {
+        #[command(flatten)]
+        which: Which,
+    },
+    /// Send dead-lettered records back to their source topic (key and value unchanged).
+    Replay {
+        #[command(flatten)]
+        which: Which,
+        /// Only these records, as `<partition>:<offset>` of the dead-letter topic; repeatable.
+        #[arg(long = "record")]
+        records: Vec<String>,
+        /// Replay records that were replayed before.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Which {
+    /// Source topics (their `.dlq` is read); default: every event topic.
+    #[arg(long = "topic")]
+    topics: Vec<String>,
+    /// The end is reached after this long without a record.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    quiet: Duration,
+}
+
+/// One dead-lettered record.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub dlq_topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub reason: String,
+    pub projection: String,
+    pub source_topic: String,
+    pub source_partition: String,
+    pub source_offset: String,
+    /// The CloudEvent's type, if the value is one.
+    pub event_type: Option<String>,
+    pub replayed: bool,
+    #[serde(skip)]
+    value: Option<Vec<u8>>,
+}
+
+fn read_dead_letters(ep: &Endpoints, which: &Which) -> anyhow::Result<Vec<DeadLetter>> {
+    let sources: Vec<String> = if which.topics.is_empty() {
+        AGGREGATES.iter().map(|a| topic_for(a)).collect()
+    } else {
+        which.topics.clone()
+    };
+    let dlqs: Vec<String> = sources.iter().map(|t| dead_letter_topic(t)).collect();
+    let consumer: BaseConsumer = ep
+        .kafka()
+        .client_config()
+        .set("group.id", format!("commerce-cli-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("allow.auto.create.topics", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    let md = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    for t in md.topics() {
+        if dlqs.iter().any(|d| d == t.name()) {
+            for p in t.partitions() {
+                tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
+            }
+        }
+    }
+    if tpl.count() == 0 {
+        return Ok(vec![]);
+    }
+    consumer.assign(&tpl)?;
+    drop(tpl);
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < which.quiet {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m?;
+        last = Instant::now();
+        let header = |name: &str| -> String {
+            m.headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == name)
+                        .and_then(|x| x.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
+                .unwrap_or_default()
+        };
+        out.push(DeadLetter {
+            dlq_topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            reason: header("dlq-reason"),
+            projection: header("dlq-projection"),
+            source_topic: header("dlq-source-topic"),
+            source_partition: header("dlq-source-partition"),
+            source_offset: header("dlq-source-offset"),
+            event_type: m
+                .payload()
+                .and_then(|p| cloudevents::decode(p).ok())
+                .map(|e| format!("{} v{}", e.event_type, e.schema_version)),
+            replayed: false,
+            value: m.payload().map(<[u8]>::to_vec),
+        });
+    }
+    out.sort_by(|a, b| {
+        (&a.dlq_topic, a.partition, a.offset).cmp(&(&b.dlq_topic, b.partition, b.offset))
+    });
+    Ok(out)
+}
+
+async fn replayed(pool: &sqlx::PgPool) -> anyhow::Result<HashSet<(String, i32, i64)>> {
+    let rows: Vec<(String, i32, i64)> =
+        sqlx::query_as("SELECT dlq_topic, partition, dlq_offset FROM dlq_replays")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+fn print(out: Format, letters: &[DeadLetter]) -> anyhow::Result<()> {
+    match out {
+        Format::Json => output::json(&letters),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = letters
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.dlq_topic.clone(),
+                        format!("{}:{}", d.partition, d.offset),
+                        d.key.clone().unwrap_or_default(),
+                        d.event_type.clone().unwrap_or_else(|| "-".into()),
+                        d.projection.clone(),
+                        format!("{}:{}", d.source_partition, d.source_offset),
+                        if d.replayed { "yes" } else { "no" }.into(),
+                        d.reason.clone(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "dlq topic",
+                    "record",
+                    "key",
+                    "event",
+                    "projection",
+                    "source",
+                    "replayed",
+                    "reason",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+    }
+}
+
+pub async fn run(cmd: DlqCommand, ep: &Endpoints, out: Format) -> anyhow::Result<i32> {
+    let pool = ep.pg().await?;
+    let done = replayed(&pool).await?;
+    let which = match &cmd {
+        DlqCommand::List { which } | DlqCommand::Replay { which, .. } => which.clone(),
+    };
+    let ep2 = ep.clone();
+    let mut letters =
+        tokio::task::spawn_blocking(move || read_dead_letters(&ep2, &which)).await??;
+    for d in &mut letters {
+        d.replayed = done.contains(&(d.dlq_topic.clone(), d.partition, d.offset));
+    }
+    match cmd {
+        DlqCommand::List { .. } => {
+            print(out, &letters)?;
+            Ok(0)
+        }
+        DlqCommand::Replay { records, force, .. } => {
+            let wanted: HashSet<String> = records.into_iter().collect();
+            let chosen: Vec<DeadLetter> = letters
+                .into_iter()
+                .filter(|d| {
+                    wanted.is_empty() || wanted.contains(&format!("{}:{}", d.partition, d.offset))
+                })
+                .filter(|d| force || !d.replayed)
+                .collect();
+            let producer = ep.kafka().producer()?;
+            for d in &chosen {
+                anyhow::ensure!(
+                    !d.source_topic.is_empty(),
+                    "{}:{}:{} has no dlq-source-topic header",
+                    d.dlq_topic,
+                    d.partition,
+                    d.offset
+                );
+                let from = format!("{}:{}:{}", d.dlq_topic, d.partition, d.offset);
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "content-type",
+                        value: Some(cloudevents::CONTENT_TYPE),
+                    })
+                    .insert(Header {
+                        key: "dlq-replayed-from",
+                        value: Some(from.as_str()),
+                    });
+                let mut record: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(&d.source_topic).headers(headers);
+                if let Some(k) = &d.key {
+                    record = record.key(k.as_bytes());
+                }
+                if let Some(v) = &d.value {
+                    record = record.payload(v.as_slice());
+                }
+                producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .map_err(|(e, _)| anyhow::anyhow!("producing the replay of {from}: {e}"))?;
+                sqlx::query(
+                    "INSERT INTO dlq_replays (dlq_topic, partition, dlq_offset) VALUES ($1, $2, $3)
+                     ON CONFLICT (dlq_topic, partition, dlq_offset) DO UPDATE SET replayed_at = now()",
+                )
+                .bind(&d.dlq_topic)
+                .bind(d.partition)
+                .bind(d.offset)
+                .execute(&pool)
+                .await?;
+            }
+            let replayed: Vec<DeadLetter> = chosen
+                .into_iter()
+                .map(|mut d| {
+                    d.replayed = true;
+                    d
+                })
+                .collect();
+            print(out, &replayed)?;
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The read models by name, for the operator tools (`commerce projections ...`): which
+//! topics feed each, which tables it owns (parents before children), and how to apply one
+//! event to it. A new read model is one more entry in [`read_models`] and [`apply`].
+
+use crate::cart::CartProjection;
+use crate::catalogue::ProductProjection;
+use crate::orders::OrderProjection;
+use crate::runtime::{Projection, ProjectionError};
+use event_schemas::{topic_for, EventEnvelope};
+use sqlx::PgConnection;
+
+/// One projection as the tools see it.
+#[derive(Debug, Clone)]
+pub struct ReadModel {
+    /// The projection's name: its checkpoint rows and consumer group `projector.<name>`.
+    pub name: &'static str,
+    pub topics: Vec<String>,
+    /// Every table it writes, parents first. A rebuild writes with `search_path` set to its
+    /// own schema alone, so a table missing here fails the rebuild (never the live table).
+    pub tables: &'static [&'static str],
+    /// Whether it may be rebuilt from offset zero: a process manager sends commands, so
+    /// replaying it is not a rebuild.
+    pub rebuildable: bool,
+}
+
+/// Every projection, read models first.
+pub fn read_models() -> Vec<ReadModel> {
+    vec![
+        ReadModel {
+            name: CartProjection.name(),
+            topics: CartProjection.topics(),
+            tables: &["carts", "cart_lines"],
+            rebuildable: true,
+        },
+        ReadModel {
+            name: ProductProjection.name(),
+            topics: ProductProjection.topics(),
+            tables: &["products", "reviews"],
+            rebuildable: true,
+        },
+        ReadModel {
+            name: OrderProjection.name(),
+            topics: OrderProjection.topics(),
+            tables: &["orders", "order_lines", "payments", "order_timeline"],
+            rebuildable: true,
+        },
+        ReadModel {
+            name: "notification",
+            topics: vec![topic_for("order"), topic_for("user")],
+            tables: &[
+                "notification_recipients",
+                "notification_orders",
+                "notifications",
+            ],
+            // It sends notifications.
+            rebuildable: false,
+        },
+        ReadModel {
+            name: "checkout-saga",
+            topics: ["cart", "order", "payment", "user"]
+                .iter()
+                .map(|t| topic_for(t))
+                .collect(),
+            tables: &["checkouts"],
+            rebuildable: false,
+        },
+    ]
+}
+
+/// The projection called `name`.
+pub fn find(name: &str) -> Option<ReadModel> {
+    read_models().into_iter().find(|m| m.name == name)
+}
+
+/// Applies a batch of events to the read model `name`, in order; returns, per event, the
+/// reason it was refused, if it was. The cart model has a batched path
+/// ([`crate::cart_bulk`]); the others apply one event at a time.
+pub async fn apply_batch(
+    name: &str,
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+) -> Result<Vec<Option<String>>, ProjectionError> {
+    if name == "cart" {
+        return crate::cart_bulk::apply_batch(conn, events).await;
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for env in events {
+        match apply(name, conn, env).await {
+            Ok(()) => out.push(None),
+            Err(ProjectionError::Poison(reason)) => out.push(Some(reason)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Applies one event to the read model `name` on `conn` (whose `search_path` decides which
+/// schema's tables are written).
+pub async fn apply(
+    name: &str,
+    conn: &mut PgConnection,
+    env: &EventEnvelope,
+) -> Result<(), ProjectionError> {
+    match name {
+        "cart" => CartProjection.apply(conn, env).await,
+        "product" => ProductProjection.apply(conn, env).await,
+        "order" => OrderProjection.apply(conn, env).await,
+        other => Err(ProjectionError::Poison(format!(
+            "{other} cannot be applied outside its projector"
+        ))),
+    }
+}
