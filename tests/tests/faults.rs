@@ -115,8 +115,17 @@ fn assert_topic_matches_store(stream_type: &str, store: &BTreeMap<String, Vec<Ev
     });
     let mut on_kafka: BTreeMap<String, Vec<EventEnvelope>> = BTreeMap::new();
     for r in &records {
-        let env = event_schemas::cloudevents::decode(&serde_json::to_vec(&r.value).unwrap())
-            .unwrap_or_else(|e| panic!("undecodable record on {topic}: {e}"));
+        // Other tests put garbage on the topics on purpose (dead-letter tests); it is no
+        // event, and no event of the store may be garbled.
+        let Ok(env) = event_schemas::cloudevents::decode(&serde_json::to_vec(&r.value).unwrap())
+        else {
+            assert!(
+                r.value.get("specversion").is_none(),
+                "a CloudEvent on {topic} does not decode: {}",
+                r.value
+            );
+            continue;
+        };
         let stream = on_kafka.entry(env.stream_id.clone()).or_default();
         // Repeats of the last record (or of an earlier one) are redelivery, not new facts.
         if stream.iter().any(|e| e.version == env.version) {
