@@ -95,11 +95,14 @@ impl Relay {
                     metrics::counter!("relay_interruptions_total").increment(1);
                     self.ready.set_ready(false);
                     tracing::warn!(error = %e, "relay interrupted; resuming");
-                    // A fresh idempotent producer: one whose broker lost its state (it
-                    // forgot the producer id and sequences) fails or times out for ever.
-                    match self.kafka.producer() {
-                        Ok(p) => self.producer = p,
-                        Err(e) => tracing::warn!(error = %e, "recreating the producer"),
+                    // After a produce failure, a fresh idempotent producer: one whose broker
+                    // lost its state (it forgot the producer id and sequences) fails or
+                    // times out for ever. Store failures keep the producer.
+                    if e.downcast_ref::<ProduceFailed>().is_some() {
+                        match self.kafka.producer() {
+                            Ok(p) => self.producer = p,
+                            Err(e) => tracing::warn!(error = %e, "recreating the producer"),
+                        }
                     }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -267,14 +270,18 @@ impl Relay {
             let delivery = self
                 .producer
                 .send_result(record)
-                .map_err(|(e, _)| anyhow::anyhow!("enqueueing to Kafka: {e}"))?;
+                .map_err(|(e, _)| ProduceFailed(format!("enqueueing to Kafka: {e}")))?;
             deliveries.push(delivery);
         }
         for d in deliveries {
             match d.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => anyhow::bail!("Kafka refused a record: {e}"),
-                Err(_) => anyhow::bail!("Kafka producer dropped a record"),
+                Ok(Err((e, _))) => {
+                    return Err(ProduceFailed(format!("Kafka refused a record: {e}")).into())
+                }
+                Err(_) => {
+                    return Err(ProduceFailed("Kafka producer dropped a record".into()).into())
+                }
             }
         }
         metrics::counter!("relay_events_published_total").increment(batch.len() as u64);
@@ -291,6 +298,11 @@ impl Relay {
         Ok(())
     }
 }
+
+/// Kafka did not take a record: the relay starts a new producer before resuming.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ProduceFailed(String);
 
 type Item = anyhow::Result<(EventEnvelope, Option<ResumeToken>)>;
 
