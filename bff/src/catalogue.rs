@@ -3,6 +3,7 @@
 //! in through per-request DataLoaders, so a page of any size costs one backend call (one SQL
 //! statement) per kind of detail, never one per product.
 
+use crate::connection::{Connection, Edge};
 use crate::error::{gql, BffError};
 use crate::schema::{backends, grpc};
 use crate::shop::{parse_doc, Attribute, MoneyView};
@@ -357,28 +358,7 @@ pub struct ProductFilter {
     pub attributes: Vec<Attribute>,
 }
 
-/// Relay page info.
-#[derive(SimpleObject)]
-pub struct PageInfo {
-    pub has_next_page: bool,
-    pub has_previous_page: bool,
-    pub start_cursor: Option<String>,
-    pub end_cursor: Option<String>,
-}
-
-#[derive(SimpleObject)]
-pub struct ProductEdge {
-    pub cursor: String,
-    pub node: Product,
-}
-
-#[derive(SimpleObject)]
-pub struct ProductConnection {
-    pub edges: Vec<ProductEdge>,
-    pub page_info: PageInfo,
-    /// How many products match, over all pages.
-    pub total_count: i64,
-}
+pub type ProductConnection = Connection<Product>;
 
 fn page_size(n: Option<i32>) -> Result<u32, BffError> {
     match n {
@@ -393,7 +373,7 @@ fn page_size(n: Option<i32>) -> Result<u32, BffError> {
 /// Loads the details the query asks for, for the whole page at once: one batch per kind,
 /// however the resolvers of the page's products are scheduled. Their `load_one`s then hit
 /// the request's cache.
-async fn prefetch(ctx: &Context<'_>, edges: &[ProductEdge]) -> Result<(), BffError> {
+async fn prefetch(ctx: &Context<'_>, edges: &[Edge<Product>]) -> Result<(), BffError> {
     let node = ctx.look_ahead().field("edges").field("node");
     let loader = loader(ctx)?;
     let ids = || edges.iter().map(|e| e.node.id.to_string());
@@ -539,28 +519,9 @@ impl CatalogueQuery {
                 .search_products(grpc(ctx, request))
                 .await?
                 .into_inner();
-            let edges = page
-                .json
-                .iter()
-                .zip(page.cursors)
-                .map(|(j, cursor)| {
-                    Ok(ProductEdge {
-                        cursor,
-                        node: parse_doc::<ProductDoc>(j)?.into(),
-                    })
-                })
-                .collect::<Result<Vec<_>, BffError>>()?;
-            prefetch(ctx, &edges).await?;
-            Ok(ProductConnection {
-                page_info: PageInfo {
-                    has_next_page: page.has_next_page,
-                    has_previous_page: page.has_previous_page,
-                    start_cursor: edges.first().map(|e| e.cursor.clone()),
-                    end_cursor: edges.last().map(|e| e.cursor.clone()),
-                },
-                edges,
-                total_count: page.total_count as i64,
-            })
+            let connection = Connection::of(page, |j| Ok(parse_doc::<ProductDoc>(j)?.into()))?;
+            prefetch(ctx, &connection.edges).await?;
+            Ok(connection)
         }
         .await)
     }

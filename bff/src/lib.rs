@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod catalogue;
 pub mod clients;
+pub mod connection;
 pub mod error;
 pub mod live;
 pub mod orders;

@@ -2,7 +2,7 @@
 //! Relay connections, the latter filtered by status, placing time and customer), an order's
 //! timeline, time travel (`orderAt`), and the notifications sent about orders.
 
-use crate::catalogue::PageInfo;
+use crate::connection::Connection;
 use crate::error::{gql, BffError};
 use crate::schema::{backends, caller, grpc};
 use crate::shop::{order_of, parse_doc, MoneyView, Order, OrderLine};
@@ -75,18 +75,7 @@ pub struct OrderFilter {
     pub placed_to: Option<DateTime<Utc>>,
 }
 
-#[derive(SimpleObject)]
-pub struct OrderEdge {
-    pub cursor: String,
-    pub node: Order,
-}
-
-#[derive(SimpleObject)]
-pub struct OrderConnection {
-    pub edges: Vec<OrderEdge>,
-    pub page_info: PageInfo,
-    pub total_count: i64,
-}
+pub type OrderConnection = Connection<Order>;
 
 async fn list(
     ctx: &Context<'_>,
@@ -121,27 +110,7 @@ async fn list(
         ))
         .await?
         .into_inner();
-    let edges = page
-        .json
-        .iter()
-        .zip(page.cursors)
-        .map(|(j, cursor)| {
-            Ok(OrderEdge {
-                cursor,
-                node: order_of(j)?,
-            })
-        })
-        .collect::<Result<Vec<_>, BffError>>()?;
-    Ok(OrderConnection {
-        page_info: PageInfo {
-            has_next_page: page.has_next_page,
-            has_previous_page: page.has_previous_page,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
-        },
-        edges,
-        total_count: page.total_count as i64,
-    })
+    Connection::of(page, order_of)
 }
 
 /// An order as it was at a version or a time, folded from the event store.

@@ -274,24 +274,35 @@ pub async fn search(
     crate::sql_statement("shop");
     let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
 
+    let mut page = page_of(rows, s.sort.tag(), total);
+    page.has_next_page = if s.backward { s.cursor.is_some() } else { more };
+    page.has_previous_page = if s.backward { more } else { s.cursor.is_some() };
+    Ok(page)
+}
+
+/// A page of `(document, id, sort key)` rows, each with its cursor in the order named `sort`
+/// (page info is the caller's).
+pub fn page_of(
+    rows: impl IntoIterator<Item = (String, Uuid, String)>,
+    sort: &str,
+    total: i64,
+) -> Page {
     let mut page = Page {
         total_count: total.max(0) as u64,
-        has_next_page: if s.backward { s.cursor.is_some() } else { more },
-        has_previous_page: if s.backward { more } else { s.cursor.is_some() },
         ..Default::default()
     };
     for (json, id, key) in rows {
         page.json.push(json);
         page.cursors.push(
             Cursor {
-                sort: s.sort.tag().to_owned(),
+                sort: sort.to_owned(),
                 key,
                 id,
             }
             .encode(),
         );
     }
-    Ok(page)
+    page
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! and their timelines), payments and notifications from their read models, as JSON
 //! documents built by PostgreSQL.
 
-use crate::search::Cursor;
+use crate::search::{page_of, Cursor};
 use crate::watch::VersionWatch;
 use crate::QueryError;
 use proto::queries::queries_server::{Queries, QueriesServer};
@@ -112,23 +112,10 @@ async fn list_orders(pool: &PgPool, r: &ListOrdersRequest) -> Result<Page, Query
         .bind(to)
         .fetch_one(pool)
         .await?;
-    let mut page = Page {
-        total_count: total.max(0) as u64,
-        has_next_page: rows.len() > limit as usize,
-        has_previous_page: after.is_some(),
-        ..Default::default()
-    };
-    for (json, id, key) in rows.into_iter().take(limit as usize) {
-        page.json.push(json);
-        page.cursors.push(
-            Cursor {
-                sort: "ORDERS".into(),
-                key,
-                id,
-            }
-            .encode(),
-        );
-    }
+    let more = rows.len() > limit as usize;
+    let mut page = page_of(rows.into_iter().take(limit as usize), "ORDERS", total);
+    page.has_next_page = more;
+    page.has_previous_page = after.is_some();
     Ok(page)
 }
 

@@ -144,17 +144,3 @@ async fn queries_past_the_depth_or_complexity_limit_are_refused_with_a_code() {
     assert_eq!(status, 200);
     assert!(body["data"]["__schema"]["types"].is_array(), "{body}");
 }
-
-/// `query_sql_statements_total` of the shop query service.
-async fn shop_sql_statements(client: &reqwest::Client) -> f64 {
-    let url = format!(
-        "{}/metrics",
-        env("SHOP_QUERY_ADMIN_URL", "http://127.0.0.1:19210")
-    );
-    let text = client.get(&url).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find(|l| l.starts_with("query_sql_statements_total{service=\"shop\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}

@@ -168,19 +168,6 @@ fn assert_each_once(ids: &[String], expected: usize) {
     assert_eq!(unique.len(), expected, "each product exactly once");
 }
 
-async fn sql_statements(client: &reqwest::Client) -> f64 {
-    let url = format!(
-        "{}/metrics",
-        env("SHOP_QUERY_ADMIN_URL", "http://127.0.0.1:19210")
-    );
-    let text = client.get(&url).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find(|l| l.starts_with("query_sql_statements_total{service=\"shop\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 const DETAILS: &str = "query($f: ProductFilter, $first: Int) {
   products(filter: $f, sort: NAME, first: $first) {
     edges { node { id name stock { onHand available } rating { average count } brand { name productCount } } }
@@ -349,7 +336,7 @@ async fn search_filter_sort_and_page_a_thousand_products() {
     // one count, and one batched statement each for stock, ratings and brands.
     let mut costs = Vec::new();
     for first in [5, 100] {
-        let before = sql_statements(&client).await;
+        let before = shop_sql_statements(&client).await;
         let body = gql(
             &client,
             DETAILS,
@@ -361,7 +348,7 @@ async fn search_filter_sort_and_page_a_thousand_products() {
         assert!(edges
             .iter()
             .all(|e| e["node"]["stock"].is_object() && e["node"]["brand"]["name"].is_string()));
-        costs.push(sql_statements(&client).await - before);
+        costs.push(shop_sql_statements(&client).await - before);
     }
     assert_eq!(
         costs[0], costs[1],

@@ -453,3 +453,17 @@ pub async fn buy(
 pub const GOOD_CARD: &str = "4242424242424242";
 pub const DECLINED_CARD: &str = "4000000000000002";
 pub const NO_FUNDS_CARD: &str = "4000000000009995";
+
+/// `query_sql_statements_total` of the shop query service: what queries cost in SQL.
+pub async fn shop_sql_statements(client: &reqwest::Client) -> f64 {
+    let url = format!(
+        "{}/metrics",
+        env("SHOP_QUERY_ADMIN_URL", "http://127.0.0.1:19210")
+    );
+    let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with("query_sql_statements_total{service=\"shop\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
