@@ -12,6 +12,9 @@
 #
 # Every endpoint is configurable through the environment (see the defaults below); with
 # KAFKA_BROKERS / MONGODB_URI / DATABASE_URL set, the external component is used as is.
+# PostgreSQL is the machine's server on port 5432 by default; PG_PRIVATE=1 runs a cluster of
+# the stack's own instead (service `postgres`, data under $STACK_DIR/data/pg, port 5432 +
+# PORT_OFFSET), which `make test` uses so that its fault tests can restart PostgreSQL.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,6 +63,10 @@ ORDER_PROJECTOR_ADMIN_PORT=$((9212 + O))
 NOTIFICATION_PROJECTOR_ADMIN_PORT=$((9214 + O))
 CHECKOUT_SAGA_ADMIN_PORT=$((9213 + O))
 PG_DB=${PG_DB:-commerce}
+# As given, else what the last `up` of this stack directory used.
+PG_PRIVATE=${PG_PRIVATE:-$(cat "$STACK_DIR/pg_private" 2>/dev/null || echo 0)}
+PG_PORT=${PG_PORT:-5432}
+[ "$PG_PRIVATE" = 1 ] && PG_PORT=$((5432 + O))
 
 EXTERNAL_KAFKA=${KAFKA_BROKERS:+yes}
 EXTERNAL_MONGO=${MONGODB_URI:+yes}
@@ -67,7 +74,7 @@ EXTERNAL_PG=${DATABASE_URL:+yes}
 export KAFKA_BROKERS=${KAFKA_BROKERS:-$HOST:$KAFKA_PORT}
 export MONGODB_URI=${MONGODB_URI:-mongodb://$HOST:$MONGO_PORT/?directConnection=true}
 export MONGODB_DB=${MONGODB_DB:-commerce}
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@$HOST:5432/$PG_DB}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@$HOST:$PG_PORT/$PG_DB}
 export CART_COMMAND_URL=http://$HOST:$CART_COMMAND_PORT
 export CART_QUERY_URL=http://$HOST:$CART_QUERY_PORT
 export ORDER_COMMAND_URL=http://$HOST:$ORDER_COMMAND_PORT
@@ -86,6 +93,7 @@ export ADMIN_PASSWORD=${ADMIN_PASSWORD:-$(cat "$STACK_DIR/admin_password")}
 export RUST_LOG=${RUST_LOG:-info}
 
 INFRA=(tansu mongo envoy)
+[ "$PG_PRIVATE" = 1 ] && [ -z "$EXTERNAL_PG" ] && INFRA=(postgres "${INFRA[@]}")
 SERVICES=(cart-query shop-query cart-command product-command order-command payment-command
   user-command relay cart-projector product-projector order-projector notification-projector
   checkout-saga bff)
@@ -93,9 +101,34 @@ SERVICES=(cart-query shop-query cart-command product-command order-command payme
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# The newest PostgreSQL server binaries on the machine (Debian's layout), for PG_PRIVATE.
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
+
+# PostgreSQL refuses to run as root: as root, its programs run as the `postgres` user.
+as_pg_user() {
+  if [ "$(id -u)" = 0 ]; then printf '%s\n' setpriv --reuid=postgres --regid=postgres --init-groups --; fi
+}
+
+# A private cluster's data directory, created on first start.
+init_private_pg() {
+  [ -s "$DATA/pg/PG_VERSION" ] && return 0
+  local bin; bin=$(pg_bin)
+  [ -x "$bin/initdb" ] || die "PG_PRIVATE=1 needs PostgreSQL's server binaries (Debian: apt-get install postgresql)"
+  mkdir -p "$DATA/pg"
+  [ "$(id -u)" = 0 ] && chown postgres: "$DATA/pg"
+  local -a run; mapfile -t run < <(as_pg_user)
+  "${run[@]}" "$bin/initdb" -D "$DATA/pg" -U postgres -A trust --no-sync >"$LOGS/postgres-init.log" 2>&1 ||
+    die "initdb failed (log: $LOGS/postgres-init.log)"
+}
+
 # The command line of a component, one word per line.
 cmd_of() {
   case "$1" in
+    postgres)
+      as_pg_user
+      # A test cluster: a killed process loses nothing (the OS keeps the files), so no fsync.
+      printf '%s\n' "$(pg_bin)/postgres" -D "$DATA/pg" -p "$PG_PORT" -c unix_socket_directories= \
+        -c "listen_addresses=$HOST" -c max_connections=300 -c fsync=off -c full_page_writes=off ;;
     tansu) printf '%s\n' "$TOOLS_BIN/tansu" broker \
         --listener-url "tcp://$HOST:$KAFKA_PORT" --advertised-listener-url "tcp://$HOST:$KAFKA_PORT" \
         --storage-engine memory://tansu/ ;;
@@ -135,6 +168,7 @@ cmd_of() {
 # How to tell a component is ready: "tcp PORT" or "http URL".
 health_of() {
   case "$1" in
+    postgres) echo "pg $PG_PORT" ;;
     tansu) echo "tcp $KAFKA_PORT" ;;
     mongo) echo "tcp $MONGO_PORT" ;;
     envoy) echo "http http://$HOST:$ENVOY_ADMIN_PORT/ready" ;;
@@ -173,6 +207,9 @@ wait_ready() {
   read -r kind target <<<"$(health_of "$name")"
   while :; do
     if [ "$kind" = tcp ] && tcp_open "$target"; then return 0; fi
+    # (Asks which cluster answers: another PostgreSQL on the port must not pass for ours.)
+    if [ "$kind" = pg ] && [ "$(psql -tAqX "postgres://postgres@$HOST:$target/postgres" \
+      -c 'SHOW data_directory' 2>/dev/null)" = "$DATA/pg" ]; then return 0; fi
     if [ "$kind" = http ] && curl -fsS -o /dev/null --max-time 2 "$target" 2>/dev/null; then return 0; fi
     if ! alive "$name"; then
       log "$name exited; last log lines:"; tail -n 30 "$LOGS/$name.log" >&2 || true
@@ -192,6 +229,7 @@ start_one() {
   if alive "$name"; then log "$name already running (pid $(pid_of "$name"))"; return 0; fi
   mkdir -p "$LOGS" "$PIDS" "$DATA"
   [ "$name" = mongo ] && mkdir -p "$DATA/mongo"
+  [ "$name" = postgres ] && init_private_pg
   [ "$name" = envoy ] && render_envoy
   local -a cmd; mapfile -t cmd < <(cmd_of "$name")
   [ -x "${cmd[0]}" ] || command -v "${cmd[0]}" >/dev/null || die "$name: ${cmd[0]} is missing (run: make up)"
@@ -214,6 +252,8 @@ init_mongod() {
 
 stop_one() {
   local name=$1 sig=${2:-TERM} p
+  # PostgreSQL's SIGTERM waits for every client to leave; SIGINT is its fast shutdown.
+  [ "$name" = postgres ] && [ "$sig" = TERM ] && sig=INT
   p=$(pid_of "$name")
   if [ -z "$p" ] || ! kill -0 "$p" 2>/dev/null; then rm -f "$PIDS/$name.pid"; return 0; fi
   kill "-$sig" "$p" 2>/dev/null || true
@@ -242,7 +282,9 @@ pg_admin_url() {
 
 prepare_postgres() {
   if [ -z "$EXTERNAL_PG" ]; then
-    if ! pg_isready -q -h "$HOST" -p 5432 2>/dev/null; then
+    if [ "$PG_PRIVATE" = 1 ]; then
+      start_one postgres
+    elif ! pg_isready -q -h "$HOST" -p 5432 2>/dev/null; then
       log "starting the local PostgreSQL cluster"
       pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || \
         die "no PostgreSQL on $HOST:5432; set DATABASE_URL"
@@ -303,6 +345,7 @@ up() {
   fi
   mkdir -p "$LOGS" "$PIDS" "$DATA"
   echo "$PROFILE" >"$STACK_DIR/profile"
+  echo "$PG_PRIVATE" >"$STACK_DIR/pg_private"
   prepare_postgres
   for s in "${INFRA[@]}" "${SERVICES[@]}"; do start_one "$s"; done
   print_env >"$STACK_DIR/stack.env"

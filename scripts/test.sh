@@ -10,6 +10,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/commerce-target}
 # A stack of its own, beside any `make up` stack.
 # TEST_STACK_DIR, TEST_PORT_OFFSET and TEST_PG_DB let two checkouts test side by side.
 export STACK_DIR=${TEST_STACK_DIR:-$ROOT/.stack-test} PROFILE=dev FRESH=1 PG_DB=${TEST_PG_DB:-commerce_test}
+# A PostgreSQL cluster of its own, so the fault tests may restart it.
+export PG_PRIVATE=1
 export PORT_OFFSET=${TEST_PORT_OFFSET:-10000} ENVOY_RATE_LIMIT=400
 # Short enough for the timeout test, long enough for a checkout on a busy 2-core machine.
 export CHECKOUT_TIMEOUT_SECS=15

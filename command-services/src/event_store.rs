@@ -4,9 +4,13 @@
 //! key means another writer got there first: that is reported as [`StoreError::Conflict`],
 //! never as an overwrite.
 //!
+//! Single-event appends, the common case, go through [`GroupCommit`]: those that arrive while
+//! the store is busy share one unordered `insert_many`, each keeping its own outcome.
+//!
 //! Each document also carries `published: false` until the relay has handed it to Kafka; the
 //! relay's catch-up read finds whatever a crash left behind through that flag.
 
+use crate::group_commit::{GroupCommit, GroupCommitConfig};
 use chrono::{DateTime, Utc};
 use event_schemas::EventEnvelope;
 use futures::TryStreamExt;
@@ -94,19 +98,34 @@ pub struct EventStore {
     db: Database,
     events: Collection<Document>,
     idempotency: Collection<Document>,
+    /// Groups single-event appends; `None` writes each with its own `insert_one`.
+    group: Option<GroupCommit>,
 }
 
 impl EventStore {
-    /// Connects and makes sure the indexes exist.
+    /// Connects with the default group commit and makes sure the indexes exist.
     pub async fn connect(uri: &str, db_name: &str) -> anyhow::Result<Self> {
+        Self::connect_with(uri, db_name, GroupCommitConfig::default()).await
+    }
+
+    /// Connects and makes sure the indexes exist; `max_batch` 1 turns group commit off.
+    pub async fn connect_with(
+        uri: &str,
+        db_name: &str,
+        group_commit: GroupCommitConfig,
+    ) -> anyhow::Result<Self> {
         let mut options = mongodb::options::ClientOptions::parse(uri).await?;
         options.app_name = Some("commerce".into());
         options.server_selection_timeout = Some(Duration::from_secs(5));
         options.connect_timeout = Some(Duration::from_secs(5));
         let client = Client::with_options(options)?;
         let db = client.database(db_name);
+        let events: Collection<Document> = db.collection("events");
+        let group =
+            (group_commit.max_batch > 1).then(|| GroupCommit::start(events.clone(), group_commit));
         let store = Self {
-            events: db.collection("events"),
+            events,
+            group,
             idempotency: db.collection("idempotency_keys"),
             client,
             db,
@@ -153,6 +172,11 @@ impl EventStore {
 
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// The most single-event appends group-committed together so far (0 when it is off).
+    pub fn largest_group_commit(&self) -> usize {
+        self.group.as_ref().map_or(0, GroupCommit::largest_batch)
     }
 
     pub fn events(&self) -> &Collection<Document> {
@@ -262,9 +286,15 @@ impl EventStore {
             .map(to_document)
             .collect::<Result<Vec<_>, _>>()?;
         if docs.len() == 1 && idempotency_key.is_none() && side.is_empty() {
-            // One document is written atomically on its own: no transaction, one round trip.
+            // One document is written atomically on its own: no transaction, one round trip,
+            // shared with other appends pending at the same moment.
             if let Some(doc) = docs.pop() {
-                self.events.insert_one(doc).await?;
+                match &self.group {
+                    Some(group) => group.insert(doc).await?,
+                    None => {
+                        self.events.insert_one(doc).await?;
+                    }
+                }
             }
             return Ok(());
         }

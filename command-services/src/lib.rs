@@ -2,6 +2,7 @@
 //!
 //! - [`event_store`]: the MongoDB event store (one document per event, atomic appends,
 //!   duplicate key = conflict, idempotency records).
+//! - [`group_commit`]: concurrent single-event appends share one `insert_many`.
 //! - [`handler`]: the one generic command handler every aggregate uses.
 //! - [`cart_service`]: the `CartCommands` gRPC service.
 //! - [`relay`]: tails the store and publishes every committed event to Kafka.
@@ -14,6 +15,7 @@ pub mod cart_service;
 pub mod error;
 pub mod event_store;
 pub mod generic_service;
+pub mod group_commit;
 pub mod handler;
 pub mod kafka;
 pub mod payment_service;
@@ -33,10 +35,25 @@ pub struct MongoArgs {
     pub mongodb_uri: String,
     #[arg(long, env = "MONGODB_DB", default_value = "commerce")]
     pub mongodb_db: String,
+    /// Group commit: most single-event appends written together in one `insert_many`;
+    /// 1 turns it off (one `insert_one` per append).
+    #[arg(long, env = "STORE_GROUP_COMMIT", default_value_t = 64)]
+    pub group_commit: usize,
+    /// Group-commit batches in flight at once.
+    #[arg(long, env = "STORE_GROUP_COMMIT_WRITERS", default_value_t = 2)]
+    pub group_commit_writers: usize,
 }
 
 impl MongoArgs {
     pub async fn connect(&self) -> anyhow::Result<event_store::EventStore> {
-        event_store::EventStore::connect(&self.mongodb_uri, &self.mongodb_db).await
+        event_store::EventStore::connect_with(
+            &self.mongodb_uri,
+            &self.mongodb_db,
+            group_commit::GroupCommitConfig {
+                max_batch: self.group_commit,
+                writers: self.group_commit_writers,
+            },
+        )
+        .await
     }
 }

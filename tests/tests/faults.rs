@@ -5,7 +5,10 @@
 //!   the state folded from the store, no payment is captured twice and no stock is negative;
 //! - the broker is paused (SIGSTOP) and resumed: the relay and the projectors recover;
 //! - the MongoDB-wire server restarts under load: commands fail cleanly as UNAVAILABLE (never
-//!   INTERNAL) while it is down, recover by themselves, and nothing acknowledged is lost.
+//!   INTERNAL) while it is down, recover by themselves, and nothing acknowledged is lost;
+//! - PostgreSQL restarts under load: reads fail cleanly as UNAVAILABLE while it is down,
+//!   commands go on, and the projectors, the saga and the query services recover by
+//!   themselves with nothing acknowledged lost.
 
 mod common;
 
@@ -26,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The two tests break the whole stack in different ways: one at a time.
+/// These tests break the whole stack in different ways: one at a time.
 static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A GraphQL request straight to the BFF (Envoy's client rate limit is not under test here).
@@ -501,45 +504,8 @@ async fn a_paused_broker_and_a_restarted_store_are_survived() {
 
     // Restart the store while a writer runs: a command fails as UNAVAILABLE (retryable) or
     // succeeds; it never fails otherwise, and every acknowledged one is kept.
-    let writer = {
-        let client = client.clone();
-        let cart = cart.clone();
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut codes = BTreeSet::new();
-            let deadline = Instant::now() + Duration::from_secs(25);
-            // A few products, one unit at a time (a cart has a bounded number of lines).
-            let products: Vec<String> = (0..5).map(|_| new_id()).collect();
-            let mut i = 0;
-            while Instant::now() < deadline {
-                i += 1;
-                let p = &products[i % products.len()];
-                let (_, body) =
-                    gql_raw(&client, ADD_ITEM, json!({ "c": cart, "p": p, "q": 1 })).await;
-                match body["data"]["addItemToCart"]["version"].as_i64() {
-                    Some(v) => acked.push(v),
-                    None => {
-                        let code = error_code(&body).unwrap_or_default();
-                        if code != "UNAVAILABLE" {
-                            eprintln!("refused: {body}");
-                        }
-                        codes.insert(code);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (acked, codes)
-        })
-    };
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // Down for a few seconds, then back.
-    tokio::task::spawn_blocking(|| stack(&["stop", "mongo"]))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    tokio::task::spawn_blocking(|| stack(&["start", "mongo"]))
-        .await
-        .unwrap();
+    let writer = add_items_for(&client, &cart, Duration::from_secs(25));
+    outage("mongo", Duration::from_secs(4)).await;
     let (acked, codes) = writer.await.unwrap();
     eprintln!(
         "{} acknowledged around the store restart; refusals: {codes:?}",
@@ -553,22 +519,150 @@ async fn a_paused_broker_and_a_restarted_store_are_survived() {
         codes.iter().all(|c| c == "UNAVAILABLE" || c == "CONFLICT"),
         "only retryable refusals: {codes:?}"
     );
+    assert_acknowledged_kept(&client, &cart, &acked).await;
+}
+
+/// Adds items to `cart` through GraphQL, every 50 ms for `length`: the acknowledged versions
+/// and the error codes of the refusals.
+fn add_items_for(
+    client: &reqwest::Client,
+    cart: &str,
+    length: Duration,
+) -> tokio::task::JoinHandle<(Vec<i64>, BTreeSet<String>)> {
+    let (client, cart) = (client.clone(), cart.to_owned());
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut codes = BTreeSet::new();
+        let deadline = Instant::now() + length;
+        // A few products, one unit at a time (a cart has a bounded number of lines).
+        let products: Vec<String> = (0..5).map(|_| new_id()).collect();
+        let mut i = 0;
+        while Instant::now() < deadline {
+            i += 1;
+            let p = &products[i % products.len()];
+            let (_, body) = gql_raw(&client, ADD_ITEM, json!({ "c": cart, "p": p, "q": 1 })).await;
+            match body["data"]["addItemToCart"]["version"].as_i64() {
+                Some(v) => acked.push(v),
+                None => {
+                    let code = error_code(&body).unwrap_or_default();
+                    if code != "UNAVAILABLE" {
+                        eprintln!("refused: {body}");
+                    }
+                    codes.insert(code);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (acked, codes)
+    })
+}
+
+/// Stops a component of the stack two seconds from now, for `down`, then starts it again.
+async fn outage(service: &'static str, down: Duration) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::spawn_blocking(move || stack(&["stop", service]))
+        .await
+        .unwrap();
+    tokio::time::sleep(down).await;
+    tokio::task::spawn_blocking(move || stack(&["start", service]))
+        .await
+        .unwrap();
+}
+
+/// Every acknowledged version of the cart is in the store, and the read model reaches the
+/// last one by itself.
+async fn assert_acknowledged_kept(client: &reqwest::Client, cart: &str, acked: &[i64]) {
     let last = *acked
         .iter()
         .max()
         .expect("commands succeed again after the restart");
-    let stored = stored_events(&cart).await;
+    let stored = stored_events(cart).await;
     // (A command whose answer was lost in the restart may be stored too: the client saw no
     // acknowledgement and would retry it with its idempotency key.)
     assert!(
         stored.len() as i64 >= last,
         "every acknowledged command is stored"
     );
-    for v in &acked {
+    for v in acked {
         assert!(
             stored.iter().any(|d| d.get_i64("version") == Ok(*v)),
             "acknowledged version {v} is stored"
         );
     }
-    cart_at_version(&client, &cart, last as u64).await;
+    cart_at_version(client, cart, last as u64).await;
+}
+
+#[tokio::test]
+async fn a_restarted_postgres_is_survived() {
+    let _one_at_a_time = FAULTS.lock().await;
+    let pid_file = std::path::Path::new(&env("STACK_DIR", ".stack-test")).join("pids/postgres.pid");
+    assert!(
+        pid_file.exists(),
+        "the test stack runs a PostgreSQL of its own (PG_PRIVATE=1, set by make test)"
+    );
+    let client = http();
+    let cart = create_cart(&client).await;
+    let (_, _, customer) = new_customer(&client).await;
+    let admin = admin_token(&client).await;
+    let product = new_product(&client, &admin, 1250, 1000).await;
+
+    // While PostgreSQL is down for a few seconds: commands (which need only the store) go
+    // on, and reads of the read models fail as UNAVAILABLE, never otherwise.
+    let writer = add_items_for(&client, &cart, Duration::from_secs(20));
+    let reader = {
+        let (client, cart, product) = (client.clone(), cart.clone(), product.clone());
+        tokio::spawn(async move {
+            const READ: &str = "query($c: ID!, $p: ID!) { cart(id: $c) { version }
+              product(id: $p) { name stock { available } } }";
+            let (mut ok, mut codes) = (0, BTreeSet::new());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                let (status, body) =
+                    gql_raw(&client, READ, json!({ "c": cart, "p": product })).await;
+                assert!(status < 500, "HTTP {status}: {body}");
+                match error_code(&body) {
+                    None if body["data"]["product"]["name"].is_string() => ok += 1,
+                    None => {
+                        codes.insert(format!("no data: {body}"));
+                    }
+                    Some(code) => {
+                        codes.insert(code);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (ok, codes)
+        })
+    };
+    outage("postgres", Duration::from_secs(4)).await;
+    let (acked, write_codes) = writer.await.unwrap();
+    let (reads, read_codes) = reader.await.unwrap();
+    eprintln!(
+        "{} commands acknowledged, {reads} reads answered around the PostgreSQL restart; \
+         refused commands: {write_codes:?}, refused reads: {read_codes:?}",
+        acked.len()
+    );
+    assert!(
+        read_codes.contains("UNAVAILABLE"),
+        "the outage was seen: {read_codes:?}"
+    );
+    assert!(
+        read_codes.iter().all(|c| c == "UNAVAILABLE"),
+        "reads are refused only as UNAVAILABLE: {read_codes:?}"
+    );
+    assert!(
+        write_codes
+            .iter()
+            .all(|c| c == "UNAVAILABLE" || c == "CONFLICT"),
+        "only retryable refusals: {write_codes:?}"
+    );
+    // Reads recover by themselves, and the projector wrote everything acknowledged.
+    assert_acknowledged_kept(&client, &cart, &acked).await;
+    // The saga and the order projection recovered too: a checkout goes all the way.
+    let order = buy(&client, &customer, &product, 2, GOOD_CARD).await;
+    order_in(&client, &customer, &order, &["CONFIRMED"], Some("CAPTURED")).await;
+    poll("2 units reserved", Duration::from_secs(30), || async {
+        (product_stock(&client, &product).await == (1000, 2, 998)).then_some(())
+    })
+    .await;
 }

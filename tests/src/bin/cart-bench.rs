@@ -37,9 +37,13 @@ struct Args {
     kafka_brokers: String,
     #[arg(long, env = "GRAPHQL_URL")]
     graphql_url: String,
-    /// Steady command rate (per second) for the freshness measurement.
-    #[arg(long, default_value_t = 100)]
-    freshness_rate: u32,
+    /// The cart projector's admin address (its `/metrics`: batches committed).
+    #[arg(long, env = "CART_PROJECTOR_ADMIN_URL")]
+    cart_projector_admin_url: String,
+    /// Steady command rate (per second) for the freshness measurement; by default 500/s or,
+    /// if the GraphQL path held less, 80% of what it held.
+    #[arg(long)]
+    freshness_rate: Option<u32>,
     /// Seconds of the freshness measurement.
     #[arg(long, default_value_t = 10)]
     freshness_seconds: u64,
@@ -100,16 +104,66 @@ where
     })
 }
 
-fn stack(args: &Args, verb: &str) -> anyhow::Result<()> {
+/// Stops or starts a service of the stack through the launcher, with extra environment.
+fn stack(args: &Args, verb: &str, service: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
     let ok = std::process::Command::new(&args.stack)
-        .args([verb, "cart-projector"])
+        .args([verb, service])
         .env_remove("KAFKA_BROKERS")
         .env_remove("MONGODB_URI")
         .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
         .status()?
         .success();
-    anyhow::ensure!(ok, "{} {verb} cart-projector failed", args.stack);
+    anyhow::ensure!(ok, "{} {verb} {service} failed", args.stack);
     Ok(())
+}
+
+/// Restarts the cart command service with `env` (group-commit settings) and connects to it.
+async fn restart_cart_command(
+    args: &Args,
+    env: &[(&str, &str)],
+) -> anyhow::Result<CartCommandsClient<tonic::transport::Channel>> {
+    stack(args, "stop", "cart-command", &[])?;
+    stack(args, "start", "cart-command", env)?;
+    Ok(CartCommandsClient::connect(args.cart_command_url.clone()).await?)
+}
+
+/// `AddItem` from `workers` clients, each on a cart of its own.
+async fn add_items(
+    grpc: &CartCommandsClient<tonic::transport::Channel>,
+    workers: usize,
+    per_worker: usize,
+) -> anyhow::Result<(Rate, Vec<String>)> {
+    let mut carts = Vec::new();
+    for _ in 0..workers {
+        let r = grpc
+            .clone()
+            .create_cart(CreateCartRequest::default())
+            .await?;
+        carts.push(r.into_inner().cart_id);
+    }
+    let products: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let rate = measure(workers, per_worker, {
+        let grpc = grpc.clone();
+        let carts = carts.clone();
+        move |w, i| {
+            let mut grpc = grpc.clone();
+            let cart_id = carts[w].clone();
+            let product_id = products[i % products.len()].clone();
+            async move {
+                grpc.add_item(AddItemRequest {
+                    meta: None,
+                    cart_id,
+                    product_id,
+                    quantity: 1,
+                })
+                .await?;
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    Ok((rate, carts))
 }
 
 fn sample_event(i: usize) -> anyhow::Result<EventEnvelope> {
@@ -157,6 +211,45 @@ fn raw_consume(brokers: &str, topic: &str, expected: usize) -> anyhow::Result<Ra
     })
 }
 
+/// Rows written (inserted, updated, deleted) in this database so far, from PostgreSQL's
+/// statistics; they reach the view within about a second of each commit, so this polls
+/// until two readings agree.
+async fn pg_writes(pool: &sqlx::PgPool) -> anyhow::Result<i64> {
+    const ROWS: &str = "SELECT (tup_inserted + tup_updated + tup_deleted)::bigint \
+        FROM pg_stat_database WHERE datname = current_database()";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last: i64 = sqlx::query_scalar(ROWS).fetch_one(pool).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let now: i64 = sqlx::query_scalar(ROWS).fetch_one(pool).await?;
+        if now == last || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+/// A counter or histogram field summed over a metrics page, e.g. the projector's
+/// `projector_batch_size_count` for one projection.
+async fn metric(
+    http: &reqwest::Client,
+    admin: &str,
+    name: &str,
+    label: &str,
+) -> anyhow::Result<f64> {
+    let page = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(page
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
 const ADD_ITEM: &str = "mutation($c: ID!, $p: ID!) { addItemToCart(cartId: $c, productId: $p, quantity: 1) { version } }";
 
 async fn graphql(
@@ -179,12 +272,13 @@ async fn graphql(
 async fn freshness(
     http: &reqwest::Client,
     args: &Args,
+    rate: u32,
     carts: &[String],
 ) -> anyhow::Result<(Rate, usize)> {
     const AT_LEAST: &str =
         "query($c: ID!, $v: Int!) { cart(id: $c, atLeastVersion: $v) { version } }";
-    let total = args.freshness_rate as usize * args.freshness_seconds as usize;
-    let interval = Duration::from_secs_f64(1.0 / f64::from(args.freshness_rate.max(1)));
+    let total = rate as usize * args.freshness_seconds as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     // One task per cart in turn would serialise on the cart; spread ticks over many carts.
     let mut spread = carts.to_vec();
     for _ in 0..(50usize.saturating_sub(carts.len())) {
@@ -272,49 +366,49 @@ async fn main() -> anyhow::Result<()> {
         raw.create_index(mongodb::IndexModel::builder().keys(keys).build())
             .await?;
     }
-    let raw_rate = measure(workers, per_worker, move |_, i| {
+    let raw_rate = measure(workers, per_worker, {
         let raw = raw.clone();
-        async move {
-            let doc = to_document(&sample_event(i)?)?;
-            raw.insert_one(doc).await?;
-            Ok(())
-        }
-    })
-    .await?;
-
-    // 2. Commands through gRPC: each worker has its own cart (the projector is stopped, so
-    //    the events pile up for step 3).
-    stack(&args, "stop")?;
-    let grpc = CartCommandsClient::connect(args.cart_command_url.clone()).await?;
-    let mut carts = Vec::new();
-    for _ in 0..workers {
-        let r = grpc
-            .clone()
-            .create_cart(CreateCartRequest::default())
-            .await?;
-        carts.push(r.into_inner().cart_id);
-    }
-    let products: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    let cmd_rate = measure(workers, per_worker, {
-        let grpc = grpc.clone();
-        let carts = carts.clone();
-        move |w, i| {
-            let mut grpc = grpc.clone();
-            let cart_id = carts[w].clone();
-            let product_id = products[i % products.len()].clone();
+        move |_, i| {
+            let raw = raw.clone();
             async move {
-                grpc.add_item(AddItemRequest {
-                    meta: None,
-                    cart_id,
-                    product_id,
-                    quantity: 1,
-                })
-                .await?;
+                let doc = to_document(&sample_event(i)?)?;
+                raw.insert_one(doc).await?;
                 Ok(())
             }
         }
     })
     .await?;
+
+    // 1b. The store's batching option: the same documents, `batch` per `insert_many`, from
+    //     two clients (what group commit turns concurrent appends into).
+    let mut raw_batched = Vec::new();
+    for batch in [8usize, 64] {
+        let requests = args.count.div_ceil(batch * 2);
+        let rate = measure(2, requests, {
+            let raw = raw.clone();
+            move |_, i| {
+                let raw = raw.clone();
+                async move {
+                    let docs = (0..batch)
+                        .map(|j| Ok(to_document(&sample_event(i * batch + j)?)?))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    raw.insert_many(docs).ordered(false).await?;
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        raw_batched.push((batch, rate));
+    }
+
+    // 2. Commands through gRPC, first with group commit off (one insert per append), then
+    //    with the default; for the second the projector is stopped, so the events pile up
+    //    for step 3.
+    let grpc = restart_cart_command(&args, &[("STORE_GROUP_COMMIT", "1")]).await?;
+    let (single_rate, _) = add_items(&grpc, workers, per_worker).await?;
+    let grpc = restart_cart_command(&args, &[]).await?;
+    stack(&args, "stop", "cart-projector", &[])?;
+    let (cmd_rate, carts) = add_items(&grpc, workers, per_worker).await?;
 
     // 3. The projector catching up on the backlog: from its first committed batch to the last.
     let pool = sqlx::PgPool::connect(&args.database_url).await?;
@@ -329,7 +423,8 @@ async fn main() -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>(v.unwrap_or(0))
     };
     let before = applied(pool.clone(), carts.clone()).await?;
-    stack(&args, "start")?;
+    let written_before = pg_writes(&pool).await?;
+    stack(&args, "start", "cart-projector", &[])?;
     let deadline = Instant::now() + Duration::from_secs(300);
     let (mut first, mut first_at) = (None, Instant::now());
     loop {
@@ -345,6 +440,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let done_at = Instant::now();
     let final_applied = applied(pool.clone(), carts.clone()).await?;
+    let rows_written = pg_writes(&pool).await? - written_before;
+    let http = reqwest::Client::new();
+    let batches = metric(
+        &http,
+        &args.cart_projector_admin_url,
+        "projector_batch_size_count",
+        "projection=\"cart\"",
+    )
+    .await?;
     let projected = (final_applied - first.unwrap_or(final_applied)).max(0) as usize;
     let proj_rate = Rate {
         ops: projected,
@@ -363,7 +467,6 @@ async fn main() -> anyhow::Result<()> {
     .await??;
 
     // 5. The same command through GraphQL and Envoy (the projector running again).
-    let http = reqwest::Client::new();
     let gql_carts = {
         let mut ids = Vec::new();
         for _ in 0..workers {
@@ -405,7 +508,10 @@ async fn main() -> anyhow::Result<()> {
 
     // 6. Freshness: at a steady rate, from a mutation's answer to a query showing it (the
     //    query waits on the projector's NOTIFY for `atLeastVersion`).
-    let fresh = freshness(&http, &args, &gql_carts).await?;
+    let fresh_rate = args
+        .freshness_rate
+        .unwrap_or_else(|| (gql_rate.per_sec() * 0.8).clamp(10.0, 500.0) as u32);
+    let fresh = freshness(&http, &args, fresh_rate, &gql_carts).await?;
 
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -419,8 +525,28 @@ async fn main() -> anyhow::Result<()> {
         raw_rate.pct(0.5),
         raw_rate.pct(0.99)
     );
+    for (batch, rate) in &raw_batched {
+        println!(
+            "| MongoDB driver `insert_many`, {batch} docs per call, 2 clients ({} docs) | {:.0}/s | {:.2} | {:.2} | {:.0}/s `insert_one` | {:.2} |",
+            rate.ops * batch,
+            rate.per_sec() * *batch as f64,
+            rate.pct(0.5),
+            rate.pct(0.99),
+            raw_rate.per_sec(),
+            rate.per_sec() * *batch as f64 / raw_rate.per_sec()
+        );
+    }
     println!(
-        "| cart `AddItem` via gRPC, {workers} clients ({} commands) | {:.0}/s | {:.2} | {:.2} | {:.0}/s inserts | {:.2} |",
+        "| cart `AddItem` via gRPC, group commit off, {workers} clients ({} commands) | {:.0}/s | {:.2} | {:.2} | {:.0}/s inserts | {:.2} |",
+        single_rate.ops,
+        single_rate.per_sec(),
+        single_rate.pct(0.5),
+        single_rate.pct(0.99),
+        raw_rate.per_sec(),
+        single_rate.per_sec() / raw_rate.per_sec()
+    );
+    println!(
+        "| cart `AddItem` via gRPC, group commit on (default), {workers} clients ({} commands) | {:.0}/s | {:.2} | {:.2} | {:.0}/s inserts | {:.2} |",
         cmd_rate.ops,
         cmd_rate.per_sec(),
         cmd_rate.pct(0.5),
@@ -441,6 +567,10 @@ async fn main() -> anyhow::Result<()> {
         proj_rate.per_sec() / consume.per_sec()
     );
     println!(
+        "| cart projector's PostgreSQL writes during the catch-up ({rows_written} rows in {batches:.0} transactions) | {:.0} rows/s | - | - | - | - |",
+        rows_written as f64 / proj_rate.elapsed.as_secs_f64()
+    );
+    println!(
         "| cart `addItemToCart` via GraphQL + Envoy, {workers} clients ({} commands) | {:.0}/s | {:.2} | {:.2} | {:.0}/s inserts | {:.2} |",
         gql_rate.ops,
         gql_rate.per_sec(),
@@ -451,7 +581,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "| freshness: mutation answered → visible in a query, at {}/s for {} s ({} commands, {} stale) | - | {:.2} | {:.2} | - | - |",
-        args.freshness_rate,
+        fresh_rate,
         args.freshness_seconds,
         fresh.0.ops,
         fresh.1,
@@ -464,8 +594,9 @@ async fn main() -> anyhow::Result<()> {
         gql_rate.pct(0.99) / raw_rate.pct(0.99).max(1e-9)
     );
     println!(
-        "p99 command latency / p99 raw insert latency: {:.2}",
-        cmd_rate.pct(0.99) / raw_rate.pct(0.99).max(1e-9)
+        "p99 command latency / p99 raw insert latency: {:.2} (group commit off: {:.2})",
+        cmd_rate.pct(0.99) / raw_rate.pct(0.99).max(1e-9),
+        single_rate.pct(0.99) / raw_rate.pct(0.99).max(1e-9)
     );
     println!("machine: {cpus} CPUs; {}", std::env::consts::ARCH);
     Ok(())
