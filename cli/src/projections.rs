@@ -200,8 +200,14 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
         }
         ProjectionsCommand::Verify { name } => {
             let m = model(&name)?;
+            // The replay takes each projection's per-event reference path, so a verify
+            // cross-checks the live projector's set-based apply (the cart model).
+            let verify_options = RebuildOptions {
+                per_event: true,
+                ..RebuildOptions::default()
+            };
             let bar = output::progress(0, &format!("verifying {name}"));
-            let checks = rebuild::verify(&pool, &ep.kafka(), &m, &RebuildOptions::default(), |p| {
+            let checks = rebuild::verify(&pool, &ep.kafka(), &m, &verify_options, |p| {
                 bar.set_length(p.target.max(p.done) as u64);
                 bar.set_position(p.done as u64);
             })

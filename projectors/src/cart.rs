@@ -1,8 +1,10 @@
 //! The cart read model: `carts` (one row per cart, with the stream version it reflects) and
 //! `cart_lines`. Every event first moves the cart row from version N-1 to N; only if that
-//! succeeds are the lines touched, so a redelivered event changes nothing.
+//! succeeds are the lines touched, so a redelivered event changes nothing. The projector
+//! applies whole batches through the set-based [`crate::cart_bulk`], which follows the same
+//! rules; this per-event path is its reference.
 
-use crate::runtime::{advance, decode, Advance, Projection, ProjectionError};
+use crate::runtime::{advance, correlation_ids, decode, Advance, Projection, ProjectionError};
 use domain::cart::CartEvent;
 use event_schemas::{topic_for, EventEnvelope};
 use sqlx::PgConnection;
@@ -26,6 +28,22 @@ impl Projection for CartProjection {
         env: &'a EventEnvelope,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a {
         apply(conn, env)
+    }
+
+    /// Set-based: a batch is a few statements however many events it holds
+    /// ([`crate::cart_bulk`], with exactly the rules of [`apply`]).
+    fn apply_all<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [EventEnvelope],
+    ) -> impl Future<Output = Result<Vec<Option<String>>, ProjectionError>> + Send + 'a {
+        let span = tracing::info_span!(
+            "apply_batch",
+            projection = "cart",
+            events = events.len(),
+            correlation_ids = %correlation_ids(events)
+        );
+        tracing::Instrument::instrument(crate::cart_bulk::apply_batch(conn, events), span)
     }
 }
 

@@ -1,8 +1,9 @@
-//! The cart read model applied a batch at a time, for rebuilds: the batch's carts are read
-//! once, every event is applied in memory with exactly the rules of [`crate::cart`] (a row
-//! only moves to its stream's next version; a gap or a missing cart refuses the event), and
-//! the carts are written back with four statements. Some 4 round trips per batch instead of
-//! 2 per event. `projections verify` compares its result with the live, per-event projector.
+//! The cart read model applied a batch at a time, by the live projector and by rebuilds:
+//! the batch's carts are read once, every event is applied in memory with exactly the rules
+//! of [`crate::cart`] (a row only moves to its stream's next version; a gap or a missing cart
+//! refuses the event), and the carts are written back with four statements. Some 4 round
+//! trips per batch instead of 2 per event. `projections verify` compares its result with the
+//! per-event path (`projections rebuild --per-event`).
 
 use crate::runtime::{decode, ProjectionError};
 use chrono::{DateTime, Utc};

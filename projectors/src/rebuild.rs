@@ -56,8 +56,9 @@ pub struct RebuildOptions {
     pub quiet: Duration,
     /// At most this many records per second, to spare a busy database.
     pub max_rate: Option<u32>,
-    /// Apply one event at a time, as the live projector does, even where the model has a
-    /// batched path (for comparison in the benchmark).
+    /// Apply one event at a time (each projection's reference path) even where the model
+    /// has a set-based one: `projections verify` does, to cross-check the live projector;
+    /// the benchmark does, for comparison.
     pub per_event: bool,
 }
 

@@ -73,25 +73,21 @@ pub fn find(name: &str) -> Option<ReadModel> {
 }
 
 /// Applies a batch of events to the read model `name`, in order; returns, per event, the
-/// reason it was refused, if it was. The cart model has a batched path
-/// ([`crate::cart_bulk`]); the others apply one event at a time.
+/// reason it was refused, if it was. Each projection's own [`Projection::apply_all`]: the
+/// cart model's is set-based ([`crate::cart_bulk`]), the others apply one event at a time.
 pub async fn apply_batch(
     name: &str,
     conn: &mut PgConnection,
     events: &[EventEnvelope],
 ) -> Result<Vec<Option<String>>, ProjectionError> {
-    if name == "cart" {
-        return crate::cart_bulk::apply_batch(conn, events).await;
+    match name {
+        "cart" => CartProjection.apply_all(conn, events).await,
+        "product" => ProductProjection.apply_all(conn, events).await,
+        "order" => OrderProjection.apply_all(conn, events).await,
+        other => Err(ProjectionError::Poison(format!(
+            "{other} cannot be applied outside its projector"
+        ))),
     }
-    let mut out = Vec::with_capacity(events.len());
-    for env in events {
-        match apply(name, conn, env).await {
-            Ok(()) => out.push(None),
-            Err(ProjectionError::Poison(reason)) => out.push(Some(reason)),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(out)
 }
 
 /// Applies one event to the read model `name` on `conn` (whose `search_path` decides which

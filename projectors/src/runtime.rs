@@ -119,6 +119,47 @@ pub trait Projection: Send + Sync + 'static {
         conn: &'a mut PgConnection,
         event: &'a EventEnvelope,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a;
+
+    /// Applies a batch in order inside its transaction; per event, `None` once applied (or
+    /// seen before) and `Some(reason)` if it is refused for good (it is dead-lettered). By
+    /// default one event at a time, each in a span carrying its correlation id; a projection
+    /// with a set-based path overrides it (the cart model).
+    fn apply_all<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [EventEnvelope],
+    ) -> impl Future<Output = Result<Vec<Option<String>>, ProjectionError>> + Send + 'a {
+        async move {
+            let mut out = Vec::with_capacity(events.len());
+            for event in events {
+                // Every log line of the apply (and of the saga's calls) carries the
+                // request's correlation id.
+                let span = tracing::info_span!(
+                    "apply",
+                    projection = self.name(),
+                    correlation_id = %event.correlation_id,
+                    stream_id = %event.stream_id,
+                    version = event.version
+                );
+                match tracing::Instrument::instrument(self.apply(&mut *conn, event), span).await {
+                    Ok(()) => out.push(None),
+                    Err(ProjectionError::Poison(reason)) => out.push(Some(reason)),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The distinct correlation ids of a batch, comma-separated (at most 50), for the span of a
+/// set-based apply: a request can still be found in its log line.
+pub fn correlation_ids(events: &[EventEnvelope]) -> String {
+    let mut ids: Vec<&str> = events.iter().map(|e| e.correlation_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.truncate(50);
+    ids.join(",")
 }
 
 /// Tuning knobs of the runtime.
@@ -306,46 +347,51 @@ impl<P: Projection> ProjectorRuntime<P> {
         producer: &FutureProducer,
     ) -> anyhow::Result<Checkpoints> {
         let mut tx = self.pool.begin().await?;
-        let mut dead = Vec::new();
-        let mut applied: Vec<String> = Vec::new();
+        // (position in the batch, dead letter): sent in batch order.
+        let mut dead: Vec<(usize, DeadLetter)> = Vec::new();
         let mut next: Checkpoints = HashMap::new();
-        for m in batch {
+        let mut events = Vec::with_capacity(batch.len());
+        let mut sources = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
             next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
             let decoded = match m.payload() {
                 None => Err("empty record".to_owned()),
                 Some(bytes) => cloudevents::decode(bytes).map_err(|e| e.to_string()),
             };
-            let event = match decoded {
-                Ok(e) => e,
-                Err(reason) => {
-                    dead.push(DeadLetter {
+            match decoded {
+                Ok(e) => {
+                    events.push(e);
+                    sources.push(i);
+                }
+                Err(reason) => dead.push((
+                    i,
+                    DeadLetter {
                         message: m.clone(),
                         reason,
-                    });
-                    continue;
-                }
-            };
-            // Every log line of the apply (and of the saga's calls) carries the request's
-            // correlation id.
-            let span = tracing::info_span!(
-                "apply",
-                projection = self.projection.name(),
-                correlation_id = %event.correlation_id,
-                stream_id = %event.stream_id,
-                version = event.version
-            );
-            match tracing::Instrument::instrument(self.projection.apply(&mut tx, &event), span)
-                .await
-            {
-                Ok(()) => applied.push(format!("{}:{}", event.stream_id, event.version)),
-                Err(ProjectionError::Poison(reason)) => dead.push(DeadLetter {
-                    message: m.clone(),
-                    reason,
-                }),
-                Err(ProjectionError::Db(e)) => return Err(e.into()),
-                Err(ProjectionError::Transient(e)) => anyhow::bail!(e),
+                    },
+                )),
             }
         }
+        let results = match self.projection.apply_all(&mut tx, &events).await {
+            Ok(r) => r,
+            Err(ProjectionError::Db(e)) => return Err(e.into()),
+            Err(e) => anyhow::bail!(e),
+        };
+        let mut applied: Vec<String> = Vec::with_capacity(events.len());
+        for ((event, i), refused) in events.iter().zip(sources).zip(results) {
+            match refused {
+                None => applied.push(format!("{}:{}", event.stream_id, event.version)),
+                Some(reason) => dead.push((
+                    i,
+                    DeadLetter {
+                        message: batch[i].clone(),
+                        reason,
+                    },
+                )),
+            }
+        }
+        dead.sort_by_key(|(i, _)| *i);
+        let dead: Vec<DeadLetter> = dead.into_iter().map(|(_, d)| d).collect();
         for ((topic, partition), offset) in &next {
             sqlx::query(
                 "INSERT INTO projector_checkpoints (projection, topic, partition, next_offset, updated_at)
