@@ -65,8 +65,8 @@ CHECKOUT_SAGA_ADMIN_PORT=$((9213 + O))
 PG_DB=${PG_DB:-commerce}
 # As given, else what the last `up` of this stack directory used.
 PG_PRIVATE=${PG_PRIVATE:-$(cat "$STACK_DIR/pg_private" 2>/dev/null || echo 0)}
-PG_PORT=${PG_PORT:-5432}
-[ "$PG_PRIVATE" = 1 ] && PG_PORT=$((5432 + O))
+# The machine's server on 5432, or a private cluster on 5432 + PORT_OFFSET, unless set.
+PG_PORT=${PG_PORT:-$([ "$PG_PRIVATE" = 1 ] && echo $((5432 + O)) || echo 5432)}
 
 EXTERNAL_KAFKA=${KAFKA_BROKERS:+yes}
 EXTERNAL_MONGO=${MONGODB_URI:+yes}

@@ -7,7 +7,7 @@ mod common;
 
 use command_services::event_store::{EventStore, StoreError};
 use command_services::group_commit::GroupCommitConfig;
-use common::env;
+use common::mongodb_uri;
 use domain::cart::{CartCreated, CartEvent};
 use domain::values::CartId;
 use event_schemas::{EventEnvelope, EventMeta};
@@ -16,12 +16,8 @@ use mongodb::bson::doc;
 
 async fn store(max_batch: usize) -> (EventStore, String) {
     let db = format!("store_test_{}", uuid::Uuid::now_v7().simple());
-    let uri = env(
-        "MONGODB_URI",
-        "mongodb://127.0.0.1:37017/?directConnection=true",
-    );
     let store = EventStore::connect_with(
-        &uri,
+        &mongodb_uri(),
         &db,
         GroupCommitConfig {
             max_batch,

@@ -129,12 +129,16 @@ pub fn stack(args: &[&str]) {
     assert!(status.success(), "scripts/stack.sh {args:?} failed");
 }
 
-pub async fn mongo_events() -> mongodb::Collection<Document> {
-    let uri = env(
+/// The test stack's event store.
+pub fn mongodb_uri() -> String {
+    env(
         "MONGODB_URI",
         "mongodb://127.0.0.1:37017/?directConnection=true",
-    );
-    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    )
+}
+
+pub async fn mongo_events() -> mongodb::Collection<Document> {
+    let client = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
     client
         .database(&env("MONGODB_DB", "commerce"))
         .collection("events")
