@@ -36,6 +36,14 @@ pub enum DlqCommand {
         #[arg(long)]
         stream: Option<String>,
     },
+    /// Give up a parked stream: its held events are deleted without being applied.
+    Discard {
+        #[arg(long)]
+        stream: String,
+        /// Only this projection's (default: every projection that parked it).
+        #[arg(long)]
+        projection: Option<String>,
+    },
     /// Send dead-lettered records back to their source topic (key and value unchanged); with
     /// `--stream`, release a parked stream instead.
     Replay {
@@ -419,13 +427,29 @@ pub async fn run(cmd: DlqCommand, ep: &Endpoints, out: Format) -> anyhow::Result
             wait,
             ..
         } => return release(ep, out, &stream, projection, drop_first, relay, wait).await,
+        DlqCommand::Discard { stream, projection } => {
+            let pool = ep.pg().await?;
+            let gone = projectors::parked::discard(&pool, projection.as_deref(), &stream).await?;
+            if gone.is_empty() {
+                eprintln!("no projection has parked {stream}");
+            }
+            match out {
+                Format::Json => output::json(&gone)?,
+                Format::Table => {
+                    for p in &gone {
+                        println!("{p}: {stream} discarded");
+                    }
+                }
+            }
+            return Ok(0);
+        }
         other => other,
     };
     let pool = ep.pg().await?;
     let done = replayed(&pool).await?;
     let which = match &cmd {
         DlqCommand::List { which } | DlqCommand::Replay { which, .. } => which.clone(),
-        DlqCommand::Parked { .. } => return Ok(0),
+        DlqCommand::Parked { .. } | DlqCommand::Discard { .. } => return Ok(0),
     };
     let ep2 = ep.clone();
     let mut letters =
@@ -438,7 +462,7 @@ pub async fn run(cmd: DlqCommand, ep: &Endpoints, out: Format) -> anyhow::Result
             print(out, &letters)?;
             Ok(0)
         }
-        DlqCommand::Parked { .. } => Ok(0),
+        DlqCommand::Parked { .. } | DlqCommand::Discard { .. } => Ok(0),
         DlqCommand::Replay { records, force, .. } => {
             let wanted: HashSet<String> = records.into_iter().collect();
             let chosen: Vec<DeadLetter> = letters

@@ -315,3 +315,30 @@ pub async fn release(
     .fetch_all(pool)
     .await
 }
+
+/// Discards a parked stream and its held events, without applying them (the operator gives
+/// them up; the poison one stays on the dead-letter topic, and a rebuild or `dlq replay
+/// --record` can bring them back). Returns the projections it was parked in.
+pub async fn discard(
+    pool: &PgPool,
+    projection: Option<&str>,
+    stream: &str,
+) -> sqlx::Result<Vec<String>> {
+    let mut tx = pool.begin().await?;
+    let gone: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM parked_streams
+         WHERE ($1::text IS NULL OR projection = $1) AND stream_id = $2
+         RETURNING projection",
+    )
+    .bind(projection)
+    .bind(stream)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM parked_events WHERE projection = ANY($1) AND stream_id = $2")
+        .bind(&gone)
+        .bind(stream)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(gone)
+}
