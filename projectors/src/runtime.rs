@@ -784,3 +784,57 @@ impl<P: Projection> ProjectorRuntime<P> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(stream: &str, version: Option<i64>) -> Item {
+        Item {
+            stream: Some(stream.into()),
+            version,
+            event: Ok(0),
+        }
+    }
+
+    #[test]
+    fn a_parked_stream_holds_its_events_from_the_parked_version_on() {
+        let parked: HashMap<String, Option<i64>> =
+            [("a".to_owned(), Some(3)), ("b".to_owned(), None)].into();
+        assert!(
+            !held_back(&parked, &item("a", Some(2))),
+            "before it: applies"
+        );
+        assert!(held_back(&parked, &item("a", Some(3))));
+        assert!(held_back(&parked, &item("a", Some(9))));
+        assert!(
+            held_back(&parked, &item("a", None)),
+            "unknown version: held"
+        );
+        assert!(
+            held_back(&parked, &item("b", Some(1))),
+            "unknown parked version: all"
+        );
+        assert!(
+            !held_back(&parked, &item("c", Some(1))),
+            "other streams go on"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_a_cap() {
+        let d: Vec<u128> = (1..=9).map(|a| retry_delay(a).as_millis()).collect();
+        assert_eq!(d, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn only_the_events_own_errors_are_permanent() {
+        assert!(ProjectionError::Poison("gap".into()).is_permanent());
+        assert!(!ProjectionError::Transient("down".into()).is_permanent());
+        assert!(!ProjectionError::Db(sqlx::Error::PoolTimedOut).is_permanent());
+        assert!(
+            !ProjectionError::Db(sqlx::Error::Io(std::io::Error::other("reset"))).is_permanent()
+        );
+    }
+}
