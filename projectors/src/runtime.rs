@@ -208,6 +208,58 @@ pub trait Projection: Send + Sync + 'static {
     }
 }
 
+/// [`Projection::apply_all`] for callers outside the runtime (rebuild and verify, through
+/// [`crate::registry`]), on a connection inside a transaction: a permanent database error
+/// (which aborts the transaction) becomes that event's refusal, found by applying the batch
+/// again event by event, each under a savepoint, like the live runtime does.
+pub async fn apply_isolated<P: Projection>(
+    projection: &P,
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+) -> Result<Vec<Option<String>>, ProjectionError> {
+    sqlx::query("SAVEPOINT isolated")
+        .execute(&mut *conn)
+        .await?;
+    match projection.apply_all(&mut *conn, events).await {
+        Ok(r) => {
+            sqlx::query("RELEASE SAVEPOINT isolated")
+                .execute(&mut *conn)
+                .await?;
+            return Ok(r);
+        }
+        Err(e) if e.is_permanent() => {}
+        Err(e) => return Err(e),
+    }
+    sqlx::query("ROLLBACK TO SAVEPOINT isolated")
+        .execute(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(events.len());
+    for env in events {
+        sqlx::query("SAVEPOINT isolated_event")
+            .execute(&mut *conn)
+            .await?;
+        let refused = match projection
+            .apply_all(&mut *conn, std::slice::from_ref(env))
+            .await
+        {
+            Ok(r) => r.into_iter().flatten().next(),
+            Err(e) if e.is_permanent() => Some(e.reason()),
+            Err(e) => return Err(e),
+        };
+        let end = if refused.is_some() {
+            "ROLLBACK TO SAVEPOINT isolated_event"
+        } else {
+            "RELEASE SAVEPOINT isolated_event"
+        };
+        sqlx::query(end).execute(&mut *conn).await?;
+        out.push(refused);
+    }
+    sqlx::query("RELEASE SAVEPOINT isolated")
+        .execute(&mut *conn)
+        .await?;
+    Ok(out)
+}
+
 /// The distinct correlation ids of a batch, comma-separated (at most 50), for the span of a
 /// set-based apply: a request can still be found in its log line.
 pub fn correlation_ids(events: &[EventEnvelope]) -> String {
