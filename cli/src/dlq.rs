@@ -2,6 +2,11 @@
 //! the reason and source position from their headers, and sending them back to their source
 //! topic once the cause is fixed. Each replay is recorded in PostgreSQL (`dlq_replays`), so a
 //! record is sent back once unless `--force` is given.
+//!
+//! `dlq parked` and `dlq replay --stream`: the streams a poison event parked, in a projection
+//! (`parked_streams`, with their held events) or in the relay (`relay_parked`), and releasing
+//! one once the cause is fixed: the projector applies its held events once, in order, and
+//! unparks it; the relay publishes the stream's waiting events at its next sweep.
 
 use crate::events::{parse_duration, AGGREGATES};
 use crate::output::{self, Format};
@@ -22,10 +27,46 @@ pub enum DlqCommand {
         #[command(flatten)]
         which: Which,
     },
-    /// Send dead-lettered records back to their source topic (key and value unchanged).
+    /// Streams parked behind a poison event (projections and relay), with their held events.
+    Parked {
+        /// Only this projection's.
+        #[arg(long)]
+        projection: Option<String>,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+    },
+    /// Give up a parked stream: its held events are deleted without being applied.
+    Discard {
+        #[arg(long)]
+        stream: String,
+        /// Only this projection's (default: every projection that parked it).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Send dead-lettered records back to their source topic (key and value unchanged); with
+    /// `--stream`, release a parked stream instead.
     Replay {
         #[command(flatten)]
         which: Which,
+        /// Release this parked stream: its held events are applied once, in order (every
+        /// projection that parked it, or the one given with --projection).
+        #[arg(long)]
+        stream: Option<String>,
+        /// With --stream: only this projection's parked stream.
+        #[arg(long)]
+        projection: Option<String>,
+        /// With --stream: do not apply the event that parked the stream (it stays on the
+        /// dead-letter topic); apply the rest.
+        #[arg(long)]
+        drop_first: bool,
+        /// With --stream: unpark the stream in the relay (after fixing its document or the
+        /// broker's limit); the relay publishes its waiting events at its next sweep.
+        #[arg(long)]
+        relay: bool,
+        /// With --stream: how long to wait for the projector to replay it.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        wait: Duration,
         /// Only these records, as `<partition>:<offset>` of the dead-letter topic; repeatable.
         #[arg(long = "record")]
         records: Vec<String>,
@@ -180,11 +221,235 @@ fn print(out: Format, letters: &[DeadLetter]) -> anyhow::Result<()> {
     }
 }
 
+/// What `dlq replay --stream` did for one projection (or the relay).
+#[derive(Debug, Clone, Serialize)]
+pub struct Released {
+    pub projection: String,
+    pub stream_id: String,
+    /// `replayed`, `parked again` (with the new reason), `pending` (not yet replayed when
+    /// the wait ended), or `unparked` (relay).
+    pub outcome: String,
+    pub reason: Option<String>,
+}
+
+async fn parked(
+    ep: &Endpoints,
+    out: Format,
+    projection: Option<String>,
+    stream: Option<String>,
+) -> anyhow::Result<i32> {
+    let pool = ep.pg().await?;
+    let streams = projectors::parked::list(&pool, projection.as_deref(), stream.as_deref()).await?;
+    let store = ep.store().await?;
+    let relay: Vec<_> = command_services::relay_parking::list(store.database())
+        .await?
+        .into_iter()
+        .filter(|r| stream.is_none() || r.stream_id == stream)
+        .filter(|_| projection.is_none() || projection.as_deref() == Some("relay"))
+        .collect();
+    match out {
+        Format::Json => {
+            output::json(&serde_json::json!({ "projections": streams, "relay": relay }))?
+        }
+        Format::Table => {
+            let mut rows: Vec<Vec<String>> = streams
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.projection.clone(),
+                        p.stream_id.clone(),
+                        p.first_version.map_or("?".into(), |v| v.to_string()),
+                        p.held_events.to_string(),
+                        p.parked_at.to_rfc3339(),
+                        if p.released_at.is_some() {
+                            "replaying"
+                        } else {
+                            "parked"
+                        }
+                        .into(),
+                        p.reason.clone(),
+                    ]
+                })
+                .collect();
+            rows.extend(relay.iter().map(|r| {
+                vec![
+                    "relay".into(),
+                    r.stream_id
+                        .clone()
+                        .unwrap_or_else(|| format!("document:{}", r.doc_id)),
+                    r.version.map_or("?".into(), |v| v.to_string()),
+                    r.held_events.to_string(),
+                    r.parked_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    "parked".into(),
+                    r.reason.clone(),
+                ]
+            }));
+            output::table(
+                &[
+                    "projection",
+                    "stream",
+                    "from version",
+                    "held",
+                    "parked at",
+                    "state",
+                    "reason",
+                ],
+                &rows,
+            );
+            let held: Vec<Vec<String>> = streams
+                .iter()
+                .flat_map(|p| {
+                    p.held.iter().map(|h| {
+                        vec![
+                            p.projection.clone(),
+                            p.stream_id.clone(),
+                            h.version.map_or("?".into(), |v| v.to_string()),
+                            h.event_type.clone().unwrap_or_else(|| "-".into()),
+                            h.source.clone(),
+                            h.reason.clone().unwrap_or_default(),
+                        ]
+                    })
+                })
+                .collect();
+            if !held.is_empty() {
+                println!();
+                output::table(
+                    &[
+                        "projection",
+                        "stream",
+                        "version",
+                        "event",
+                        "source",
+                        "poison reason",
+                    ],
+                    &held,
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn release(
+    ep: &Endpoints,
+    out: Format,
+    stream: &str,
+    projection: Option<String>,
+    drop_first: bool,
+    relay: bool,
+    wait: Duration,
+) -> anyhow::Result<i32> {
+    let mut done: Vec<Released> = Vec::new();
+    if relay {
+        let store = ep.store().await?;
+        if command_services::relay_parking::unpark(store.database(), stream).await? {
+            done.push(Released {
+                projection: "relay".into(),
+                stream_id: stream.to_owned(),
+                outcome: "unparked".into(),
+                reason: None,
+            });
+        } else {
+            eprintln!("the relay has not parked {stream}");
+        }
+    } else {
+        let pool = ep.pg().await?;
+        let released =
+            projectors::parked::release(&pool, projection.as_deref(), stream, drop_first).await?;
+        if released.is_empty() {
+            eprintln!("no projection has parked {stream}");
+        }
+        // The projector replays a released stream within about a second.
+        let deadline = Instant::now() + wait;
+        for p in released {
+            let outcome = loop {
+                let row: Option<(Option<chrono::DateTime<chrono::Utc>>, String)> = sqlx::query_as(
+                    "SELECT released_at, reason FROM parked_streams WHERE projection = $1 AND stream_id = $2",
+                )
+                .bind(&p)
+                .bind(stream)
+                .fetch_optional(&pool)
+                .await?;
+                match row {
+                    None => break ("replayed", None),
+                    Some((None, reason)) => break ("parked again", Some(reason)),
+                    Some((Some(_), _)) if Instant::now() >= deadline => break ("pending", None),
+                    Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            };
+            done.push(Released {
+                projection: p,
+                stream_id: stream.to_owned(),
+                outcome: outcome.0.into(),
+                reason: outcome.1,
+            });
+        }
+    }
+    match out {
+        Format::Json => output::json(&done)?,
+        Format::Table => output::table(
+            &["projection", "stream", "outcome", "reason"],
+            &done
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.projection.clone(),
+                        d.stream_id.clone(),
+                        d.outcome.clone(),
+                        d.reason.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(
+        if done
+            .iter()
+            .all(|d| d.outcome == "replayed" || d.outcome == "unparked")
+        {
+            0
+        } else {
+            1
+        },
+    )
+}
+
 pub async fn run(cmd: DlqCommand, ep: &Endpoints, out: Format) -> anyhow::Result<i32> {
+    let cmd = match cmd {
+        DlqCommand::Parked { projection, stream } => {
+            return parked(ep, out, projection, stream).await
+        }
+        DlqCommand::Replay {
+            stream: Some(stream),
+            projection,
+            drop_first,
+            relay,
+            wait,
+            ..
+        } => return release(ep, out, &stream, projection, drop_first, relay, wait).await,
+        DlqCommand::Discard { stream, projection } => {
+            let pool = ep.pg().await?;
+            let gone = projectors::parked::discard(&pool, projection.as_deref(), &stream).await?;
+            if gone.is_empty() {
+                eprintln!("no projection has parked {stream}");
+            }
+            match out {
+                Format::Json => output::json(&gone)?,
+                Format::Table => {
+                    for p in &gone {
+                        println!("{p}: {stream} discarded");
+                    }
+                }
+            }
+            return Ok(0);
+        }
+        other => other,
+    };
     let pool = ep.pg().await?;
     let done = replayed(&pool).await?;
     let which = match &cmd {
         DlqCommand::List { which } | DlqCommand::Replay { which, .. } => which.clone(),
+        DlqCommand::Parked { .. } | DlqCommand::Discard { .. } => return Ok(0),
     };
     let ep2 = ep.clone();
     let mut letters =
@@ -197,6 +462,7 @@ pub async fn run(cmd: DlqCommand, ep: &Endpoints, out: Format) -> anyhow::Result
             print(out, &letters)?;
             Ok(0)
         }
+        DlqCommand::Parked { .. } | DlqCommand::Discard { .. } => Ok(0),
         DlqCommand::Replay { records, force, .. } => {
             let wanted: HashSet<String> = records.into_iter().collect();
             let chosen: Vec<DeadLetter> = letters

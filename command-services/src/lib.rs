@@ -5,7 +5,8 @@
 //! - [`group_commit`]: concurrent single-event appends share one `insert_many`.
 //! - [`handler`]: the one generic command handler every aggregate uses.
 //! - [`cart_service`]: the `CartCommands` gRPC service.
-//! - [`relay`]: tails the store and publishes every committed event to Kafka.
+//! - [`relay`]: tails the store and publishes every committed event to Kafka
+//!   ([`relay_parking`]: the streams it holds behind an event it cannot publish).
 //! - [`kafka`], [`support`]: plumbing shared with the other services.
 //! - [`error`]: the command side's error enum and its mapping to gRPC status codes.
 
@@ -20,6 +21,7 @@ pub mod handler;
 pub mod kafka;
 pub mod payment_service;
 pub mod relay;
+pub mod relay_parking;
 pub mod reviews;
 pub mod support;
 pub mod user_service;

@@ -7,9 +7,14 @@
 //! whenever the stream is idle. A batch is marked published only after Kafka acknowledged
 //! every record of it (idempotent producer, acks=all, key = stream id), so a kill at any moment
 //! at worst publishes some events twice, never loses one; consumers skip versions they have.
+//!
+//! A document that does not decode, or an event larger than the broker accepts, parks its
+//! stream ([`crate::relay_parking`]): it and the stream's later events wait, the relay goes on
+//! with every other stream.
 
 use crate::event_store::{from_document, EventStore};
 use crate::kafka::KafkaArgs;
+use crate::relay_parking::{park_document, Parking};
 use crate::support::Readiness;
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
 use futures::StreamExt;
@@ -17,6 +22,7 @@ use mongodb::bson::{self, doc, Document};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::change_stream::ChangeStream;
 use mongodb::Collection;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::{HashMap, HashSet};
@@ -60,6 +66,8 @@ pub struct Relay {
     /// the catch-up read and the change stream.
     published: HashMap<String, u64>,
     topics: HashSet<String>,
+    /// Streams held behind an event that cannot be published.
+    parking: Parking,
     ready: Readiness,
 }
 
@@ -76,6 +84,7 @@ impl Relay {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             state: store.database().collection("relay_state"),
+            parking: Parking::new(store.database()),
             producer: kafka.producer()?,
             store,
             kafka,
@@ -120,7 +129,11 @@ impl Relay {
         // The change stream is read by its own task: a pending getMore must never be
         // interrupted, and the token is read right after each event is taken.
         let (tx, mut rx) = mpsc::channel(self.config.batch_size * 2);
-        let reader = AbortOnDrop(tokio::spawn(read_stream(stream, tx)));
+        let reader = AbortOnDrop(tokio::spawn(read_stream(
+            stream,
+            tx,
+            self.parking.collection(),
+        )));
         self.catch_up().await?;
         self.ready.set_ready(true);
         let mut token = None;
@@ -214,8 +227,8 @@ impl Relay {
     async fn catch_up(&mut self) -> anyhow::Result<()> {
         loop {
             let batch = self
-                .store
-                .unpublished(self.config.batch_size as i64)
+                .parking
+                .unpublished(&self.store, self.config.batch_size as i64)
                 .await?;
             let n = batch.len();
             metrics::gauge!("relay_catch_up_backlog").set(n as f64);
@@ -243,8 +256,14 @@ impl Relay {
                 self.topics.insert(topic);
             }
         }
+        // Indexes of events that stay unpublished: their stream is parked.
+        let mut held: HashSet<usize> = HashSet::new();
         let mut deliveries = Vec::with_capacity(batch.len());
-        for env in &batch {
+        for (i, env) in batch.iter().enumerate() {
+            if self.parking.holds(&env.stream_id) {
+                held.insert(i);
+                continue;
+            }
             if self
                 .published
                 .get(&env.stream_id)
@@ -267,15 +286,32 @@ impl Relay {
                 .key(env.stream_id.as_str())
                 .payload(&payload)
                 .headers(headers);
-            let delivery = self
-                .producer
-                .send_result(record)
-                .map_err(|(e, _)| ProduceFailed(format!("enqueueing to Kafka: {e}")))?;
-            deliveries.push(delivery);
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push((i, delivery)),
+                // The producer refuses it before sending (message.max.bytes): park it; the
+                // stream's later events in this batch are held by the check above.
+                Err((e, _)) if too_large(&e) => {
+                    self.park_event(env, &format!("larger than the broker accepts: {e}"))
+                        .await?;
+                    held.insert(i);
+                }
+                Err((e, _)) => {
+                    return Err(ProduceFailed(format!("enqueueing to Kafka: {e}")).into())
+                }
+            }
         }
-        for d in deliveries {
+        // (stream, version) refused by the broker: that version and later ones stay unpublished.
+        let mut refused: HashMap<String, u64> = HashMap::new();
+        for (i, d) in deliveries {
             match d.await {
                 Ok(Ok(_)) => {}
+                Ok(Err((e, _))) if too_large(&e) => {
+                    let env = &batch[i];
+                    self.park_event(env, &format!("the broker refused it as too large: {e}"))
+                        .await?;
+                    let v = refused.entry(env.stream_id.clone()).or_insert(env.version);
+                    *v = (*v).min(env.version);
+                }
                 Ok(Err((e, _))) => {
                     return Err(ProduceFailed(format!("Kafka refused a record: {e}")).into())
                 }
@@ -284,6 +320,20 @@ impl Relay {
                 }
             }
         }
+        for (i, env) in batch.iter().enumerate() {
+            if refused
+                .get(&env.stream_id)
+                .is_some_and(|v| env.version >= *v)
+            {
+                held.insert(i);
+            }
+        }
+        let batch: Vec<EventEnvelope> = batch
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !held.contains(i))
+            .map(|(_, e)| e)
+            .collect();
         metrics::counter!("relay_events_published_total").increment(batch.len() as u64);
         metrics::histogram!("relay_batch_size").record(batch.len() as f64);
         let ids: Vec<String> = batch.iter().map(|e| e.event_id.to_string()).collect();
@@ -297,6 +347,21 @@ impl Relay {
         }
         Ok(())
     }
+
+    /// Parks `env`'s stream: it cannot be published as it is.
+    async fn park_event(&mut self, env: &EventEnvelope, reason: &str) -> anyhow::Result<()> {
+        let doc = crate::event_store::to_document(env)?;
+        self.parking.park(&doc, reason).await?;
+        Ok(())
+    }
+}
+
+/// Whether Kafka refused a record for its size: no retry can help.
+fn too_large(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
+    )
 }
 
 /// Kafka did not take a record: the relay starts a new producer before resuming.
@@ -307,15 +372,30 @@ struct ProduceFailed(String);
 type Item = anyhow::Result<(EventEnvelope, Option<ResumeToken>)>;
 
 /// Forwards inserted events with the resume token after each, until the receiver goes away.
-async fn read_stream(mut stream: Events, tx: mpsc::Sender<Item>) {
+/// A document that does not decode parks its stream (in `parked`), and the stream's later
+/// events are not forwarded: they stay unpublished, behind it.
+async fn read_stream(mut stream: Events, tx: mpsc::Sender<Item>, parked: Collection<Document>) {
+    let mut held: HashSet<String> = HashSet::new();
     while let Some(next) = stream.next().await {
         let item = match next {
             Ok(ChangeStreamEvent {
                 full_document: Some(doc),
                 ..
-            }) => from_document(doc)
-                .map(|e| (e, stream.resume_token()))
-                .map_err(anyhow::Error::from),
+            }) => {
+                if doc.get_str("stream_id").is_ok_and(|s| held.contains(s)) {
+                    continue;
+                }
+                match from_document(doc.clone()) {
+                    Ok(e) => Ok((e, stream.resume_token())),
+                    Err(e) => match park_document(&parked, &doc, &e.to_string()).await {
+                        Ok(stream_id) => {
+                            held.extend(stream_id);
+                            continue;
+                        }
+                        Err(e) => Err(e.into()),
+                    },
+                }
+            }
             Ok(_) => continue,
             Err(e) => Err(e.into()),
         };

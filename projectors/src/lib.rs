@@ -7,6 +7,7 @@
 //! - [`catalogue`]: the `products` read model.
 //! - [`orders`]: the `orders`, `order_lines` and `payments` read models.
 //! - [`app`]: the `projector` binary's wiring.
+//! - [`parked`]: streams parked behind a poison event, and their held events.
 //! - [`registry`], [`lag`], [`rebuild`]: the read models by name, consumer lag, and the
 //!   rebuild and verify engine behind `commerce projections ...`.
 //!
@@ -19,6 +20,7 @@ pub mod catalogue;
 pub mod lag;
 pub mod notifications;
 pub mod orders;
+pub mod parked;
 pub mod rebuild;
 pub mod registry;
 pub mod runtime;

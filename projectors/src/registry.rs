@@ -5,7 +5,7 @@
 use crate::cart::CartProjection;
 use crate::catalogue::ProductProjection;
 use crate::orders::OrderProjection;
-use crate::runtime::{Projection, ProjectionError};
+use crate::runtime::{apply_isolated, Projection, ProjectionError};
 use event_schemas::{topic_for, EventEnvelope};
 use sqlx::PgConnection;
 
@@ -75,15 +75,16 @@ pub fn find(name: &str) -> Option<ReadModel> {
 /// Applies a batch of events to the read model `name`, in order; returns, per event, the
 /// reason it was refused, if it was. Each projection's own [`Projection::apply_all`]: the
 /// cart model's is set-based ([`crate::cart_bulk`]), the others apply one event at a time.
+/// A permanent database error is the failing event's refusal ([`apply_isolated`]).
 pub async fn apply_batch(
     name: &str,
     conn: &mut PgConnection,
     events: &[EventEnvelope],
 ) -> Result<Vec<Option<String>>, ProjectionError> {
     match name {
-        "cart" => CartProjection.apply_all(conn, events).await,
-        "product" => ProductProjection.apply_all(conn, events).await,
-        "order" => OrderProjection.apply_all(conn, events).await,
+        "cart" => apply_isolated(&CartProjection, conn, events).await,
+        "product" => apply_isolated(&ProductProjection, conn, events).await,
+        "order" => apply_isolated(&OrderProjection, conn, events).await,
         other => Err(ProjectionError::Poison(format!(
             "{other} cannot be applied outside its projector"
         ))),
@@ -91,18 +92,38 @@ pub async fn apply_batch(
 }
 
 /// Applies one event to the read model `name` on `conn` (whose `search_path` decides which
-/// schema's tables are written).
+/// schema's tables are written; inside a transaction). A permanent database error (bad data,
+/// a constraint) is the event's refusal, [`ProjectionError::Poison`], with its writes undone.
 pub async fn apply(
     name: &str,
     conn: &mut PgConnection,
     env: &EventEnvelope,
 ) -> Result<(), ProjectionError> {
-    match name {
+    sqlx::query("SAVEPOINT registry_apply")
+        .execute(&mut *conn)
+        .await?;
+    let result = match name {
         "cart" => CartProjection.apply(conn, env).await,
         "product" => ProductProjection.apply(conn, env).await,
         "order" => OrderProjection.apply(conn, env).await,
         other => Err(ProjectionError::Poison(format!(
             "{other} cannot be applied outside its projector"
         ))),
+    };
+    match result {
+        Err(e) if e.is_permanent() => {
+            sqlx::query("ROLLBACK TO SAVEPOINT registry_apply")
+                .execute(&mut *conn)
+                .await?;
+            Err(ProjectionError::Poison(e.reason()))
+        }
+        other => {
+            if other.is_ok() {
+                sqlx::query("RELEASE SAVEPOINT registry_apply")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            other
+        }
     }
 }

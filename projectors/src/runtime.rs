@@ -3,9 +3,18 @@
 //! next offset) in one PostgreSQL transaction. A crash replays into the same result: offsets
 //! below the checkpoint are skipped, and each row only moves to its stream's next version.
 //!
-//! A message that cannot be decoded or applied goes to `<topic>.dlq` with the reason in the
-//! `dlq-reason` header, and the projector goes on. A database failure retries the same batch.
+//! Errors are classified ([`ProjectionError::is_permanent`]). A transient one (a lost
+//! connection, a timeout, a serialization failure or deadlock, a called service that is down)
+//! retries the same batch with capped exponential backoff. A permanent one (bad data such as a
+//! NUL in text, a constraint, an undecodable record, a gap) is the event's own: it goes to
+//! `<topic>.dlq` with the reason in the `dlq-reason` header and parks its stream
+//! ([`crate::parked`]); the stream's later events are held, every other stream goes on, and
+//! the rest of the batch commits with the checkpoint. A batch that meets one is applied again
+//! event by event, each under a savepoint, so that the failing event is found and only its
+//! own writes are undone. A stream released by `commerce dlq replay` has its held events
+//! applied once, in order, in one transaction.
 
+use crate::parked::{self, pg_text, Record};
 use command_services::kafka::KafkaArgs;
 use command_services::support::Readiness;
 use event_schemas::{cloudevents, dead_letter_topic, EventEnvelope};
@@ -32,6 +41,53 @@ pub enum ProjectionError {
     /// A service the projection calls is unavailable: retry the batch.
     #[error("transient: {0}")]
     Transient(String),
+}
+
+impl ProjectionError {
+    /// Whether retrying can never help: the event is poison and parks its stream. Otherwise
+    /// the batch is retried with backoff.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ProjectionError::Poison(_) => true,
+            ProjectionError::Db(e) => permanent_db_error(e),
+            ProjectionError::Transient(_) => false,
+        }
+    }
+
+    /// The reason recorded when the error parks a stream.
+    pub fn reason(&self) -> String {
+        match self {
+            ProjectionError::Db(sqlx::Error::Database(e)) => format!(
+                "database refused the event: {} (SQLSTATE {})",
+                e.message(),
+                e.code().as_deref().unwrap_or("?")
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Whether PostgreSQL refused the data itself, so that the same statement fails every time:
+/// SQLSTATE class 22 (data exception: a NUL in text, a value out of range, bad encoding),
+/// class 23 (integrity constraint), class 54 (a value over a limit, e.g. an index row too
+/// large), or a value the driver cannot encode. Everything else (connection and I/O errors,
+/// pool timeouts, 40001 serialization failure, 40P01 deadlock, 57P01 shutdown, 53xxx
+/// resources, and errors of our own SQL) is transient: the batch is retried.
+pub fn permanent_db_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    }
+}
+
+/// The delay before retry `attempt` (1, 2, ...) of a failed batch: 100 ms doubling, at most
+/// 10 s.
+pub fn retry_delay(attempt: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+    Duration::from_millis(ms.min(10_000))
 }
 
 /// The PostgreSQL NOTIFY channel on which a projection announces `<stream_id>:<version>`
@@ -152,6 +208,58 @@ pub trait Projection: Send + Sync + 'static {
     }
 }
 
+/// [`Projection::apply_all`] for callers outside the runtime (rebuild and verify, through
+/// [`crate::registry`]), on a connection inside a transaction: a permanent database error
+/// (which aborts the transaction) becomes that event's refusal, found by applying the batch
+/// again event by event, each under a savepoint, like the live runtime does.
+pub async fn apply_isolated<P: Projection>(
+    projection: &P,
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+) -> Result<Vec<Option<String>>, ProjectionError> {
+    sqlx::query("SAVEPOINT isolated")
+        .execute(&mut *conn)
+        .await?;
+    match projection.apply_all(&mut *conn, events).await {
+        Ok(r) => {
+            sqlx::query("RELEASE SAVEPOINT isolated")
+                .execute(&mut *conn)
+                .await?;
+            return Ok(r);
+        }
+        Err(e) if e.is_permanent() => {}
+        Err(e) => return Err(e),
+    }
+    sqlx::query("ROLLBACK TO SAVEPOINT isolated")
+        .execute(&mut *conn)
+        .await?;
+    let mut out = Vec::with_capacity(events.len());
+    for env in events {
+        sqlx::query("SAVEPOINT isolated_event")
+            .execute(&mut *conn)
+            .await?;
+        let refused = match projection
+            .apply_all(&mut *conn, std::slice::from_ref(env))
+            .await
+        {
+            Ok(r) => r.into_iter().flatten().next(),
+            Err(e) if e.is_permanent() => Some(e.reason()),
+            Err(e) => return Err(e),
+        };
+        let end = if refused.is_some() {
+            "ROLLBACK TO SAVEPOINT isolated_event"
+        } else {
+            "RELEASE SAVEPOINT isolated_event"
+        };
+        sqlx::query(end).execute(&mut *conn).await?;
+        out.push(refused);
+    }
+    sqlx::query("RELEASE SAVEPOINT isolated")
+        .execute(&mut *conn)
+        .await?;
+    Ok(out)
+}
+
 /// The distinct correlation ids of a batch, comma-separated (at most 50), for the span of a
 /// set-based apply: a request can still be found in its log line.
 pub fn correlation_ids(events: &[EventEnvelope]) -> String {
@@ -190,8 +298,39 @@ pub struct ProjectorRuntime<P: Projection> {
 }
 
 struct DeadLetter {
-    message: OwnedMessage,
+    record: Record,
     reason: String,
+}
+
+/// One record of a batch as decoded: its stream (from the envelope, else from the key), its
+/// version if known, and the envelope (an index) or why it does not decode.
+struct Item {
+    stream: Option<String>,
+    version: Option<i64>,
+    event: Result<usize, String>,
+}
+
+/// What a batch did, for the commit.
+#[derive(Default)]
+struct Outcome {
+    /// `<stream_id>:<version>` of every applied event, for NOTIFY.
+    applied: Vec<String>,
+    dead: Vec<DeadLetter>,
+    parked: usize,
+    held: usize,
+}
+
+/// Whether the item waits behind its parked stream: every event from the first parked
+/// version on (an event before it still applies, in stream order); every event when either
+/// version is unknown.
+fn held_back(parked: &HashMap<String, Option<i64>>, item: &Item) -> bool {
+    let Some(first) = item.stream.as_ref().and_then(|s| parked.get(s)) else {
+        return false;
+    };
+    match (first, item.version) {
+        (Some(first), Some(v)) => v >= *first,
+        _ => true,
+    }
 }
 
 impl<P: Projection> ProjectorRuntime<P> {
@@ -266,9 +405,16 @@ impl<P: Projection> ProjectorRuntime<P> {
         ));
 
         let mut stream = consumer.stream();
+        // Once a second: replay the streams `dlq replay` released, and export the gauge.
+        let mut parked_tick = tokio::time::interval(Duration::from_secs(1));
+        parked_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = parked_tick.tick() => {
+                    self.tend_parked(&producer).await;
+                    continue;
+                }
                 m = stream.next() => m,
             };
             let Some(first) = first else { break };
@@ -286,18 +432,37 @@ impl<P: Projection> ProjectorRuntime<P> {
             if batch.is_empty() {
                 continue;
             }
+            // Only transient failures come back here (a poison event parks its stream inside
+            // the batch): retry the same batch with capped exponential backoff.
+            let mut attempt: u32 = 0;
             let committed = loop {
                 match self.apply_batch(&batch, &producer).await {
-                    Ok(c) => break Some(c),
+                    Ok(c) => {
+                        if attempt > 0 {
+                            metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
+                                .set(0.0);
+                        }
+                        break Some(c);
+                    }
                     Err(e) => {
                         // Still alive and consuming: failures show in the metrics, not
                         // in /healthz, so a start is not blocked by a dependency's outage.
+                        attempt = attempt.saturating_add(1);
                         metrics::counter!("projector_batch_failures_total", "projection" => name)
                             .increment(1);
-                        tracing::warn!(projection = name, error = %e, "batch failed; retrying");
+                        metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
+                            .set(f64::from(attempt));
+                        let delay = retry_delay(attempt);
+                        tracing::warn!(
+                            projection = name,
+                            attempt,
+                            retry_in_ms = delay.as_millis() as u64,
+                            error = %e,
+                            "batch failed (transient); retrying"
+                        );
                         tokio::select! {
                             _ = shutdown.cancelled() => break None,
-                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = tokio::time::sleep(delay) => {}
                         }
                     }
                 }
@@ -340,58 +505,29 @@ impl<P: Projection> ProjectorRuntime<P> {
         Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
     }
 
-    /// Applies one batch in one transaction; returns the new checkpoints.
+    /// Applies one batch in one transaction; returns the new checkpoints. Fails only for a
+    /// transient reason: a poison event is dead-lettered and parks its stream.
     async fn apply_batch(
         &self,
         batch: &[OwnedMessage],
         producer: &FutureProducer,
     ) -> anyhow::Result<Checkpoints> {
-        let mut tx = self.pool.begin().await?;
-        // (position in the batch, dead letter): sent in batch order.
-        let mut dead: Vec<(usize, DeadLetter)> = Vec::new();
         let mut next: Checkpoints = HashMap::new();
-        let mut events = Vec::with_capacity(batch.len());
-        let mut sources = Vec::with_capacity(batch.len());
-        for (i, m) in batch.iter().enumerate() {
-            next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
-            let decoded = match m.payload() {
-                None => Err("empty record".to_owned()),
-                Some(bytes) => cloudevents::decode(bytes).map_err(|e| e.to_string()),
-            };
-            match decoded {
-                Ok(e) => {
-                    events.push(e);
-                    sources.push(i);
+        let records: Vec<Record> = batch
+            .iter()
+            .map(|m| {
+                next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+                Record {
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
                 }
-                Err(reason) => dead.push((
-                    i,
-                    DeadLetter {
-                        message: m.clone(),
-                        reason,
-                    },
-                )),
-            }
-        }
-        let results = match self.projection.apply_all(&mut tx, &events).await {
-            Ok(r) => r,
-            Err(ProjectionError::Db(e)) => return Err(e.into()),
-            Err(e) => anyhow::bail!(e),
-        };
-        let mut applied: Vec<String> = Vec::with_capacity(events.len());
-        for ((event, i), refused) in events.iter().zip(sources).zip(results) {
-            match refused {
-                None => applied.push(format!("{}:{}", event.stream_id, event.version)),
-                Some(reason) => dead.push((
-                    i,
-                    DeadLetter {
-                        message: batch[i].clone(),
-                        reason,
-                    },
-                )),
-            }
-        }
-        dead.sort_by_key(|(i, _)| *i);
-        let dead: Vec<DeadLetter> = dead.into_iter().map(|(_, d)| d).collect();
+            })
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let outcome = self.process(&mut tx, &records).await?;
         for ((topic, partition), offset) in &next {
             sqlx::query(
                 "INSERT INTO projector_checkpoints (projection, topic, partition, next_offset, updated_at)
@@ -407,18 +543,240 @@ impl<P: Projection> ProjectorRuntime<P> {
             .execute(&mut *tx)
             .await?;
         }
+        self.finish(tx, outcome, producer).await?;
+        Ok(next)
+    }
+
+    /// Wakes readers, sends the dead letters, and commits.
+    async fn finish(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        outcome: Outcome,
+        producer: &FutureProducer,
+    ) -> anyhow::Result<()> {
         // Readers waiting for a version (read-your-writes) are woken when this commits.
-        if !applied.is_empty() {
+        if !outcome.applied.is_empty() {
             sqlx::query("SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x")
                 .bind(notify_channel(self.projection.name()))
-                .bind(&applied)
+                .bind(&outcome.applied)
                 .execute(&mut *tx)
                 .await?;
         }
         // Dead letters are on the broker before the checkpoint moves past them.
-        self.send_dead_letters(&dead, producer).await?;
+        self.send_dead_letters(&outcome.dead, producer).await?;
         tx.commit().await?;
-        Ok(next)
+        let name = self.projection.name();
+        if outcome.parked > 0 {
+            metrics::counter!("projector_parked_total", "projection" => name)
+                .increment(outcome.parked as u64);
+        }
+        if outcome.held > 0 {
+            metrics::counter!("projector_held_events_total", "projection" => name)
+                .increment(outcome.held as u64);
+        }
+        Ok(())
+    }
+
+    /// Applies `records` in order on `tx`: what decodes and applies is applied; an event of a
+    /// parked stream is held; a poison event is dead-lettered and parks its stream. Fails only
+    /// for a transient reason (the caller retries the whole transaction).
+    async fn process(
+        &self,
+        tx: &mut PgConnection,
+        records: &[Record],
+    ) -> Result<Outcome, ProjectionError> {
+        let name = self.projection.name();
+        // Decode: an envelope (an index into `events`), or why not.
+        let mut events: Vec<EventEnvelope> = Vec::with_capacity(records.len());
+        let mut items: Vec<Item> = Vec::with_capacity(records.len());
+        for r in records {
+            let decoded = match &r.payload {
+                None => Err("empty record".to_owned()),
+                Some(bytes) => cloudevents::decode(bytes).map_err(|e| e.to_string()),
+            };
+            items.push(match decoded {
+                Ok(e) => {
+                    let item = Item {
+                        stream: Some(pg_text(&e.stream_id)),
+                        version: i64::try_from(e.version).ok(),
+                        event: Ok(events.len()),
+                    };
+                    events.push(e);
+                    item
+                }
+                // The key names the stream (the relay keys every record by its stream id).
+                Err(reason) => Item {
+                    stream: r
+                        .key
+                        .as_deref()
+                        .map(|k| pg_text(&String::from_utf8_lossy(k))),
+                    version: None,
+                    event: Err(reason),
+                },
+            });
+        }
+        let mut streams: Vec<String> = items.iter().filter_map(|i| i.stream.clone()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let mut parked = parked::parked_of(tx, name, &streams).await?;
+        let mut out = Outcome::default();
+
+        // Fast path: nothing parked or undecodable here: the whole batch in one call (the
+        // cart model's set-based path), under a savepoint in case an event refuses.
+        if items
+            .iter()
+            .all(|i| i.event.is_ok() && !held_back(&parked, i))
+        {
+            sqlx::query("SAVEPOINT batch").execute(&mut *tx).await?;
+            match self.projection.apply_all(&mut *tx, &events).await {
+                Ok(results) if results.iter().all(Option::is_none) => {
+                    sqlx::query("RELEASE SAVEPOINT batch")
+                        .execute(&mut *tx)
+                        .await?;
+                    out.applied = events
+                        .iter()
+                        .map(|e| format!("{}:{}", e.stream_id, e.version))
+                        .collect();
+                    return Ok(out);
+                }
+                Ok(_) => {}
+                Err(e) if e.is_permanent() => {}
+                Err(e) => return Err(e),
+            }
+            // One event refused: undo the batch and find it, event by event.
+            sqlx::query("ROLLBACK TO SAVEPOINT batch")
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(
+                projection = name,
+                events = events.len(),
+                "a batch met a poison event; applying it event by event"
+            );
+        }
+
+        for (item, record) in items.iter().zip(records) {
+            let stream = item.stream.as_deref();
+            let env = item.event.as_ref().ok().map(|k| &events[*k]);
+            if held_back(&parked, item) {
+                if let Some(stream) = stream {
+                    let held = parked::Held {
+                        version: item.version,
+                        event_type: env.map(|e| e.event_type.as_str()),
+                        poison: None,
+                    };
+                    parked::hold(tx, name, stream, held, record).await?;
+                    out.held += 1;
+                    tracing::info!(
+                        projection = name,
+                        stream_id = stream,
+                        version = item.version,
+                        "holding an event of a parked stream"
+                    );
+                }
+                continue;
+            }
+            let refused = match (env, &item.event) {
+                (Some(env), _) => {
+                    let span = tracing::info_span!(
+                        "apply",
+                        projection = name,
+                        correlation_id = %env.correlation_id,
+                        stream_id = %env.stream_id,
+                        version = env.version
+                    );
+                    sqlx::query("SAVEPOINT event").execute(&mut *tx).await?;
+                    let result = tracing::Instrument::instrument(
+                        self.projection
+                            .apply_all(&mut *tx, std::slice::from_ref(env)),
+                        span,
+                    )
+                    .await;
+                    let refused = match result {
+                        Ok(r) => r.into_iter().flatten().next(),
+                        Err(e) if e.is_permanent() => Some(e.reason()),
+                        Err(e) => return Err(e),
+                    };
+                    if refused.is_some() {
+                        sqlx::query("ROLLBACK TO SAVEPOINT event")
+                            .execute(&mut *tx)
+                            .await?;
+                    } else {
+                        sqlx::query("RELEASE SAVEPOINT event")
+                            .execute(&mut *tx)
+                            .await?;
+                        out.applied
+                            .push(format!("{}:{}", env.stream_id, env.version));
+                    }
+                    refused
+                }
+                (None, Err(reason)) => Some(reason.clone()),
+                (None, Ok(_)) => None,
+            };
+            let Some(reason) = refused else { continue };
+            out.dead.push(DeadLetter {
+                record: record.clone(),
+                reason: reason.clone(),
+            });
+            // Park the stream, and keep this event as its first held one.
+            if let Some(stream) = stream {
+                parked::park(tx, name, stream, item.version, &reason).await?;
+                let held = parked::Held {
+                    version: item.version,
+                    event_type: env.map(|e| e.event_type.as_str()),
+                    poison: Some(&reason),
+                };
+                parked::hold(tx, name, stream, held, record).await?;
+                parked.insert(stream.to_owned(), item.version);
+                out.parked += 1;
+                tracing::warn!(
+                    projection = name,
+                    stream_id = stream,
+                    version = item.version,
+                    %reason,
+                    "parking a stream behind a poison event"
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replays the streams `dlq replay` released (their held events, once, in order, in one
+    /// transaction; an event that fails again parks its stream again), and exports the
+    /// `projector_parked_streams` gauge. Failures are logged and tried at the next tick.
+    async fn tend_parked(&self, producer: &FutureProducer) {
+        let name = self.projection.name();
+        if let Err(e) = self.replay_released(producer).await {
+            tracing::warn!(projection = name, error = %e, "replaying released streams failed; retrying");
+        }
+        match parked::count(&self.pool, name).await {
+            Ok(n) => {
+                metrics::gauge!("projector_parked_streams", "projection" => name).set(n as f64)
+            }
+            Err(e) => tracing::debug!(error = %e, "counting parked streams"),
+        }
+    }
+
+    async fn replay_released(&self, producer: &FutureProducer) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        let mut tx = self.pool.begin().await?;
+        let released = parked::take_released(&mut tx, name, 20).await?;
+        if released.is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        for (stream, held) in released {
+            tracing::info!(
+                projection = name,
+                stream_id = %stream,
+                events = held.len(),
+                "replaying a released stream"
+            );
+            records.extend(held);
+        }
+        let outcome = self.process(&mut tx, &records).await?;
+        metrics::counter!("projector_replayed_events_total", "projection" => name)
+            .increment(outcome.applied.len() as u64);
+        self.finish(tx, outcome, producer).await
     }
 
     async fn send_dead_letters(
@@ -429,17 +787,17 @@ impl<P: Projection> ProjectorRuntime<P> {
         for d in dead {
             metrics::counter!("projector_dead_letters_total", "projection" => self.projection.name())
                 .increment(1);
-            let m = &d.message;
+            let m = &d.record;
             tracing::warn!(
                 projection = self.projection.name(),
-                topic = m.topic(),
-                partition = m.partition(),
-                offset = m.offset(),
+                topic = %m.topic,
+                partition = m.partition,
+                offset = m.offset,
                 reason = %d.reason,
                 "dead-lettering a message"
             );
-            let partition = m.partition().to_string();
-            let offset = m.offset().to_string();
+            let partition = m.partition.to_string();
+            let offset = m.offset.to_string();
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "dlq-reason",
@@ -447,7 +805,7 @@ impl<P: Projection> ProjectorRuntime<P> {
                 })
                 .insert(Header {
                     key: "dlq-source-topic",
-                    value: Some(m.topic()),
+                    value: Some(m.topic.as_str()),
                 })
                 .insert(Header {
                     key: "dlq-source-partition",
@@ -461,14 +819,14 @@ impl<P: Projection> ProjectorRuntime<P> {
                     key: "dlq-projection",
                     value: Some(self.projection.name()),
                 });
-            let topic = dead_letter_topic(m.topic());
+            let topic = dead_letter_topic(&m.topic);
             let mut record: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(&topic).headers(headers);
-            if let Some(k) = m.key() {
-                record = record.key(k);
+            if let Some(k) = &m.key {
+                record = record.key(k.as_slice());
             }
-            if let Some(p) = m.payload() {
-                record = record.payload(p);
+            if let Some(p) = &m.payload {
+                record = record.payload(p.as_slice());
             }
             producer
                 .send(record, Duration::from_secs(10))
@@ -476,5 +834,59 @@ impl<P: Projection> ProjectorRuntime<P> {
                 .map_err(|(e, _)| anyhow::anyhow!("dead-letter produce failed: {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(stream: &str, version: Option<i64>) -> Item {
+        Item {
+            stream: Some(stream.into()),
+            version,
+            event: Ok(0),
+        }
+    }
+
+    #[test]
+    fn a_parked_stream_holds_its_events_from_the_parked_version_on() {
+        let parked: HashMap<String, Option<i64>> =
+            [("a".to_owned(), Some(3)), ("b".to_owned(), None)].into();
+        assert!(
+            !held_back(&parked, &item("a", Some(2))),
+            "before it: applies"
+        );
+        assert!(held_back(&parked, &item("a", Some(3))));
+        assert!(held_back(&parked, &item("a", Some(9))));
+        assert!(
+            held_back(&parked, &item("a", None)),
+            "unknown version: held"
+        );
+        assert!(
+            held_back(&parked, &item("b", Some(1))),
+            "unknown parked version: all"
+        );
+        assert!(
+            !held_back(&parked, &item("c", Some(1))),
+            "other streams go on"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_a_cap() {
+        let d: Vec<u128> = (1..=9).map(|a| retry_delay(a).as_millis()).collect();
+        assert_eq!(d, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn only_the_events_own_errors_are_permanent() {
+        assert!(ProjectionError::Poison("gap".into()).is_permanent());
+        assert!(!ProjectionError::Transient("down".into()).is_permanent());
+        assert!(!ProjectionError::Db(sqlx::Error::PoolTimedOut).is_permanent());
+        assert!(
+            !ProjectionError::Db(sqlx::Error::Io(std::io::Error::other("reset"))).is_permanent()
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Dead letters: an event that reaches the cart projector before its stream's first event is
-//! dead-lettered; `commerce dlq list` shows it with its reason, and once the cause is gone
-//! (the first event arrived) `commerce dlq replay` sends it back and the read model catches
-//! up. A replayed record is not replayed twice.
+//! dead-lettered and parks its stream; `commerce dlq list` shows it with its reason, `commerce
+//! dlq parked` the stream with its held events, and once the cause is gone (the first event
+//! arrived) `commerce dlq replay --stream` applies the held events and the read model catches
+//! up, once. `dlq replay --record` still sends a dead letter back to its topic, once.
 
 mod cli_common;
 mod common;
@@ -98,6 +99,24 @@ async fn dead_letters_are_listed_and_replayed_once() {
     produce(&producer, &created).await;
     cart_at_version(&client, &cart, 1).await;
 
+    // The stream is parked in the cart model from version 2 on, with that event held.
+    let parked = commerce_json(&["dlq", "parked", "--projection", "cart", "--stream", &cart]).await;
+    let p = &parked["projections"][0];
+    assert_eq!(p["first_version"], 2, "{parked}");
+    assert_eq!(p["held_events"], 1, "{parked}");
+    assert_eq!(p["held"][0]["event_type"], "CartItemAdded", "{parked}");
+
+    let replayed =
+        commerce_json(&["dlq", "replay", "--stream", &cart, "--projection", "cart"]).await;
+    assert_eq!(replayed[0]["outcome"], "replayed", "{replayed}");
+    let seen = cart_at_version(&client, &cart, 2).await;
+    assert_eq!(seen["lines"][0]["productId"], product.as_str());
+    assert_eq!(seen["lines"][0]["quantity"], 3);
+    let parked = commerce_json(&["dlq", "parked", "--projection", "cart", "--stream", &cart]).await;
+    assert_eq!(parked["projections"], json!([]), "{parked}");
+
+    // The dead letter itself can still be sent back to its topic (a redelivery: nothing
+    // changes), once.
     let record = format!("{}:{}", letter["partition"], letter["offset"]);
     let replayed = commerce_json(&[
         "dlq",
@@ -109,9 +128,6 @@ async fn dead_letters_are_listed_and_replayed_once() {
     ])
     .await;
     assert_eq!(replayed.as_array().unwrap().len(), 1, "{replayed}");
-    let seen = cart_at_version(&client, &cart, 2).await;
-    assert_eq!(seen["lines"][0]["productId"], product.as_str());
-    assert_eq!(seen["lines"][0]["quantity"], 3);
 
     // Recorded: listed as replayed, and not sent again without --force.
     let list = commerce_json(&["dlq", "list", "--topic", "commerce.cart.events"]).await;

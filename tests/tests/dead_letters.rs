@@ -1,8 +1,11 @@
 //! A record the cart projector cannot decode goes to `commerce.cart.events.dlq` with the
-//! reason, and the projector goes on with the next records.
+//! reason, and the projector goes on with the next records. The record's key names a stream,
+//! which is parked (and then given up with `commerce dlq discard`).
 
+mod cli_common;
 mod common;
 
+use cli_common::*;
 use common::*;
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -110,4 +113,27 @@ async fn an_undecodable_record_is_dead_lettered_and_the_projector_goes_on() {
     }
     projections.sort();
     assert_eq!(projections, vec!["cart", "checkout-saga"]);
+
+    // Its key's stream is parked in both (committed with their checkpoints, just after the
+    // dead letters were sent), and the operator gives it up.
+    poll(
+        "the stream parked in both",
+        Duration::from_secs(30),
+        || async {
+            let parked = commerce_json(&["dlq", "parked", "--stream", &key]).await;
+            let mut names: Vec<String> = parked["projections"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| p["projection"].as_str().map(str::to_owned))
+                .collect();
+            names.sort();
+            (names == ["cart", "checkout-saga"]).then_some(())
+        },
+    )
+    .await;
+    let mut gone = commerce_json(&["dlq", "discard", "--stream", &key]).await;
+    gone.as_array_mut().unwrap().sort_by_key(|v| v.to_string());
+    assert_eq!(gone, json!(["cart", "checkout-saga"]));
+    let parked = commerce_json(&["dlq", "parked", "--stream", &key]).await;
+    assert_eq!(parked["projections"], json!([]), "{parked}");
 }
