@@ -223,7 +223,9 @@ async fn ids_of_the_wrong_kind_malformed_empty_or_huge_are_not_found_or_invalid_
     ];
     // What each field's own kind is (its right id is not under test here).
     let own = |f: &str| -> &'static str {
-        if f.contains("productId") || f.contains("Product") || f == "product" {
+        if f.ends_with("orderId") {
+            "order"
+        } else if f.contains("productId") || f.contains("Product") || f == "product" {
             "product"
         } else if f.contains("adjustStock") {
             "product"
