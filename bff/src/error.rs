@@ -45,9 +45,48 @@ impl BffError {
     }
 }
 
+impl BffError {
+    /// The error of a read that asked for `at_least` (a version a mutation returned): when
+    /// the read model does not have the stream at all yet, that is `STALE` (retry), not
+    /// `NOT_FOUND`.
+    pub fn waited_for(self, at_least: u64) -> Self {
+        match self {
+            BffError::NotFound(_) if at_least > 0 => {
+                BffError::Stale(format!("not yet projected at version {at_least}; retry"))
+            }
+            e => e,
+        }
+    }
+}
+
+/// Whether a status was made on this side of the wire from a transport failure (connection
+/// refused or reset, a backend killed mid-call, an h2 stream reset, a broken body) rather than
+/// sent by the backend. tonic keeps the underlying error as the status's source only then; a
+/// status decoded from `grpc-status` has none. Its code says nothing about the request (h2
+/// resets come out as `Internal` or `Unknown`, an aborted connection as `Aborted`, a short
+/// read as `OutOfRange`): all of them mean "the backend went away; retry".
+fn is_transport_failure(s: &tonic::Status) -> bool {
+    if std::error::Error::source(s).is_some() {
+        return true;
+    }
+    matches!(s.code(), Code::Unknown | Code::Internal)
+        && [
+            "h2 protocol error",
+            "transport error",
+            "error reading a body",
+            "connection",
+        ]
+        .iter()
+        .any(|m| s.message().starts_with(m))
+}
+
 impl From<tonic::Status> for BffError {
     fn from(s: tonic::Status) -> Self {
         let msg = s.message().to_owned();
+        if is_transport_failure(&s) {
+            tracing::warn!(status = ?s, "backend unreachable or gone mid-call");
+            return BffError::Unavailable;
+        }
         match s.code() {
             Code::InvalidArgument | Code::OutOfRange => BffError::InvalidArgument(msg),
             Code::NotFound => BffError::NotFound(msg),
@@ -56,7 +95,8 @@ impl From<tonic::Status> for BffError {
             Code::Aborted => BffError::Conflict,
             Code::PermissionDenied => BffError::Forbidden(msg),
             Code::Unauthenticated => BffError::Unauthenticated(msg),
-            // A client-side timeout surfaces as Cancelled ("Timeout expired"): retryable too.
+            // A client-side timeout surfaces as Cancelled ("Timeout expired"), a stream the
+            // backend's shutdown cancelled as Cancelled too: retryable.
             Code::Unavailable
             | Code::DeadlineExceeded
             | Code::ResourceExhausted
@@ -75,6 +115,48 @@ impl From<tonic::Status> for BffError {
 impl From<domain::values::ValueError> for BffError {
     fn from(e: domain::values::ValueError) -> Self {
         BffError::InvalidArgument(e.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_failures_are_unavailable_whatever_their_code() {
+        // What tonic makes of a connection the backend reset mid-call.
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "aborted");
+        let s = tonic::Status::from_error(Box::new(io));
+        assert!(matches!(BffError::from(s), BffError::Unavailable));
+        for (code, msg) in [
+            (
+                Code::Internal,
+                "h2 protocol error: error reading a body from connection",
+            ),
+            (Code::Unknown, "transport error"),
+            (Code::Cancelled, "operation was canceled"),
+        ] {
+            let s = tonic::Status::new(code, msg);
+            assert!(matches!(BffError::from(s), BffError::Unavailable), "{msg}");
+        }
+        // Codes a backend sent keep their meaning.
+        let s = tonic::Status::internal("internal error");
+        assert!(matches!(BffError::from(s), BffError::Internal));
+        let s = tonic::Status::aborted("changed concurrently");
+        assert!(matches!(BffError::from(s), BffError::Conflict));
+        let s = tonic::Status::not_found("no cart");
+        assert!(matches!(BffError::from(s), BffError::NotFound(_)));
+    }
+
+    #[test]
+    fn not_found_after_a_wait_is_stale() {
+        let e = BffError::NotFound("cart not found".into());
+        assert_eq!(e.clone().waited_for(0).code(), "NOT_FOUND");
+        assert_eq!(e.waited_for(3).code(), "STALE");
+        assert_eq!(
+            BffError::Forbidden("x".into()).waited_for(3).code(),
+            "FORBIDDEN"
+        );
     }
 }
 

@@ -4,7 +4,8 @@
 //! One consumer per BFF reads the order and cart topics from their ends (assigned, no group)
 //! and fans events out on a broadcast channel. Each subscription:
 //! - is authorized when it starts, against the read model (and, for an order not projected
-//!   yet, against its `OrderPlaced` event before anything is sent);
+//!   yet, against its `OrderPlaced` event before anything is sent; a cart not projected yet
+//!   is awaited in the read model, and checked there before anything is sent);
 //! - starts with the current state, so a client that reconnects is up to date at once;
 //! - only ever moves forward: an event at or below the version it last sent (a broker replay,
 //!   a duplicate from the relay's at-least-once delivery) is dropped, never sent as new.
@@ -137,6 +138,15 @@ async fn next_event(
 }
 
 struct Lagged;
+
+/// The version of [`next_event`]'s event.
+fn version_of(e: Option<Result<Arc<EventEnvelope>, Lagged>>) -> Option<Result<u64, Lagged>> {
+    e.map(|r| r.map(|env| env.version))
+}
+
+/// How many bounded waits `cartChanged` spends on a cart not projected yet before it
+/// follows the feed alone.
+const FIRST_WAITS: u32 = 30;
 
 #[derive(SimpleObject)]
 pub struct OrderStatusChange {
@@ -276,21 +286,54 @@ impl SubscriptionRoot {
     }
 
     /// The cart after each change, starting with its current state. A customer's cart is
-    /// theirs alone; an anonymous cart is followed by whoever holds its id.
+    /// theirs alone; an anonymous cart is followed by whoever holds its id. A cart created a
+    /// moment ago and not projected yet is waited for (like an order not placed yet): nothing
+    /// is sent until the read model has it and it is known to be the caller's.
     async fn cart_changed(&self, ctx: &Context<'_>, cart_id: ID) -> Result<Items<Cart>> {
         gql(async move {
             let id = CartId::parse(&cart_id)?.to_string();
             let mut rx = live(ctx)?.subscribe();
             let (who, backends, _) = owned_ctx(ctx);
-            let first = get_cart(&backends, &id, 0).await?;
-            who.check_owner(Some(first.customer_id.as_str()).filter(|c| !c.is_empty()))?;
+            let first = match get_cart(&backends, &id, 0).await {
+                Ok(c) => {
+                    who.check_owner(Some(c.customer_id.as_str()).filter(|c| !c.is_empty()))?;
+                    Some(c)
+                }
+                Err(BffError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
             let stream = async_stream(move |y| async move {
-                let mut sent = first.version;
-                y.send(Ok(first.into())).await;
+                let mut sent = 0;
+                if let Some(first) = first {
+                    sent = first.version;
+                    y.send(Ok(first.into())).await;
+                }
+                // Not projected yet: its first version is awaited in the read model (each
+                // wait bounded and woken by the projector's NOTIFY) as well as on the feed,
+                // since its creation may have gone past on the feed already. After
+                // FIRST_WAITS waits, only the feed is followed (a cart that does not exist
+                // costs nothing more).
+                let mut waits = 0;
                 loop {
-                    let at_least = match next_event(&mut rx, "cart", &id, sent).await {
+                    let next = if sent == 0 && waits < FIRST_WAITS {
+                        waits += 1;
+                        tokio::select! {
+                            e = next_event(&mut rx, "cart", &id, sent) => version_of(e),
+                            c = get_cart(&backends, &id, 1) => match c {
+                                Ok(c) => Some(Ok(c.version)),
+                                Err(BffError::NotFound(_) | BffError::Stale(_)) => continue,
+                                Err(_) => {
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                    continue;
+                                }
+                            },
+                        }
+                    } else {
+                        version_of(next_event(&mut rx, "cart", &id, sent).await)
+                    };
+                    let at_least = match next {
                         None => return,
-                        Some(Ok(env)) => env.version,
+                        Some(Ok(version)) => version,
                         Some(Err(Lagged)) => sent + 1,
                     };
                     // The read model at (at least) that version: read-your-writes.

@@ -241,7 +241,8 @@ impl CartQuery {
                 .cart_queries
                 .clone()
                 .get_cart(req)
-                .await?
+                .await
+                .map_err(|s| BffError::from(s).waited_for(at_least))?
                 .into_inner();
             caller(ctx).check_owner(Some(cart.customer_id.as_str()).filter(|c| !c.is_empty()))?;
             if cart.version < at_least {

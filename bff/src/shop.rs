@@ -206,7 +206,8 @@ pub async fn load_order(
             id: id.to_string(),
             at_least_version: at_least,
         })
-        .await?
+        .await
+        .map_err(|s| BffError::from(s).waited_for(at_least))?
         .into_inner();
     order_of(&doc.json)
 }

@@ -189,7 +189,26 @@ impl EventStore {
         Ok(())
     }
 
-    /// The events of a stream after `after_version`, in version order.
+    /// The events of a stream of type `stream_type` after `after_version`, in version order;
+    /// `None` when the id names a stream of another type (an order id given where a cart id
+    /// belongs): stream ids are unique across types, so that stream is not one of these, and
+    /// its events are never decoded as this type's.
+    pub async fn load_typed(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Option<Vec<EventEnvelope>>, StoreError> {
+        let events = self.load(stream_id, after_version).await?;
+        if events.iter().any(|e| e.stream_type != stream_type) {
+            tracing::debug!(stream_id, stream_type, "stream id of another type");
+            return Ok(None);
+        }
+        Ok(Some(events))
+    }
+
+    /// The events of a stream after `after_version`, in version order, whatever its type
+    /// (operator tools); aggregates load theirs with [`EventStore::load_typed`].
     pub async fn load(
         &self,
         stream_id: &str,

@@ -70,7 +70,7 @@ impl<A: Aggregate> CommandHandler<A> {
     pub async fn load(&self, stream_id: &str) -> Result<(A, u64), CommandError> {
         let cached = self.cached(stream_id);
         let (mut state, mut version) = cached.unwrap_or_default();
-        for env in self.store.load(stream_id, version).await? {
+        for env in self.load_events(stream_id, version).await? {
             let event: A::Event = env
                 .decode()
                 .map_err(|e| CommandError::Internal(format!("stored event: {e}")))?;
@@ -89,7 +89,7 @@ impl<A: Aggregate> CommandHandler<A> {
     ) -> Result<(A, Vec<EventEnvelope>), CommandError> {
         let mut state = A::default();
         let mut applied = Vec::new();
-        for env in self.store.load(stream_id, 0).await? {
+        for env in self.load_events(stream_id, 0).await? {
             if !keep(&env) {
                 break;
             }
@@ -100,6 +100,19 @@ impl<A: Aggregate> CommandHandler<A> {
             applied.push(env);
         }
         Ok((state, applied))
+    }
+
+    /// The events of this aggregate's stream after `after`: an id of another aggregate's
+    /// stream is `NotFound` (a command on it is refused before anything is appended).
+    async fn load_events(
+        &self,
+        stream_id: &str,
+        after: u64,
+    ) -> Result<Vec<EventEnvelope>, CommandError> {
+        self.store
+            .load_typed(A::STREAM_TYPE, stream_id, after)
+            .await?
+            .ok_or_else(|| CommandError::NotFound(format!("no {} {stream_id}", A::STREAM_TYPE)))
     }
 
     fn cached(&self, stream_id: &str) -> Option<(A, u64)> {

@@ -39,7 +39,13 @@ impl Prepare<Product> for VerifyPurchase {
             .and_then(|id| UserId::parse(id).ok())
             .ok_or_else(|| CommandError::PermissionDenied("sign in to write a review".into()))?;
         let mut order = Order::default();
-        for env in store.load(&order_id.to_string(), 0).await? {
+        // No such order (nothing stored, or another aggregate's stream): NOT_FOUND.
+        let events = store
+            .load_typed(Order::STREAM_TYPE, &order_id.to_string(), 0)
+            .await?
+            .filter(|events| !events.is_empty())
+            .ok_or_else(|| CommandError::NotFound(format!("no order {order_id}")))?;
+        for env in events {
             let event: OrderEvent = env
                 .decode()
                 .map_err(|e| CommandError::Internal(format!("stored order event: {e}")))?;

@@ -117,17 +117,27 @@ impl CartQueries for CartQueryService {
     async fn get_cart(&self, request: Request<GetCartRequest>) -> Result<Response<Cart>, Status> {
         let started = std::time::Instant::now();
         let r = request.get_ref();
+        let mut reached = true;
         if r.at_least_version > 0 {
             let pool = self.pool.clone();
             let id = r.cart_id.clone();
-            self.watch
+            reached = self
+                .watch
                 .wait_for("cart", &r.cart_id, r.at_least_version, || {
                     cart_version(&pool, &id)
                 })
                 .await
                 .map_err(QueryError::from)?;
         }
-        let result = get_cart(&self.pool, &r.cart_id).await;
+        let result = match get_cart(&self.pool, &r.cart_id).await {
+            // Waited for a version and the cart is not projected at all yet: NOT_FOUND with
+            // `at_least_version` means "not there yet" (the BFF answers STALE).
+            Err(QueryError::NotFound(_)) if !reached => Err(QueryError::NotFound(format!(
+                "cart not projected at version {} yet",
+                r.at_least_version
+            ))),
+            other => other,
+        };
         crate::record("cart", "GetCart", started, result.as_ref().err());
         Ok(Response::new(result?))
     }

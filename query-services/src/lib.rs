@@ -26,7 +26,26 @@ pub enum QueryError {
     #[error("{0}")]
     NotFound(String),
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for QueryError {
+    /// A PostgreSQL data exception (SQLSTATE class 22: a value that does not cast, a NUL in
+    /// text, a number out of range) comes from a value in the request, e.g. a forged cursor:
+    /// the client's mistake, never a reason to retry. Every other database error is the read
+    /// model being unavailable.
+    fn from(e: sqlx::Error) -> Self {
+        let data_exception = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c.starts_with("22"));
+        if data_exception {
+            tracing::debug!(error = %e, "request value refused by the database");
+            QueryError::InvalidArgument("a value in the request is malformed".into())
+        } else {
+            QueryError::Db(e)
+        }
+    }
 }
 
 /// Records one query in `queries_total{service, method, outcome}` and

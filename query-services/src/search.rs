@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 /// The largest page.
 pub const MAX_PAGE: u32 = 100;
+/// The longest cursor accepted (the ones this service makes are well under 200 characters).
+pub const MAX_CURSOR_LEN: usize = 1024;
 /// The page size when neither `first` nor `last` is given.
 pub const DEFAULT_PAGE: u32 = 20;
 
@@ -107,14 +109,37 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
     }
 
+    /// Decodes a client's cursor for the order named `sort`. A cursor is opaque to clients,
+    /// so anything that is not one this service made (too long, not base64 or JSON, another
+    /// sort order, a key that is not of the sort key's type) is `InvalidArgument`, refused
+    /// before any SQL runs. (A key that passes these checks but still does not cast, e.g. a
+    /// forged timestamp, is a PostgreSQL data exception, also `InvalidArgument`.)
     pub fn decode(s: &str, sort: &str) -> Result<Self, QueryError> {
-        let bad = || QueryError::InvalidArgument(format!("malformed cursor: {s:?}"));
+        let shown: String = s.chars().take(64).collect();
+        let bad = || QueryError::InvalidArgument(format!("malformed cursor: {shown:?}"));
+        if s.len() > MAX_CURSOR_LEN {
+            return Err(bad());
+        }
         let bytes = URL_SAFE_NO_PAD.decode(s.trim()).map_err(|_| bad())?;
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
         if cursor.sort != sort {
             return Err(QueryError::InvalidArgument(
                 "the cursor belongs to another sort order".into(),
             ));
+        }
+        let key = cursor.key.as_str();
+        let typed = match sort {
+            "PRICE_ASC" | "PRICE_DESC" => key.parse::<i64>().is_ok(),
+            "RELEVANCE" | "RATING" => key.parse::<f64>().is_ok(),
+            // As PostgreSQL prints a timestamptz to sqlx (DateStyle ISO, TimeZone UTC), and
+            // nothing else: PostgreSQL would also take 'yesterday' or 'epoch'.
+            "NEWEST" | "ORDERS" => {
+                chrono::DateTime::parse_from_str(key, "%Y-%m-%d %H:%M:%S%.f%#z").is_ok()
+            }
+            _ => true,
+        };
+        if !typed || key.chars().any(char::is_control) {
+            return Err(bad());
         }
         Ok(cursor)
     }
@@ -319,6 +344,53 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode(), "PRICE_ASC").unwrap(), c);
         assert!(Cursor::decode(&c.encode(), "NAME").is_err());
         assert!(Cursor::decode("not a cursor", "NAME").is_err());
+    }
+
+    #[test]
+    fn forged_cursors_are_invalid_arguments() {
+        let forged = |sort: &str, key: &str| {
+            Cursor {
+                sort: sort.into(),
+                key: key.into(),
+                id: Uuid::from_u128(7),
+            }
+            .encode()
+        };
+        for (sort, key) in [
+            ("PRICE_ASC", "cheap"),
+            ("PRICE_DESC", "1.5"),
+            ("RATING", "high"),
+            ("RELEVANCE", ""),
+            ("NAME", "a\u{0}b"),
+            ("NEWEST", "yesterday"),
+            ("ORDERS", "epoch"),
+            ("ORDERS", "2026-13-01 10:54:07+00"),
+        ] {
+            assert!(
+                matches!(
+                    Cursor::decode(&forged(sort, key), sort),
+                    Err(QueryError::InvalidArgument(_))
+                ),
+                "{sort} {key:?}"
+            );
+        }
+        assert!(Cursor::decode(&"A".repeat(MAX_CURSOR_LEN + 1), "NAME").is_err());
+        // Keys as PostgreSQL prints them pass.
+        for (sort, key) in [
+            ("PRICE_ASC", "-12"),
+            ("RATING", "4.5"),
+            ("RELEVANCE", "6.07927e-05"),
+            ("RATING", "NaN"),
+            ("NEWEST", "2026-12-01 10:54:07.123456+00"),
+            ("ORDERS", "2026-12-01 10:54:07+00"),
+            ("ORDERS", "2026-12-01 10:54:07.1+05:30"),
+            ("NAME", "Café ☕"),
+        ] {
+            assert!(
+                Cursor::decode(&forged(sort, key), sort).is_ok(),
+                "{sort} {key:?}"
+            );
+        }
     }
 
     #[test]

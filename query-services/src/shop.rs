@@ -268,9 +268,11 @@ impl Queries for ShopQueryService {
         timed("GetOrder", async {
             let id = uuid(&request.get_ref().id)?;
             let at_least = request.get_ref().at_least_version;
+            let mut reached = true;
             if at_least > 0 {
                 let pool = self.pool.clone();
-                self.watch
+                reached = self
+                    .watch
                     .wait_for("order", &id.to_string(), at_least, || {
                         order_version(&pool, id)
                     })
@@ -283,7 +285,15 @@ impl Queries for ShopQueryService {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-            let json = json.ok_or_else(|| QueryError::NotFound("order not found".into()))?;
+            // Waited for a version and not projected at all yet: NOT_FOUND with
+            // `at_least_version` means "not there yet" (the BFF answers STALE).
+            let json = json.ok_or_else(|| {
+                QueryError::NotFound(if reached {
+                    "order not found".into()
+                } else {
+                    format!("order not projected at version {at_least} yet")
+                })
+            })?;
             Ok(Document { json })
         })
         .await
