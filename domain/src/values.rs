@@ -422,8 +422,8 @@ text!(
     AttributeKey, "an attribute name", 1, 100, Lines::One
 );
 text!(
-    /// The value of a product attribute: up to 1 000 characters, one line.
-    AttributeValue, "an attribute value", 0, 1_000, Lines::One
+    /// The value of a product attribute: up to 500 characters, one line.
+    AttributeValue, "an attribute value", 0, 500, Lines::One
 );
 text!(
     /// The first line of a postal address: 1 to 200 characters.
