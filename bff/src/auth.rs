@@ -23,7 +23,14 @@ impl Caller {
             };
         };
         match jwt.map(|j| j.verify(token.trim())) {
-            Some(Ok(claims)) => Caller::User(claims),
+            // The actor a command carries is built from the subject: only a user id may be
+            // one, so no token can make a caller `service:...` or anything else.
+            Some(Ok(claims))
+                if domain::values::UserId::parse(&claims.sub)
+                    .is_ok_and(|u| u.to_string() == claims.sub) =>
+            {
+                Caller::User(claims)
+            }
             _ => Caller::Invalid,
         }
     }

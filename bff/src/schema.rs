@@ -128,11 +128,15 @@ fn parse_quantity(n: i64) -> Result<Quantity, BffError> {
     Ok(Quantity::new(n)?)
 }
 
+/// An idempotency key: 1 to 128 bytes, no control characters. It holds for one stream and
+/// one caller (see `docs/architecture.md`).
 pub fn check_key(key: &Option<String>) -> Result<(), BffError> {
     match key {
-        Some(k) if k.is_empty() || k.len() > 128 => Err(BffError::InvalidArgument(
-            "idempotencyKey must be 1 to 128 characters".into(),
-        )),
+        Some(k) if k.is_empty() || k.len() > 128 || k.chars().any(char::is_control) => {
+            Err(BffError::InvalidArgument(
+                "idempotencyKey must be 1 to 128 characters, without control characters".into(),
+            ))
+        }
         _ => Ok(()),
     }
 }

@@ -238,6 +238,16 @@ pub async fn exec(
     })
 }
 
+/// A UUID (v8) derived from a text: the same caller and key always name the same stream.
+fn derived_uuid(text: &str) -> uuid::Uuid {
+    let digest = command_services::auth::sha256_hex(text);
+    let mut bytes = [0u8; 16];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(digest.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0);
+    }
+    uuid::Uuid::new_v8(bytes)
+}
+
 fn money(amount_minor: i64, currency: &str) -> Result<Value, BffError> {
     let c = Currency::parse(currency)?;
     if amount_minor < 0 {
@@ -571,7 +581,12 @@ impl ShopMutation {
             if input.initial_stock < 0 {
                 return Err(BffError::InvalidArgument("initial stock cannot be negative".into()));
             }
-            let id = ProductId::generate();
+            // A retried creation (same key, same admin) names the same product, so the key,
+            // which is scoped by stream and caller, finds the first result.
+            let id = match &idempotency_key {
+                Some(k) => ProductId::from(derived_uuid(&format!("product:{}:{k}", caller(ctx).user()?.sub))),
+                None => ProductId::generate(),
+            };
             let cmd = json!({
                 "type": "create",
                 "product_id": id,
@@ -681,14 +696,7 @@ impl ShopMutation {
                 .into_inner();
             // A retried checkout (same key) names the same order.
             let order_id = match &idempotency_key {
-                Some(k) => {
-                    let digest = command_services::auth::sha256_hex(&format!("{}:{k}", claims.sub));
-                    let mut bytes = [0u8; 16];
-                    for (i, b) in bytes.iter_mut().enumerate() {
-                        *b = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap_or(0);
-                    }
-                    OrderId::from(uuid::Uuid::new_v8(bytes))
-                }
+                Some(k) => OrderId::from(derived_uuid(&format!("{}:{k}", claims.sub))),
                 None => OrderId::generate(),
             };
             let r = backends(ctx)

@@ -4,8 +4,11 @@
 use crate::error::CommandError;
 use crate::generic_service::command_context;
 use crate::handler::{CommandContext, CommandHandler, CommandOutcome};
-use domain::cart::{Cart, CartCommand, CartStatus, PaymentMethod};
-use domain::values::{CartId, Currency, Money, OrderId, ProductId, Quantity, UserId};
+use domain::cart::{Cart, CartCommand, CartStatus, CheckoutPayment};
+use domain::values::{
+    CardBrand, CardLast4, CartId, Currency, Money, OrderId, PaymentToken, ProductId, Quantity,
+    UserId,
+};
 use proto::cart::cart_commands_server::{CartCommands, CartCommandsServer};
 use proto::cart::{
     AddItemRequest, AdoptCartRequest, ChangeItemQuantityRequest, CheckOutRequest, ClearCartRequest,
@@ -113,7 +116,8 @@ impl CartCommands for CartService {
         request: Request<CreateCartRequest>,
     ) -> Result<Response<CommandResult>, Status> {
         let r = request.get_ref();
-        let id = if r.cart_id.is_empty() {
+        let creates_stream = r.cart_id.is_empty();
+        let id = if creates_stream {
             CartId::generate()
         } else {
             cart_id(&r.cart_id)?
@@ -126,7 +130,15 @@ impl CartCommands for CartService {
             cart_id: id,
             customer_id,
         };
-        self.run(&request, r.meta.as_ref(), id, command).await
+        // A new id each time: a retry with the same key is found by the caller's key alone.
+        let mut ctx = context(&request, r.meta.as_ref());
+        ctx.creates_stream = creates_stream;
+        let CommandOutcome { stream_id, version } =
+            self.handler.handle(&id.to_string(), &command, &ctx).await?;
+        Ok(Response::new(CommandResult {
+            cart_id: stream_id,
+            version,
+        }))
     }
 
     async fn add_item(
@@ -191,10 +203,10 @@ impl CartCommands for CartService {
         let command = CartCommand::CheckOut {
             order_id: OrderId::parse(&r.order_id).map_err(CommandError::from)?,
             prices,
-            payment: PaymentMethod {
-                token: r.payment_token.clone(),
-                brand: r.card_brand.clone(),
-                last4: r.card_last4.clone(),
+            payment: CheckoutPayment {
+                token: PaymentToken::parse(&r.payment_token).map_err(CommandError::from)?,
+                brand: CardBrand::parse(&r.card_brand).map_err(CommandError::from)?,
+                last4: CardLast4::parse(&r.card_last4).map_err(CommandError::from)?,
             },
         };
         self.run(&request, r.meta.as_ref(), id, command).await

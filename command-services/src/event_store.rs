@@ -84,6 +84,28 @@ pub enum SideWrite {
     },
 }
 
+/// Where an idempotency key holds: one stream type, one stream (or, for a command that
+/// creates a stream whose id the service chooses, no stream), one caller. Two callers, or
+/// two streams, never share a record, so a key one customer used means nothing for another,
+/// and the saga's keys (its actor is a `service:` one no client can act as) mean nothing for
+/// a client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyScope<'a> {
+    pub stream_type: &'a str,
+    /// The stream the command is for; `None` for a creating command.
+    pub stream_id: Option<&'a str>,
+    pub actor: &'a str,
+    pub key: &'a str,
+}
+
+impl IdempotencyScope<'_> {
+    /// The `_id` of the scope's record in `idempotency_keys`: the four parts as a JSON array,
+    /// so that no part can be confused with another whatever characters it holds.
+    pub fn record_id(&self) -> String {
+        serde_json::json!([self.stream_type, self.stream_id, self.actor, self.key]).to_string()
+    }
+}
+
 /// A previous result of an idempotent command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotentResult {
@@ -235,16 +257,13 @@ impl EventStore {
         Ok(out)
     }
 
-    /// Looks up the recorded result of an idempotency key.
+    /// Looks up the recorded result of an idempotency record (see
+    /// [`IdempotencyScope::record_id`]).
     pub async fn idempotent_result(
         &self,
-        stream_type: &str,
-        key: &str,
+        record_id: &str,
     ) -> Result<Option<IdempotentResult>, StoreError> {
-        let found = self
-            .idempotency
-            .find_one(doc! { "_id": idempotency_id(stream_type, key) })
-            .await?;
+        let found = self.idempotency.find_one(doc! { "_id": record_id }).await?;
         Ok(found.and_then(|d| {
             Some(IdempotentResult {
                 stream_id: d.get_str("stream_id").ok()?.to_owned(),
@@ -254,7 +273,7 @@ impl EventStore {
     }
 
     /// Appends a command's events, all or nothing, in one transaction with the idempotency
-    /// record (if any); a single event without an idempotency key is one atomic insert. The events must continue the stream gap-free; if any of their
+    /// record (if any, named by its [`IdempotencyScope::record_id`]); a single event without an idempotency key is one atomic insert. The events must continue the stream gap-free; if any of their
     /// `(stream_id, version)` exists already, nothing is written and `Conflict` is returned.
     pub async fn append(
         &self,
@@ -324,7 +343,7 @@ impl EventStore {
             if let Some(key) = idempotency_key {
                 self.idempotency
                     .insert_one(doc! {
-                        "_id": idempotency_id(&last.stream_type, key),
+                        "_id": key,
                         "stream_id": &last.stream_id,
                         "version": last.version as i64,
                         "created_at": bson::DateTime::now(),
@@ -396,10 +415,6 @@ impl EventStore {
         let docs: Vec<Document> = cursor.try_collect().await?;
         docs.into_iter().map(from_document).collect()
     }
-}
-
-fn idempotency_id(stream_type: &str, key: &str) -> String {
-    format!("{stream_type}:{key}")
 }
 
 /// An envelope as a stored document. `_id` is the event id.

@@ -104,6 +104,7 @@ pub fn command_context<T>(
                 .unwrap_or("anonymous")
                 .to_owned(),
         },
+        creates_stream: false,
     }
 }
 

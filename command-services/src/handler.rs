@@ -8,10 +8,18 @@
 //! overwrite. A retry reads the events after the cached version.
 //!
 //! Idempotency: a command with an idempotency key is applied once; a retry with the same key
-//! gets the first result back and appends nothing, even when the two race.
+//! gets the first result back and appends nothing, even when the two race. A key belongs to
+//! one stream and one caller ([`IdempotencyScope`]): the record is looked up only after the
+//! caller was authorized on the stream, and another caller's (or another stream's) use of
+//! the same key is a different record.
+//!
+//! Size: no command may produce an event whose CloudEvent encoding (what the relay hands to
+//! the broker) exceeds [`MAX_EVENT_BYTES`]; such a command is refused with
+//! `INVALID_ARGUMENT` and nothing is appended. The domain's text limits keep every real event
+//! far below it; the guard makes sure the relay never meets a record the broker refuses.
 
 use crate::error::CommandError;
-use crate::event_store::{EventStore, IdempotentResult, SideWrite, StoreError};
+use crate::event_store::{EventStore, IdempotencyScope, IdempotentResult, SideWrite, StoreError};
 use chrono::Utc;
 use domain::Aggregate;
 use event_schemas::{EventEnvelope, EventMeta};
@@ -20,11 +28,19 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Largest encoded event a command may produce: 256 KiB, a quarter of Kafka's default
+/// `message.max.bytes` (1 MB), so that envelope growth or a broker with a smaller limit
+/// still has room.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
 /// Everything about a command besides the command itself.
 #[derive(Debug, Clone, Default)]
 pub struct CommandContext {
     pub idempotency_key: Option<String>,
     pub meta: EventMeta,
+    /// The command creates a stream whose id the service chose for it (a new cart): its
+    /// idempotency key is scoped by the caller alone, since a retry gets a new id.
+    pub creates_stream: bool,
 }
 
 /// A handled command: the stream and its version afterwards.
@@ -173,10 +189,17 @@ impl<A: Aggregate> CommandHandler<A> {
     ) -> Result<CommandOutcome, CommandError> {
         let key = ctx.idempotency_key.as_deref().filter(|k| !k.is_empty());
         if let Some(key) = key {
-            if let Some(done) = self.store.idempotent_result(A::STREAM_TYPE, key).await? {
-                return Ok(done.into());
-            }
+            domain::values::check_idempotency_key(key)?;
         }
+        let record = key.map(|key| {
+            IdempotencyScope {
+                stream_type: A::STREAM_TYPE,
+                stream_id: (!ctx.creates_stream).then_some(stream_id),
+                actor: &ctx.meta.actor,
+                key,
+            }
+            .record_id()
+        });
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -194,6 +217,13 @@ impl<A: Aggregate> CommandHandler<A> {
             state
                 .authorize(&ctx.meta.actor)
                 .map_err(|e| CommandError::domain(&e))?;
+            // Only an authorized caller learns what its key did (a retry after a conflict was
+            // looked up already, below).
+            if let (1, Some(record)) = (attempt, &record) {
+                if let Some(done) = self.store.idempotent_result(record).await? {
+                    return Ok(done.into());
+                }
+            }
             let events = state
                 .decide(command)
                 .map_err(|e| CommandError::domain(&e))?;
@@ -219,8 +249,13 @@ impl<A: Aggregate> CommandHandler<A> {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| CommandError::Internal(e.to_string()))?;
+            check_sizes(&envelopes)?;
             let new_version = version + envelopes.len() as u64;
-            match self.store.append_with(&envelopes, key, side).await {
+            match self
+                .store
+                .append_with(&envelopes, record.as_deref(), side)
+                .await
+            {
                 Ok(()) => {
                     let state = events.iter().fold(state, A::evolve);
                     self.remember(stream_id, state, new_version);
@@ -233,10 +268,8 @@ impl<A: Aggregate> CommandHandler<A> {
                     metrics::counter!("command_conflicts_total", "aggregate" => A::STREAM_TYPE)
                         .increment(1);
                     // The same idempotency key may have won the race.
-                    if let Some(key) = key {
-                        if let Some(done) =
-                            self.store.idempotent_result(A::STREAM_TYPE, key).await?
-                        {
+                    if let Some(record) = &record {
+                        if let Some(done) = self.store.idempotent_result(record).await? {
                             return Ok(done.into());
                         }
                     }
@@ -252,5 +285,92 @@ impl<A: Aggregate> CommandHandler<A> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// Refuses events whose CloudEvent encoding exceeds [`MAX_EVENT_BYTES`].
+fn check_sizes(envelopes: &[EventEnvelope]) -> Result<(), CommandError> {
+    for env in envelopes {
+        let size = event_schemas::cloudevents::encode(env).len();
+        if size > MAX_EVENT_BYTES {
+            return Err(CommandError::InvalidArgument(format!(
+                "the command would record a {} event of {size} bytes; at most {MAX_EVENT_BYTES} are accepted",
+                env.event_type
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(data: serde_json::Value) -> EventEnvelope {
+        EventEnvelope {
+            event_id: uuid::Uuid::now_v7(),
+            stream_type: "product".into(),
+            stream_id: uuid::Uuid::now_v7().to_string(),
+            version: 1,
+            event_type: "ProductUpdated".into(),
+            schema_version: 1,
+            occurred_at: Utc::now(),
+            correlation_id: EventMeta::default().correlation_id,
+            causation_id: None,
+            actor: "admin:x".into(),
+            data,
+        }
+    }
+
+    #[test]
+    fn events_larger_than_the_bound_are_refused() {
+        let small = envelope(serde_json::json!({ "name": "x".repeat(10_000) }));
+        assert!(check_sizes(&[small]).is_ok());
+        let big = envelope(serde_json::json!({ "name": "x".repeat(MAX_EVENT_BYTES) }));
+        assert!(matches!(
+            check_sizes(&[big]),
+            Err(CommandError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn the_largest_product_the_domain_accepts_fits() {
+        use domain::product::*;
+        use domain::values::*;
+        let fields = ProductFields {
+            name: ProductName::parse(&"\u{10348}".repeat(ProductName::MAX)).unwrap(),
+            description: Description::parse(&"\u{10348}".repeat(Description::MAX)).unwrap(),
+            categories: (0..MAX_CATEGORIES)
+                .map(|i| Category::parse(&format!("{i}{}", "\u{10348}".repeat(90))).unwrap())
+                .collect(),
+            attributes: (0..MAX_ATTRIBUTES)
+                .map(|i| {
+                    (
+                        AttributeKey::parse(&format!("{i}{}", "\u{10348}".repeat(90))).unwrap(),
+                        AttributeValue::parse(&"\u{10348}".repeat(AttributeValue::MAX)).unwrap(),
+                    )
+                })
+                .collect(),
+            brand: Some(BrandName::parse(&"\u{10348}".repeat(BrandName::MAX)).unwrap()),
+        };
+        let events = Product::default()
+            .decide(&ProductCommand::Create {
+                product_id: ProductId::generate(),
+                details: fields,
+                price: Money::new(1, Currency::parse("EUR").unwrap()).unwrap(),
+                initial_stock: 1,
+            })
+            .unwrap();
+        let env = EventEnvelope::new(
+            "product",
+            "p",
+            1,
+            &events[0],
+            &EventMeta::default(),
+            Utc::now(),
+        )
+        .unwrap();
+        let size = event_schemas::cloudevents::encode(&env).len();
+        assert!(size < MAX_EVENT_BYTES, "{size}");
     }
 }

@@ -12,9 +12,9 @@ use crate::error::CommandError;
 use crate::generic_service::{context_of, parse_command, stream_id};
 use crate::handler::CommandHandler;
 use domain::payment::{
-    CardSummary, DeclineReason, GatewayOutcome, Payment, PaymentCommand, PaymentStatus,
+    Card, DeclineReason, GatewayOutcome, Payment, PaymentCommand, PaymentStatus,
 };
-use domain::values::{Money, OrderId, PaymentId};
+use domain::values::{CardBrand, CardLast4, Money, OrderId, PaymentId, PaymentToken};
 use proto::commands::commands_server::{Commands, CommandsServer};
 use proto::commands::{ExecuteRequest, ExecuteResponse};
 use proto::payment::payment_methods_server::{PaymentMethods, PaymentMethodsServer};
@@ -201,9 +201,9 @@ pub enum PaymentRequest {
     Authorize {
         order_id: OrderId,
         amount: Money,
-        token: String,
-        brand: String,
-        last4: String,
+        token: PaymentToken,
+        brand: CardBrand,
+        last4: CardLast4,
     },
     Capture,
     Void,
@@ -254,12 +254,12 @@ impl PaymentService {
                 if state.status != PaymentStatus::New {
                     return Ok(None);
                 }
-                let outcome = self.gateway.authorize(&token, amount, id).await?;
+                let outcome = self.gateway.authorize(token.as_str(), amount, id).await?;
                 Some(PaymentCommand::Authorize {
                     payment_id: PaymentId::parse(id)?,
                     order_id,
                     amount,
-                    card: CardSummary { brand, last4 },
+                    card: Card { brand, last4 },
                     outcome,
                 })
             }

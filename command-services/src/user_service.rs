@@ -7,8 +7,8 @@ use crate::error::CommandError;
 use crate::event_store::SideWrite;
 use crate::generic_service::stream_id;
 use crate::handler::{CommandContext, CommandHandler};
-use domain::user::{Address, Role, User, UserCommand};
-use domain::values::{Email, UserId};
+use domain::user::{AddressInput, Role, User, UserCommand};
+use domain::values::{Email, PersonName, UserId};
 use event_schemas::EventMeta;
 use mongodb::bson::doc;
 use proto::user::users_server::{Users, UsersServer};
@@ -37,6 +37,7 @@ fn ctx(actor: String) -> CommandContext {
             causation_id: None,
             actor,
         },
+        creates_stream: false,
     }
 }
 
@@ -84,12 +85,13 @@ impl UserService {
         role: Role,
     ) -> Result<UserResult, CommandError> {
         let email = Email::parse(email)?;
+        let name = PersonName::parse(name)?;
         check_password(password)?;
         let user_id = UserId::generate();
         let command = UserCommand::Register {
             user_id,
             email: email.clone(),
-            name: name.to_owned(),
+            name,
             password_hash: hash(password.to_owned()).await?,
             role,
         };
@@ -275,7 +277,8 @@ impl Users for UserService {
     ) -> Result<Response<UserResult>, Status> {
         let r = request.into_inner();
         let id = stream_id(&r.user_id)?;
-        let addresses: Vec<Address> = if r.addresses_json.is_empty() {
+        let name = PersonName::parse(&r.name).map_err(CommandError::from)?;
+        let addresses: Vec<AddressInput> = if r.addresses_json.is_empty() {
             Vec::new()
         } else {
             serde_json::from_str(&r.addresses_json)
@@ -285,10 +288,7 @@ impl Users for UserService {
             .handler
             .handle(
                 &id,
-                &UserCommand::ChangeProfile {
-                    name: r.name,
-                    addresses,
-                },
+                &UserCommand::ChangeProfile { name, addresses },
                 &ctx(format!("user:{id}")),
             )
             .await?;

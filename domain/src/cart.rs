@@ -3,9 +3,14 @@
 //! Rules: a cart holds at most [`MAX_LINES`] lines, each with a quantity between 1 and
 //! [`Quantity::MAX`]; adding a product that is already in the cart raises that line's
 //! quantity; removing or changing a line that is not there is refused; a checked-out cart is
-//! closed and refuses every change.
+//! closed and refuses every change. A checkout is priced in one currency and its total fits
+//! in the amount type: a cart mixing currencies, or whose total overflows, is refused at
+//! checkout (nothing is appended, the cart stays open), so the saga never receives a
+//! checkout it cannot total.
 
-use crate::values::{CartId, Money, OrderId, ProductId, Quantity, UserId};
+use crate::values::{
+    CardBrand, CardLast4, CartId, Money, OrderId, PaymentToken, ProductId, Quantity, UserId,
+};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -37,7 +42,7 @@ pub enum CartCommand {
     CheckOut {
         order_id: OrderId,
         prices: BTreeMap<ProductId, Money>,
-        payment: PaymentMethod,
+        payment: CheckoutPayment,
     },
     /// Removes the cart (its owner's account was deleted, or it was merged away).
     Delete,
@@ -59,6 +64,24 @@ pub struct PaymentMethod {
     pub token: String,
     pub brand: String,
     pub last4: String,
+}
+
+/// How a checkout pays, as the command carries it: each part checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutPayment {
+    pub token: PaymentToken,
+    pub brand: CardBrand,
+    pub last4: CardLast4,
+}
+
+impl From<&CheckoutPayment> for PaymentMethod {
+    fn from(p: &CheckoutPayment) -> Self {
+        Self {
+            token: p.token.as_str().to_owned(),
+            brand: p.brand.as_str().to_owned(),
+            last4: p.last4.as_str().to_owned(),
+        }
+    }
 }
 
 /// A checked-out line with its price.
@@ -190,6 +213,12 @@ pub enum CartError {
     Unavailable(ProductId),
     #[error("the cart belongs to another customer")]
     Forbidden,
+    #[error("a cart is paid in one currency: product {0} is priced in {1}, the cart in {2}")]
+    MixedCurrencies(ProductId, String, String),
+    #[error("the cart's total is too large")]
+    TotalTooLarge,
+    #[error("the cart's total is zero: there is nothing to pay")]
+    NothingToPay,
 }
 
 impl DomainError for CartError {
@@ -197,11 +226,14 @@ impl DomainError for CartError {
         match self {
             CartError::NotFound | CartError::LineNotFound(_) => ErrorKind::NotFound,
             CartError::AlreadyExists => ErrorKind::AlreadyExists,
-            CartError::QuantityTooLarge => ErrorKind::InvalidArgument,
+            CartError::QuantityTooLarge
+            | CartError::MixedCurrencies(..)
+            | CartError::TotalTooLarge => ErrorKind::InvalidArgument,
             CartError::TooManyLines
             | CartError::Closed
             | CartError::Empty
             | CartError::Anonymous
+            | CartError::NothingToPay
             | CartError::Unavailable(_) => ErrorKind::FailedPrecondition,
             CartError::Forbidden => ErrorKind::PermissionDenied,
         }
@@ -358,11 +390,28 @@ impl Aggregate for Cart {
                             .ok_or(CartError::Unavailable(*p))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                if let Some(first) = lines.first() {
+                    let currency = first.unit_price.currency();
+                    if let Some(other) = lines.iter().find(|l| l.unit_price.currency() != currency)
+                    {
+                        return Err(CartError::MixedCurrencies(
+                            other.product_id,
+                            other.unit_price.currency().as_str().to_owned(),
+                            currency.as_str().to_owned(),
+                        ));
+                    }
+                }
+                let total =
+                    crate::values::total_of(lines.iter().map(|l| (l.unit_price, l.quantity)))
+                        .map_err(|_| CartError::TotalTooLarge)?;
+                if total.amount_minor() == 0 {
+                    return Err(CartError::NothingToPay);
+                }
                 vec![CartEvent::CartCheckedOut(CartCheckedOut {
                     order_id: *order_id,
                     customer_id,
                     lines,
-                    payment: payment.clone(),
+                    payment: payment.into(),
                 })]
             }
             C::Delete => vec![CartEvent::CartDeleted(CartDeleted {})],
@@ -503,12 +552,55 @@ mod tests {
         }
     }
 
+    fn card() -> CheckoutPayment {
+        CheckoutPayment {
+            token: PaymentToken::parse("tok").unwrap(),
+            brand: CardBrand::parse("visa").unwrap(),
+            last4: CardLast4::parse("4242").unwrap(),
+        }
+    }
+
     fn checkout() -> CartCommand {
+        checkout_at((0..8u128).map(|i| (p(i), eur(100 + i as i64))).collect())
+    }
+
+    fn checkout_at(prices: BTreeMap<ProductId, Money>) -> CartCommand {
         CartCommand::CheckOut {
             order_id: OrderId::from(uuid::Uuid::from_u128(9)),
-            prices: (0..8u128).map(|i| (p(i), eur(100 + i as i64))).collect(),
-            payment: payment(),
+            prices,
+            payment: card(),
         }
+    }
+
+    #[test]
+    fn a_cart_in_two_currencies_cannot_be_checked_out() {
+        let usd = Money::new(5, crate::values::Currency::parse("USD").unwrap()).unwrap();
+        let then = given([owned(), added(1, 1), added(2, 1)])
+            .when(checkout_at([(p(1), eur(10)), (p(2), usd)].into()));
+        assert_eq!(
+            then,
+            Err(CartError::MixedCurrencies(p(2), "USD".into(), "EUR".into()))
+        );
+        assert_eq!(then.unwrap_err().kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn a_cart_whose_total_overflows_cannot_be_checked_out() {
+        let then = given([owned(), added(1, 2)]).when(checkout_at([(p(1), eur(i64::MAX))].into()));
+        assert_eq!(then, Err(CartError::TotalTooLarge));
+        let then = given([owned(), added(1, 1), added(2, 1)])
+            .when(checkout_at([(p(1), eur(i64::MAX)), (p(2), eur(1))].into()));
+        assert_eq!(then, Err(CartError::TotalTooLarge));
+        assert_eq!(then.unwrap_err().kind(), ErrorKind::InvalidArgument);
+        // The largest total that fits is fine.
+        let then = given([owned(), added(1, 1)]).when(checkout_at([(p(1), eur(i64::MAX))].into()));
+        assert!(then.is_ok(), "{then:?}");
+    }
+
+    #[test]
+    fn a_free_cart_cannot_be_checked_out() {
+        let then = given([owned(), added(1, 3)]).when(checkout_at([(p(1), eur(0))].into()));
+        assert_eq!(then, Err(CartError::NothingToPay));
     }
 
     fn checked_out() -> CartEvent {

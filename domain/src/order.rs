@@ -7,7 +7,10 @@
 //! step repeated in the state it leads to is a no-op (the saga may redeliver); any other
 //! illegal transition is refused with the status it was tried in.
 
-use crate::values::{CartId, Money, OrderId, PaymentId, ProductId, Quantity, UserId};
+use crate::values::{
+    CancelReason, Carrier, CartId, Money, OrderId, PaymentId, ProductId, Quantity, TrackingNumber,
+    UserId,
+};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -79,12 +82,13 @@ pub enum OrderCommand {
     },
     Confirm,
     Ship {
-        carrier: String,
-        tracking_number: String,
+        carrier: Carrier,
+        tracking_number: TrackingNumber,
     },
     MarkDelivered,
     Cancel {
-        reason: String,
+        #[serde(default)]
+        reason: CancelReason,
         by: CancelledBy,
     },
     Refund {
@@ -242,22 +246,11 @@ impl Order {
     }
 }
 
-/// The total of a list of lines, all in one currency.
+/// The total of a list of lines, all in one currency (the cart's checkout is refused by the
+/// same rule, so an order placed from a checkout always has one).
 pub fn total_of(lines: &[OrderLine]) -> Result<Money, OrderError> {
-    let first = lines
-        .first()
-        .ok_or_else(|| OrderError::Invalid("an order needs at least one line".into()))?;
-    let mut total = Money::zero(first.unit_price.currency());
-    for l in lines {
-        let line = l
-            .unit_price
-            .times(l.quantity)
-            .map_err(|e| OrderError::Invalid(e.0))?;
-        total = total
-            .checked_add(line)
-            .map_err(|e| OrderError::Invalid(e.0))?;
-    }
-    Ok(total)
+    crate::values::total_of(lines.iter().map(|l| (l.unit_price, l.quantity)))
+        .map_err(|e| OrderError::Invalid(e.0))
 }
 
 impl Aggregate for Order {
@@ -327,17 +320,10 @@ impl Aggregate for Order {
                     carrier,
                     tracking_number,
                 },
-            ) => {
-                if carrier.trim().is_empty() || tracking_number.trim().is_empty() {
-                    return Err(OrderError::Invalid(
-                        "a shipment needs a carrier and a tracking number".into(),
-                    ));
-                }
-                Ok(vec![E::OrderShipped(OrderShipped {
-                    carrier: carrier.trim().to_owned(),
-                    tracking_number: tracking_number.trim().to_owned(),
-                })])
-            }
+            ) => Ok(vec![E::OrderShipped(OrderShipped {
+                carrier: carrier.as_str().to_owned(),
+                tracking_number: tracking_number.as_str().to_owned(),
+            })]),
             (_, C::Ship { .. }) => refuse("ship"),
 
             (S::Shipped, C::MarkDelivered) => Ok(vec![E::OrderDelivered(OrderDelivered {})]),
@@ -347,7 +333,7 @@ impl Aggregate for Order {
             (S::Cancelled, C::Cancel { .. }) => Ok(vec![]),
             (S::Shipped | S::Delivered, C::Cancel { .. }) => refuse("cancel"),
             (_, C::Cancel { reason, by }) => Ok(vec![E::OrderCancelled(OrderCancelled {
-                reason: reason.clone(),
+                reason: reason.as_str().to_owned(),
                 by: *by,
                 previous_status: status,
             })]),
@@ -498,8 +484,8 @@ mod tests {
             (OrderCommand::Confirm, OrderStatus::Confirmed),
             (
                 OrderCommand::Ship {
-                    carrier: "DHL".into(),
-                    tracking_number: "JD0001".into(),
+                    carrier: Carrier::parse("DHL").unwrap(),
+                    tracking_number: TrackingNumber::parse("JD0001").unwrap(),
                 },
                 OrderStatus::Shipped,
             ),
@@ -535,7 +521,7 @@ mod tests {
     #[test]
     fn cancelling_before_shipment_only() {
         let cancel = OrderCommand::Cancel {
-            reason: "changed my mind".into(),
+            reason: CancelReason::parse("changed my mind").unwrap(),
             by: CancelledBy::Customer,
         };
         let then = given(confirmed()).decide(&cancel).unwrap();
@@ -582,5 +568,48 @@ mod tests {
                 total_refunded: eur(2000)
             })])
         );
+    }
+
+    #[test]
+    fn commands_with_bad_text_do_not_parse() {
+        for json in [
+            r#"{"type": "ship", "carrier": "", "tracking_number": "1"}"#,
+            r#"{"type": "ship", "carrier": "DHL", "tracking_number": "1\u0000"}"#,
+            r#"{"type": "cancel", "reason": "a\u001bb", "by": "customer"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<OrderCommand>(json).is_err(),
+                "{json}"
+            );
+        }
+        let long = format!(
+            r#"{{"type": "cancel", "reason": "{}", "by": "customer"}}"#,
+            "x".repeat(CancelReason::MAX + 1)
+        );
+        assert!(serde_json::from_str::<OrderCommand>(&long).is_err());
+        let ok: OrderCommand =
+            serde_json::from_str(r#"{"type": "cancel", "by": "system"}"#).unwrap();
+        assert_eq!(
+            ok,
+            OrderCommand::Cancel {
+                reason: CancelReason::default(),
+                by: CancelledBy::System
+            }
+        );
+    }
+
+    #[test]
+    fn an_order_total_that_overflows_is_refused() {
+        let then = given([]).decide(&OrderCommand::Place {
+            order_id: id(1),
+            customer_id: id(2),
+            cart_id: id(3),
+            lines: vec![OrderLine {
+                product_id: id(4),
+                quantity: Quantity::new(3).unwrap(),
+                unit_price: eur(i64::MAX / 2),
+            }],
+        });
+        assert!(matches!(then, Err(OrderError::Invalid(_))), "{then:?}");
     }
 }

@@ -5,7 +5,7 @@
 //! Every step is idempotent: authorizing, capturing or voiding again is a no-op, so a saga
 //! that redelivers never charges twice.
 
-use crate::values::{Money, OrderId, PaymentId};
+use crate::values::{CardBrand, CardLast4, Money, OrderId, PaymentId};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,22 @@ use serde::{Deserialize, Serialize};
 pub struct CardSummary {
     pub brand: String,
     pub last4: String,
+}
+
+/// The card of an authorization as the command carries it: each part checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Card {
+    pub brand: CardBrand,
+    pub last4: CardLast4,
+}
+
+impl From<&Card> for CardSummary {
+    fn from(c: &Card) -> Self {
+        Self {
+            brand: c.brand.as_str().to_owned(),
+            last4: c.last4.as_str().to_owned(),
+        }
+    }
 }
 
 /// Why a gateway refused an authorization.
@@ -40,7 +56,7 @@ pub enum PaymentCommand {
         payment_id: PaymentId,
         order_id: OrderId,
         amount: Money,
-        card: CardSummary,
+        card: Card,
         outcome: GatewayOutcome,
     },
     Capture,
@@ -211,7 +227,7 @@ impl Aggregate for Payment {
                             payment_id: *payment_id,
                             order_id: *order_id,
                             amount: *amount,
-                            card: card.clone(),
+                            card: card.into(),
                             gateway_reference: reference.clone(),
                         })
                     }
@@ -219,7 +235,7 @@ impl Aggregate for Payment {
                         payment_id: *payment_id,
                         order_id: *order_id,
                         amount: *amount,
-                        card: card.clone(),
+                        card: card.into(),
                         reason: *reason,
                     }),
                 }])
@@ -309,9 +325,9 @@ mod tests {
             payment_id: PaymentId::from(uuid::Uuid::from_u128(1)),
             order_id: OrderId::from(uuid::Uuid::from_u128(2)),
             amount: eur(2000),
-            card: CardSummary {
-                brand: "visa".into(),
-                last4: "4242".into(),
+            card: Card {
+                brand: CardBrand::parse("visa").unwrap(),
+                last4: CardLast4::parse("4242").unwrap(),
             },
             outcome,
         }

@@ -7,20 +7,76 @@
 //! both get it (the second append conflicts, reloads and is refused). Reserving, releasing and
 //! committing are idempotent per order, so a saga may repeat them safely.
 
-use crate::values::{Money, OrderId, ProductId, Quantity, UserId};
+use crate::values::{
+    AttributeKey, AttributeValue, BrandName, Category, Description, Money, OrderId, ProductId,
+    ProductName, Quantity, ReviewBody, ReviewTitle, StockReason, UserId,
+};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Longest product name.
-pub const MAX_NAME: usize = 200;
+pub const MAX_NAME: usize = ProductName::MAX;
 /// Longest brand name.
-pub const MAX_BRAND: usize = 100;
+pub const MAX_BRAND: usize = BrandName::MAX;
 /// Longest description.
-pub const MAX_DESCRIPTION: usize = 10_000;
+pub const MAX_DESCRIPTION: usize = Description::MAX;
+/// Most categories of one product.
+pub const MAX_CATEGORIES: usize = 20;
+/// Most attributes of one product.
+pub const MAX_ATTRIBUTES: usize = 50;
+/// Most units on hand of one product (the read model keeps stock in a 32-bit column).
+pub const MAX_STOCK: u32 = 1_000_000_000;
 
-/// The editable catalogue fields of a product.
+/// The editable catalogue fields of a product, as a command gives them: every text checked
+/// by its type (see `values`), the counts by [`ProductFields::check`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductFields {
+    pub name: ProductName,
+    #[serde(default)]
+    pub description: Description,
+    #[serde(default)]
+    pub categories: Vec<Category>,
+    #[serde(default)]
+    pub attributes: BTreeMap<AttributeKey, AttributeValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<BrandName>,
+}
+
+impl ProductFields {
+    fn check(&self) -> Result<ProductDetails, ProductError> {
+        if self.categories.len() > MAX_CATEGORIES {
+            return Err(ProductError::Invalid(format!(
+                "a product has at most {MAX_CATEGORIES} categories"
+            )));
+        }
+        if self.attributes.len() > MAX_ATTRIBUTES {
+            return Err(ProductError::Invalid(format!(
+                "a product has at most {MAX_ATTRIBUTES} attributes"
+            )));
+        }
+        Ok(ProductDetails {
+            name: self.name.as_str().to_owned(),
+            description: self.description.as_str().to_owned(),
+            categories: self
+                .categories
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.as_str().to_owned()))
+                .collect(),
+            brand: self.brand.as_ref().map(|b| b.as_str().to_owned()),
+        })
+    }
+}
+
+/// The catalogue fields of a product as events record them (plain text: a stored event
+/// loads whatever it holds; commands check through [`ProductFields`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductDetails {
@@ -36,45 +92,18 @@ pub struct ProductDetails {
     pub brand: Option<String>,
 }
 
-impl ProductDetails {
-    fn check(&self) -> Result<(), ProductError> {
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME {
-            return Err(ProductError::Invalid(format!(
-                "a product name has 1 to {MAX_NAME} characters"
-            )));
-        }
-        if self.description.chars().count() > MAX_DESCRIPTION {
-            return Err(ProductError::Invalid(format!(
-                "a description has at most {MAX_DESCRIPTION} characters"
-            )));
-        }
-        if let Some(brand) = &self.brand {
-            if brand.trim().is_empty() || brand.chars().count() > MAX_BRAND {
-                return Err(ProductError::Invalid(format!(
-                    "a brand has 1 to {MAX_BRAND} characters"
-                )));
-            }
-        }
-        if self.categories.iter().any(|c| c.trim().is_empty()) {
-            return Err(ProductError::Invalid("a category cannot be empty".into()));
-        }
-        Ok(())
-    }
-}
-
 /// Serialised (for the generic gRPC `Commands` service) as `{"type": "snake_case_name", ...fields}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ProductCommand {
     Create {
         product_id: ProductId,
-        details: ProductDetails,
+        details: ProductFields,
         price: Money,
         initial_stock: u32,
     },
     Update {
-        details: ProductDetails,
+        details: ProductFields,
     },
     ChangePrice {
         price: Money,
@@ -83,7 +112,8 @@ pub enum ProductCommand {
     /// Receive (positive) or write off (negative) units on hand.
     AdjustStock {
         delta: i64,
-        reason: String,
+        #[serde(default)]
+        reason: StockReason,
     },
     ReserveStock {
         order_id: OrderId,
@@ -100,9 +130,9 @@ pub enum ProductCommand {
         order_id: OrderId,
         rating: Rating,
         #[serde(default)]
-        title: String,
+        title: ReviewTitle,
         #[serde(default)]
-        body: String,
+        body: ReviewBody,
         /// What the service found about that order in the event store; never from clients.
         #[serde(skip)]
         purchase: Option<Purchase>,
@@ -110,9 +140,9 @@ pub enum ProductCommand {
 }
 
 /// Longest review title.
-pub const MAX_REVIEW_TITLE: usize = 200;
+pub const MAX_REVIEW_TITLE: usize = ReviewTitle::MAX;
 /// Longest review text.
-pub const MAX_REVIEW_BODY: usize = 5_000;
+pub const MAX_REVIEW_BODY: usize = ReviewBody::MAX;
 
 /// A star rating, from 1 to 5.
 #[derive(
@@ -312,7 +342,8 @@ pub struct Product {
 
 impl Product {
     pub fn reserved(&self) -> u32 {
-        self.reservations.values().map(|q| q.get()).sum()
+        let sum: u64 = self.reservations.values().map(|q| u64::from(q.get())).sum();
+        u32::try_from(sum).unwrap_or(u32::MAX)
     }
 
     /// Units that can still be reserved.
@@ -351,10 +382,15 @@ impl Aggregate for Product {
             if self.id.is_some() {
                 return Err(ProductError::AlreadyExists);
             }
-            details.check()?;
+            let details = details.check()?;
+            if *initial_stock > MAX_STOCK {
+                return Err(ProductError::Invalid(format!(
+                    "stock on hand is at most {MAX_STOCK} units"
+                )));
+            }
             return Ok(vec![E::ProductCreated(ProductCreated {
                 product_id: *product_id,
-                details: details.clone(),
+                details,
                 price: *price,
                 initial_stock: *initial_stock,
             })]);
@@ -366,13 +402,11 @@ impl Aggregate for Product {
             C::Create { .. } => return Err(ProductError::AlreadyExists),
             C::Update { details } => {
                 self.not_archived()?;
-                details.check()?;
-                if *details == self.details {
+                let details = details.check()?;
+                if details == self.details {
                     vec![]
                 } else {
-                    vec![E::ProductUpdated(ProductUpdated {
-                        details: details.clone(),
-                    })]
+                    vec![E::ProductUpdated(ProductUpdated { details })]
                 }
             }
             C::ChangePrice { price } => {
@@ -392,8 +426,14 @@ impl Aggregate for Product {
             C::Archive if self.archived => vec![],
             C::Archive => vec![E::ProductArchived(ProductArchived {})],
             C::AdjustStock { delta, reason } => {
-                let new = i64::from(self.on_hand) + delta;
-                if new < i64::from(self.reserved()) || new > i64::from(u32::MAX) {
+                let new = i64::from(self.on_hand).checked_add(*delta);
+                if new.is_none_or(|n| n > i64::from(MAX_STOCK)) {
+                    return Err(ProductError::Invalid(format!(
+                        "stock on hand is at most {MAX_STOCK} units"
+                    )));
+                }
+                let new = new.unwrap_or_default();
+                if new < i64::from(self.reserved()) {
                     return Err(ProductError::NegativeStock {
                         on_hand: self.on_hand,
                         reserved: self.reserved(),
@@ -404,8 +444,8 @@ impl Aggregate for Product {
                 } else {
                     vec![E::StockAdjusted(StockAdjusted {
                         delta: *delta,
-                        on_hand: new as u32,
-                        reason: reason.clone(),
+                        on_hand: u32::try_from(new).unwrap_or(MAX_STOCK),
+                        reason: reason.as_str().to_owned(),
                     })]
                 }
             }
@@ -438,7 +478,7 @@ impl Aggregate for Product {
                 Some(q) => vec![E::StockReservationCommitted(StockReservationCommitted {
                     order_id: *order_id,
                     quantity: *q,
-                    on_hand: self.on_hand - q.get(),
+                    on_hand: self.on_hand.saturating_sub(q.get()),
                 })],
             },
             C::Review {
@@ -455,19 +495,12 @@ impl Aggregate for Product {
                 if self.reviewers.contains(&reviewer) {
                     return Err(ProductError::AlreadyReviewed);
                 }
-                if title.chars().count() > MAX_REVIEW_TITLE
-                    || body.chars().count() > MAX_REVIEW_BODY
-                {
-                    return Err(ProductError::Invalid(format!(
-                        "a review has a title of at most {MAX_REVIEW_TITLE} and a text of at most {MAX_REVIEW_BODY} characters"
-                    )));
-                }
                 vec![E::ProductReviewed(ProductReviewed {
                     customer_id: reviewer,
                     order_id: *order_id,
                     rating: *rating,
-                    title: title.trim().to_owned(),
-                    body: body.trim().to_owned(),
+                    title: title.as_str().to_owned(),
+                    body: body.as_str().to_owned(),
                 })]
             }
         };
@@ -561,8 +594,8 @@ mod tests {
         ProductCommand::Review {
             order_id: order(9),
             rating: Rating::new(stars).unwrap(),
-            title: "Lovely".into(),
-            body: "Keeps the coffee hot.".into(),
+            title: ReviewTitle::parse("Lovely").unwrap(),
+            body: ReviewBody::parse("Keeps the coffee hot.").unwrap(),
             purchase: Some(Purchase {
                 reviewer: UserId::from(uuid::Uuid::from_u128(reviewer)),
                 received,
@@ -631,15 +664,129 @@ mod tests {
         assert!(matches!(cmd, ProductCommand::Review { purchase: None, .. }));
     }
 
+    fn fields(name: &str) -> ProductFields {
+        ProductFields {
+            name: ProductName::parse(name).unwrap(),
+            description: Description::default(),
+            categories: vec![],
+            attributes: BTreeMap::new(),
+            brand: None,
+        }
+    }
+
     #[test]
     fn a_product_needs_a_name() {
-        let then = given([]).decide(&ProductCommand::Create {
+        assert!(serde_json::from_str::<ProductFields>(r#"{"name": "  "}"#).is_err());
+        assert!(serde_json::from_str::<ProductFields>(r#"{"name": "a\u0000b"}"#).is_err());
+        let cmd: ProductCommand = serde_json::from_str(
+            r#"{"type": "create", "product_id": "00000000-0000-0000-0000-000000000001",
+                "details": {"name": " Cup ", "attributes": {"colour": "blue"}},
+                "price": {"amount_minor": 100, "currency": "EUR"}, "initial_stock": 3}"#,
+        )
+        .unwrap();
+        let then = given([]).decide(&cmd).unwrap();
+        assert!(
+            matches!(&then[0], ProductEvent::ProductCreated(e) if e.details.name == "Cup" && e.details.attributes["colour"] == "blue")
+        );
+    }
+
+    #[test]
+    fn bad_text_in_any_field_does_not_parse() {
+        for details in [
+            r#"{"name": "Cup", "description": "\u0000"}"#,
+            r#"{"name": "Cup", "categories": [""]}"#,
+            r#"{"name": "Cup", "categories": ["a\u001b"]}"#,
+            r#"{"name": "Cup", "attributes": {"": "x"}}"#,
+            r#"{"name": "Cup", "attributes": {"k": "v\nw"}}"#,
+            r#"{"name": "Cup", "brand": ""}"#,
+            r#"{"name": "Cup", "other": 1}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ProductFields>(details).is_err(),
+                "{details}"
+            );
+        }
+        let huge = format!(
+            r#"{{"name": "Cup", "description": "{}"}}"#,
+            "x".repeat(1_000_000)
+        );
+        assert!(serde_json::from_str::<ProductFields>(&huge).is_err());
+        for cmd in [
+            r#"{"type": "adjust_stock", "delta": 1, "reason": "\u0000"}"#,
+            r#"{"type": "review", "order_id": "00000000-0000-0000-0000-000000000009", "rating": 5, "title": "a\nb"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ProductCommand>(cmd).is_err(),
+                "{cmd}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_categories_or_attributes_are_refused() {
+        let mut f = fields("Cup");
+        f.categories = (0..=MAX_CATEGORIES)
+            .map(|i| Category::parse(&format!("c{i}")).unwrap())
+            .collect();
+        let create = |details| ProductCommand::Create {
             product_id: ProductId::generate(),
-            details: ProductDetails::default(),
+            details,
             price: eur(100),
             initial_stock: 0,
+        };
+        assert!(matches!(
+            given([]).decide(&create(f)),
+            Err(ProductError::Invalid(_))
+        ));
+        let mut f = fields("Cup");
+        f.attributes = (0..=MAX_ATTRIBUTES)
+            .map(|i| {
+                (
+                    AttributeKey::parse(&format!("k{i}")).unwrap(),
+                    AttributeValue::default(),
+                )
+            })
+            .collect();
+        assert!(matches!(
+            given([created(1)]).decide(&ProductCommand::Update { details: f }),
+            Err(ProductError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn stock_is_bounded_and_never_overflows() {
+        assert!(matches!(
+            given([]).decide(&ProductCommand::Create {
+                product_id: ProductId::generate(),
+                details: fields("Cup"),
+                price: eur(100),
+                initial_stock: u32::MAX,
+            }),
+            Err(ProductError::Invalid(_))
+        ));
+        for delta in [i64::MAX, i64::from(MAX_STOCK), i64::from(u32::MAX)] {
+            let then = given([created(3)]).decide(&ProductCommand::AdjustStock {
+                delta,
+                reason: StockReason::default(),
+            });
+            assert!(
+                matches!(then, Err(ProductError::Invalid(_))),
+                "{delta}: {then:?}"
+            );
+        }
+        let then = given([created(3)]).decide(&ProductCommand::AdjustStock {
+            delta: i64::MIN,
+            reason: StockReason::default(),
         });
-        assert!(matches!(then, Err(ProductError::Invalid(_))));
+        assert!(
+            matches!(then, Err(ProductError::NegativeStock { .. })),
+            "{then:?}"
+        );
+        let then = given([created(3)]).decide(&ProductCommand::AdjustStock {
+            delta: i64::from(MAX_STOCK) - 3,
+            reason: StockReason::default(),
+        });
+        assert!(then.is_ok());
     }
 
     #[test]
@@ -728,7 +875,7 @@ mod tests {
     fn stock_never_goes_below_what_is_reserved() {
         let then = given([created(3), reserved(1, 2)]).decide(&ProductCommand::AdjustStock {
             delta: -2,
-            reason: "broken".into(),
+            reason: StockReason::parse("broken").unwrap(),
         });
         assert_eq!(
             then,
@@ -772,7 +919,7 @@ mod tests {
         prop_oneof![
             (-5i64..10).prop_map(|delta| ProductCommand::AdjustStock {
                 delta,
-                reason: "count".into()
+                reason: StockReason::parse("count").unwrap()
             }),
             (o.clone(), 1i64..5).prop_map(|(order_id, n)| ProductCommand::ReserveStock {
                 order_id,

@@ -3,7 +3,9 @@
 //! password hash (hashed by the service; the domain never sees a password), the refresh tokens
 //! it has issued, and its deletion.
 
-use crate::values::{Email, UserId};
+use crate::values::{
+    AddressExtra, AddressLine, City, Country, Email, PersonName, PostalCode, UserId,
+};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -38,18 +40,47 @@ pub struct Address {
     pub country: String,
 }
 
+/// Most addresses one account keeps.
+pub const MAX_ADDRESSES: usize = 10;
+
+/// A postal address as a command gives it: every part checked by its type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressInput {
+    pub line1: AddressLine,
+    #[serde(default)]
+    pub line2: AddressExtra,
+    pub city: City,
+    pub postal_code: PostalCode,
+    pub country: Country,
+}
+
+impl From<&AddressInput> for Address {
+    fn from(a: &AddressInput) -> Self {
+        Self {
+            line1: a.line1.as_str().to_owned(),
+            line2: a.line2.as_str().to_owned(),
+            city: a.city.as_str().to_owned(),
+            postal_code: a.postal_code.as_str().to_owned(),
+            country: a.country.as_str().to_owned(),
+        }
+    }
+}
+
+/// The password hash and refresh-token fields are made by the user service itself (an
+/// argon2id PHC string, UUIDs, hex digests), never taken from clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserCommand {
     Register {
         user_id: UserId,
         email: Email,
-        name: String,
+        name: PersonName,
         password_hash: String,
         role: Role,
     },
     ChangeProfile {
-        name: String,
-        addresses: Vec<Address>,
+        name: PersonName,
+        addresses: Vec<AddressInput>,
     },
     ChangePassword {
         password_hash: String,
@@ -167,14 +198,6 @@ pub struct User {
     pub deleted: bool,
 }
 
-fn check_name(name: &str) -> Result<String, UserError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 200 {
-        return Err(UserError::Invalid("a name has 1 to 200 characters".into()));
-    }
-    Ok(n.to_owned())
-}
-
 impl Aggregate for User {
     const STREAM_TYPE: &'static str = "user";
     type Command = UserCommand;
@@ -198,7 +221,7 @@ impl Aggregate for User {
             return Ok(vec![E::UserRegistered(UserRegistered {
                 user_id: *user_id,
                 email: email.clone(),
-                name: check_name(name)?,
+                name: name.as_str().to_owned(),
                 role: *role,
                 password_hash: password_hash.clone(),
             })]);
@@ -212,12 +235,14 @@ impl Aggregate for User {
         Ok(match command {
             C::Register { .. } => return Err(UserError::AlreadyExists),
             C::ChangeProfile { name, addresses } => {
-                if addresses.len() > 10 {
-                    return Err(UserError::Invalid("at most 10 addresses".into()));
+                if addresses.len() > MAX_ADDRESSES {
+                    return Err(UserError::Invalid(format!(
+                        "at most {MAX_ADDRESSES} addresses"
+                    )));
                 }
                 vec![E::UserProfileChanged(UserProfileChanged {
-                    name: check_name(name)?,
-                    addresses: addresses.clone(),
+                    name: name.as_str().to_owned(),
+                    addresses: addresses.iter().map(Address::from).collect(),
                 })]
             }
             C::ChangePassword { password_hash } => {
@@ -304,7 +329,7 @@ mod tests {
         let then = given([registered()]).decide(&UserCommand::Register {
             user_id: UserId::generate(),
             email: Email::parse("ann@example.com").unwrap(),
-            name: "Ann".into(),
+            name: PersonName::parse("Ann").unwrap(),
             password_hash: "h".into(),
             role: Role::Customer,
         });
@@ -313,11 +338,58 @@ mod tests {
 
     #[test]
     fn a_profile_needs_a_name() {
+        assert!(PersonName::parse("  ").is_err());
+        assert!(PersonName::parse("A\u{0}nn").is_err());
+        assert!(PersonName::parse(&"n".repeat(201)).is_err());
+    }
+
+    fn address() -> AddressInput {
+        serde_json::from_str(
+            r#"{"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn addresses_are_checked_part_by_part() {
+        for bad in [
+            r#"{"line1": "", "city": "c", "postal_code": "1", "country": "US"}"#,
+            r#"{"line1": "l\u0000", "city": "c", "postal_code": "1", "country": "US"}"#,
+            r#"{"line1": "l", "line2": "a\u0085b", "city": "c", "postal_code": "1", "country": "US"}"#,
+            r#"{"line1": "l", "city": "c", "postal_code": "123456789012345678901", "country": "US"}"#,
+            r#"{"line1": "l", "city": "c", "postal_code": "1", "country": "US", "x": 1}"#,
+        ] {
+            assert!(serde_json::from_str::<AddressInput>(bad).is_err(), "{bad}");
+        }
+        let huge = format!(
+            r#"{{"line1": "{}", "city": "c", "postal_code": "1", "country": "US"}}"#,
+            "x".repeat(1_000_000)
+        );
+        assert!(serde_json::from_str::<AddressInput>(&huge).is_err());
         let then = given([registered()]).decide(&UserCommand::ChangeProfile {
-            name: "  ".into(),
-            addresses: vec![],
+            name: PersonName::parse("Ann").unwrap(),
+            addresses: vec![address(); MAX_ADDRESSES + 1],
         });
         assert!(matches!(then, Err(UserError::Invalid(_))));
+        let then = given([registered()])
+            .decide(&UserCommand::ChangeProfile {
+                name: PersonName::parse(" Ann B ").unwrap(),
+                addresses: vec![address()],
+            })
+            .unwrap();
+        assert_eq!(
+            then,
+            vec![UserEvent::UserProfileChanged(UserProfileChanged {
+                name: "Ann B".into(),
+                addresses: vec![Address {
+                    line1: "1 Main St".into(),
+                    line2: String::new(),
+                    city: "Springfield".into(),
+                    postal_code: "12345".into(),
+                    country: "US".into(),
+                }],
+            })]
+        );
     }
 
     #[test]
