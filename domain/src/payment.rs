@@ -3,7 +3,8 @@
 //! digits, and the gateway's answer, which the payment service obtains before deciding.
 //!
 //! Every step is idempotent: authorizing, capturing or voiding again is a no-op, so a saga
-//! that redelivers never charges twice.
+//! that redelivers never charges twice. Refunds never exceed what was captured; a payment
+//! refunded in full is `Refunded`.
 
 use crate::values::{Money, OrderId, PaymentId};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
@@ -146,6 +147,8 @@ pub enum PaymentStatus {
     Declined,
     Captured,
     Voided,
+    /// Captured, then refunded in full.
+    Refunded,
 }
 
 impl PaymentStatus {
@@ -156,6 +159,7 @@ impl PaymentStatus {
             PaymentStatus::Declined => "declined",
             PaymentStatus::Captured => "captured",
             PaymentStatus::Voided => "voided",
+            PaymentStatus::Refunded => "refunded",
         }
     }
 }
@@ -231,7 +235,7 @@ impl Aggregate for Payment {
                 order_id: order_id?,
                 amount: self.amount.ok_or(PaymentError::NotFound)?,
             })]),
-            (S::Captured, C::Capture) => Ok(vec![]),
+            (S::Captured | S::Refunded, C::Capture) => Ok(vec![]),
             (_, C::Capture) => refuse("capture"),
 
             (S::Authorized, C::Void) => Ok(vec![E::PaymentVoided(PaymentVoided {
@@ -240,7 +244,7 @@ impl Aggregate for Payment {
             (S::Voided | S::Declined, C::Void) => Ok(vec![]),
             (_, C::Void) => refuse("void"),
 
-            (S::Captured, C::Refund { amount }) => {
+            (S::Captured | S::Refunded, C::Refund { amount }) => {
                 let captured = self.amount.ok_or(PaymentError::NotFound)?;
                 let already = self.refunded.unwrap_or(Money::zero(captured.currency()));
                 let refundable = captured
@@ -289,7 +293,15 @@ impl Aggregate for Payment {
                 self.status = PaymentStatus::Captured;
             }
             PaymentEvent::PaymentVoided(_) => self.status = PaymentStatus::Voided,
-            PaymentEvent::PaymentRefunded(e) => self.refunded = Some(e.total_refunded),
+            PaymentEvent::PaymentRefunded(e) => {
+                self.refunded = Some(e.total_refunded);
+                if self
+                    .amount
+                    .is_some_and(|a| e.total_refunded.amount_minor() >= a.amount_minor())
+                {
+                    self.status = PaymentStatus::Refunded;
+                }
+            }
         }
         self
     }
@@ -396,6 +408,22 @@ mod tests {
         );
         assert!(results[4].is_ok());
         assert_eq!(state.refunded, Some(eur(2000)));
+        assert_eq!(state.status, PaymentStatus::Refunded, "refunded in full");
+        let (_, more) = run(&[
+            authorize(approved()),
+            PaymentCommand::Capture,
+            PaymentCommand::Refund { amount: eur(2000) },
+            PaymentCommand::Refund { amount: eur(1) },
+            PaymentCommand::Capture,
+        ]);
+        assert_eq!(
+            more[3],
+            Err(PaymentError::RefundTooLarge {
+                requested: 1,
+                refundable: 0
+            })
+        );
+        assert_eq!(more[4], Ok(vec![]), "a redelivered capture changes nothing");
     }
 
     #[test]
