@@ -682,7 +682,9 @@ mod tests {
             previous_status: OrderStatus::Confirmed,
         }));
         let state = given(history);
-        let first = state.decide(&OrderCommand::Refund { amount: eur(1200) }).unwrap();
+        let first = state
+            .decide(&OrderCommand::Refund { amount: eur(1200) })
+            .unwrap();
         let state = first.iter().fold(state, Order::evolve);
         assert_eq!(
             state.decide(&OrderCommand::Refund { amount: eur(801) }),
@@ -691,7 +693,9 @@ mod tests {
                 refundable: 800
             })
         );
-        assert!(state.decide(&OrderCommand::Refund { amount: eur(800) }).is_ok());
+        assert!(state
+            .decide(&OrderCommand::Refund { amount: eur(800) })
+            .is_ok());
     }
 
     #[test]
