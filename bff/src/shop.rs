@@ -90,7 +90,7 @@ pub struct OrderLine {
 #[derive(SimpleObject, Deserialize)]
 pub struct Payment {
     pub id: String,
-    /// AUTHORIZED, DECLINED, CAPTURED or VOIDED.
+    /// AUTHORIZED, DECLINED, CAPTURED, VOIDED or REFUNDED (captured, then refunded in full).
     pub status: String,
     pub amount: MoneyView,
     pub refunded_minor: i64,

@@ -13,6 +13,7 @@ use proto::cart::cart_commands_server::{CartCommands, CartCommandsServer};
 use proto::cart::{
     AddItemRequest, AdoptCartRequest, ChangeItemQuantityRequest, CheckOutRequest, ClearCartRequest,
     CommandMeta, CommandResult, CreateCartRequest, GetCartAtRequest, RemoveItemRequest,
+    ReopenCheckoutRequest,
 };
 use proto::queries::queries_client::QueriesClient;
 use proto::queries::ByIds;
@@ -315,6 +316,26 @@ impl CartCommands for CartService {
             created_at: rfc(first.occurred_at),
             updated_at: rfc(last.occurred_at),
         }))
+    }
+
+    async fn reopen_checkout(
+        &self,
+        request: Request<ReopenCheckoutRequest>,
+    ) -> Result<Response<CommandResult>, Status> {
+        let r = request.get_ref();
+        let id = cart_id(&r.cart_id)?;
+        let ctx = context(&request, r.meta.as_ref());
+        if !ctx.meta.actor.starts_with("service:") {
+            return Err(CommandError::PermissionDenied(
+                "only the checkout saga reopens a checkout".into(),
+            )
+            .into());
+        }
+        let command = CartCommand::ReopenCheckout {
+            order_id: OrderId::parse(&r.order_id).map_err(CommandError::from)?,
+            reason: r.reason.clone(),
+        };
+        self.run(&request, r.meta.as_ref(), id, command).await
     }
 
     async fn clear_cart(

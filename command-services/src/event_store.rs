@@ -1,11 +1,15 @@
 //! The MongoDB event store: one document per event in `events`, with a unique index on
-//! `(stream_id, version)`. A command's events are inserted in one multi-document transaction,
-//! together with its idempotency record, so either all of them exist or none does. A duplicate
-//! key means another writer got there first: that is reported as [`StoreError::Conflict`],
-//! never as an overwrite.
-//!
-//! Single-event appends, the common case, go through [`GroupCommit`]: those that arrive while
-//! the store is busy share one unordered `insert_many`, each keeping its own outcome.
+//! `(stream_id, version)`. A command's idempotency key is written inside its last event
+//! document (`idempotency_key`, unique where present), so the event and the record of its key
+//! are one atomic write. A single-event command, the common case, is one insert with no
+//! transaction, so a writer killed mid-append leaves nothing half-done and holds nothing: it
+//! goes through [`GroupCommit`], where appends that arrive while the store is busy share one
+//! unordered `insert_many`, each keeping its own outcome. Only a command of several events, or
+//! with writes beside them (an email reservation), takes a multi-document transaction, and
+//! that is bounded: [`TRANSACTION_LIMIT`] on the client, `maxCommitTimeMS` on the commit, and
+//! the server's transaction lifetime for a writer that died inside one. A duplicate key means
+//! another writer got there first: that is reported as [`StoreError::Conflict`], never as an
+//! overwrite.
 //!
 //! Each document also carries `published: false` until the relay has handed it to Kafka; the
 //! relay's catch-up read finds whatever a crash left behind through that flag.
@@ -19,6 +23,13 @@ use mongodb::error::{ErrorKind as MongoErrorKind, WriteFailure};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use std::time::Duration;
+
+/// The longest a multi-document append may take, commit included, before it is aborted.
+pub const TRANSACTION_LIMIT: Duration = Duration::from_secs(5);
+
+/// The field of an event document holding the idempotency key of the command that wrote it
+/// (on the command's last event only).
+pub const IDEMPOTENCY_FIELD: &str = "idempotency_key";
 
 /// What can go wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +200,21 @@ impl EventStore {
                     .build(),
             )
             .await?;
+        // The idempotency key a command's last event carries: unique where present.
+        self.events
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { IDEMPOTENCY_FIELD: 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name("idempotency_key".to_owned())
+                            .unique(true)
+                            .sparse(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -263,6 +289,19 @@ impl EventStore {
         &self,
         record_id: &str,
     ) -> Result<Option<IdempotentResult>, StoreError> {
+        // Where keys are written: inside the command's last event.
+        if let Some(d) = self
+            .events
+            .find_one(doc! { IDEMPOTENCY_FIELD: record_id })
+            .await?
+        {
+            let env = from_document(d)?;
+            return Ok(Some(IdempotentResult {
+                stream_id: env.stream_id,
+                version: env.version,
+            }));
+        }
+        // Where earlier versions wrote them (`idempotency_keys`).
         let found = self.idempotency.find_one(doc! { "_id": record_id }).await?;
         Ok(found.and_then(|d| {
             Some(IdempotentResult {
@@ -272,9 +311,11 @@ impl EventStore {
         }))
     }
 
-    /// Appends a command's events, all or nothing, in one transaction with the idempotency
-    /// record (if any, named by its [`IdempotencyScope::record_id`]); a single event without an idempotency key is one atomic insert. The events must continue the stream gap-free; if any of their
-    /// `(stream_id, version)` exists already, nothing is written and `Conflict` is returned.
+    /// Appends a command's events, all or nothing, the last one carrying the idempotency
+    /// record id (if any, see [`IdempotencyScope::record_id`]): a single event is one atomic
+    /// insert, several are one bounded transaction. The events must continue the stream
+    /// gap-free; if any of their `(stream_id, version)` (or the record id) exists already,
+    /// nothing is written and `Conflict` is returned.
     pub async fn append(
         &self,
         events: &[EventEnvelope],
@@ -316,16 +357,20 @@ impl EventStore {
         idempotency_key: Option<&str>,
         side: &[SideWrite],
     ) -> Result<(), StoreError> {
-        let Some(last) = events.last() else {
+        if events.is_empty() {
             return Ok(());
-        };
+        }
         let mut docs = events
             .iter()
             .map(to_document)
             .collect::<Result<Vec<_>, _>>()?;
-        if docs.len() == 1 && idempotency_key.is_none() && side.is_empty() {
-            // One document is written atomically on its own: no transaction, one round trip,
-            // shared with other appends pending at the same moment.
+        if let (Some(key), Some(doc)) = (idempotency_key, docs.last_mut()) {
+            doc.insert(IDEMPOTENCY_FIELD, key);
+        }
+        if docs.len() == 1 && side.is_empty() {
+            // One document (with its idempotency key) is written atomically on its own: no
+            // transaction, one round trip, shared with other appends pending at the same
+            // moment.
             if let Some(doc) = docs.pop() {
                 match &self.group {
                     Some(group) => group.insert(doc).await?,
@@ -337,20 +382,12 @@ impl EventStore {
             return Ok(());
         }
         let mut session = self.client.start_session().await?;
-        session.start_transaction().await?;
-        let written = async {
+        session
+            .start_transaction()
+            .max_commit_time(TRANSACTION_LIMIT)
+            .await?;
+        let written = tokio::time::timeout(TRANSACTION_LIMIT, async {
             self.events.insert_many(docs).session(&mut session).await?;
-            if let Some(key) = idempotency_key {
-                self.idempotency
-                    .insert_one(doc! {
-                        "_id": key,
-                        "stream_id": &last.stream_id,
-                        "version": last.version as i64,
-                        "created_at": bson::DateTime::now(),
-                    })
-                    .session(&mut session)
-                    .await?;
-            }
             for w in side {
                 match w {
                     SideWrite::Insert { collection, doc } => {
@@ -370,12 +407,18 @@ impl EventStore {
                 }
             }
             Ok::<_, mongodb::error::Error>(())
-        }
+        })
         .await;
+        let written = match written {
+            Ok(r) => r.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the append's transaction took over {TRANSACTION_LIMIT:?}"
+            ))),
+        };
         if let Err(e) = written {
             // Aborting can itself fail when the server already dropped the transaction.
             let _ = session.abort_transaction().await;
-            return Err(e.into());
+            return Err(e);
         }
         // A commit whose outcome is unknown may be retried: committing is idempotent.
         let mut attempts = 0;
@@ -385,7 +428,10 @@ impl EventStore {
                 Err(e) if e.contains_label("UnknownTransactionCommitResult") && attempts < 3 => {
                     attempts += 1;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    return Err(e.into());
+                }
             }
         }
     }

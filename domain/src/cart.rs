@@ -3,10 +3,11 @@
 //! Rules: a cart holds at most [`MAX_LINES`] lines, each with a quantity between 1 and
 //! [`Quantity::MAX`]; adding a product that is already in the cart raises that line's
 //! quantity; removing or changing a line that is not there is refused; a checked-out cart is
-//! closed and refuses every change. A checkout is priced in one currency and its total fits
-//! in the amount type: a cart mixing currencies, or whose total overflows, is refused at
-//! checkout (nothing is appended, the cart stays open), so the saga never receives a
-//! checkout it cannot total.
+//! closed and refuses every change, until the checkout saga reopens it with its lines when
+//! that checkout failed ([`CartCommand::ReopenCheckout`], issued by the saga only). A checkout
+//! is priced in one currency and its total fits in the amount type: a cart mixing currencies,
+//! or whose total overflows, is refused at checkout (nothing is appended, the cart stays
+//! open), so the saga never receives a checkout it cannot total.
 
 use crate::values::{
     CardBrand, CardLast4, CartId, Money, OrderId, PaymentToken, ProductId, Quantity, UserId,
@@ -54,6 +55,14 @@ pub enum CartCommand {
     /// capped at the line maximum.
     Merge {
         lines: Vec<(ProductId, Quantity)>,
+    },
+    /// The checkout into `order_id` failed (declined, out of stock, timed out): the cart is
+    /// open again with its lines, for another try. Only the checkout saga issues it (the
+    /// cart service refuses it from anyone else); a no-op unless the cart is closed by that
+    /// very checkout.
+    ReopenCheckout {
+        order_id: OrderId,
+        reason: String,
     },
 }
 
@@ -148,6 +157,15 @@ pub struct CartClaimed {
     pub customer_id: UserId,
 }
 
+/// The checkout into `order_id` failed; the cart is open again with its lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CartCheckoutFailed {
+    pub order_id: OrderId,
+    /// Why the checkout failed (the order's cancel reason).
+    pub reason: String,
+}
+
 /// The cart was removed with its owner's account.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +183,7 @@ pub enum CartEvent {
     CartCheckedOut(CartCheckedOut),
     CartDeleted(CartDeleted),
     CartClaimed(CartClaimed),
+    CartCheckoutFailed(CartCheckoutFailed),
 }
 
 impl DomainEvent for CartEvent {
@@ -178,6 +197,7 @@ impl DomainEvent for CartEvent {
             CartEvent::CartCheckedOut(_) => "CartCheckedOut",
             CartEvent::CartDeleted(_) => "CartDeleted",
             CartEvent::CartClaimed(_) => "CartClaimed",
+            CartEvent::CartCheckoutFailed(_) => "CartCheckoutFailed",
         }
     }
 
@@ -258,6 +278,8 @@ pub struct Cart {
     pub customer_id: Option<UserId>,
     pub status: CartStatus,
     pub lines: BTreeMap<ProductId, Quantity>,
+    /// The order of the checkout that closed the cart, while it is closed.
+    pub checkout: Option<OrderId>,
 }
 
 impl Cart {
@@ -319,6 +341,18 @@ impl Aggregate for Cart {
             (CartStatus::Deleted, _) => return Err(CartError::NotFound),
             (CartStatus::CheckedOut, C::Delete) => {
                 return Ok(vec![CartEvent::CartDeleted(CartDeleted {})])
+            }
+            (CartStatus::CheckedOut, C::ReopenCheckout { order_id, reason })
+                if self.checkout == Some(*order_id) =>
+            {
+                return Ok(vec![CartEvent::CartCheckoutFailed(CartCheckoutFailed {
+                    order_id: *order_id,
+                    reason: reason.clone(),
+                })])
+            }
+            // Reopened already, or closed since by another checkout: nothing to reopen.
+            (CartStatus::CheckedOut | CartStatus::Open, C::ReopenCheckout { .. }) => {
+                return Ok(vec![])
             }
             (CartStatus::CheckedOut, _) => return Err(CartError::Closed),
             (CartStatus::Open, _) => {}
@@ -415,6 +449,7 @@ impl Aggregate for Cart {
                 })]
             }
             C::Delete => vec![CartEvent::CartDeleted(CartDeleted {})],
+            C::ReopenCheckout { .. } => vec![],
             C::Claim { customer_id } => match self.customer_id {
                 Some(owner) if owner == *customer_id => vec![],
                 Some(_) => return Err(CartError::Forbidden),
@@ -474,7 +509,14 @@ impl Aggregate for Cart {
                 self.lines.remove(&e.product_id);
             }
             CartEvent::CartCleared(_) => self.lines.clear(),
-            CartEvent::CartCheckedOut(_) => self.status = CartStatus::CheckedOut,
+            CartEvent::CartCheckedOut(e) => {
+                self.status = CartStatus::CheckedOut;
+                self.checkout = Some(e.order_id);
+            }
+            CartEvent::CartCheckoutFailed(_) => {
+                self.status = CartStatus::Open;
+                self.checkout = None;
+            }
             CartEvent::CartDeleted(_) => {
                 self.status = CartStatus::Deleted;
                 self.lines.clear();
@@ -627,6 +669,34 @@ mod tests {
     fn checkout_snapshots_prices_and_closes_the_cart() {
         let then = given([owned(), added(1, 1)]).when(checkout());
         assert_eq!(then, Ok(vec![checked_out()]));
+    }
+
+    #[test]
+    fn a_failed_checkout_reopens_the_cart_with_its_lines() {
+        let order = OrderId::from(uuid::Uuid::from_u128(9));
+        let reopen = |o| CartCommand::ReopenCheckout {
+            order_id: o,
+            reason: "payment declined".into(),
+        };
+        let then = given([owned(), added(1, 1), checked_out()]).when(reopen(order));
+        let failed = CartEvent::CartCheckoutFailed(CartCheckoutFailed {
+            order_id: order,
+            reason: "payment declined".into(),
+        });
+        assert_eq!(then, Ok(vec![failed.clone()]));
+        let state = Cart::fold(&[owned(), added(1, 1), checked_out(), failed.clone()]);
+        assert_eq!(state.status, CartStatus::Open);
+        assert_eq!(state.lines.get(&p(1)), Some(&q(1)), "its lines are kept");
+        // Redelivered: nothing more; another checkout of the cart is possible.
+        let history = [owned(), added(1, 1), checked_out(), failed];
+        assert_eq!(given(history.clone()).when(reopen(order)), Ok(vec![]));
+        assert_eq!(given(history).when(checkout()), Ok(vec![checked_out()]));
+        // Another order's failure does not reopen this checkout.
+        let other = OrderId::from(uuid::Uuid::from_u128(10));
+        assert_eq!(
+            given([owned(), added(1, 1), checked_out()]).when(reopen(other)),
+            Ok(vec![])
+        );
     }
 
     #[test]
@@ -845,6 +915,10 @@ mod tests {
             product.prop_map(|product_id| CartCommand::RemoveItem { product_id }),
             Just(CartCommand::Clear),
             Just(checkout()),
+            Just(CartCommand::ReopenCheckout {
+                order_id: OrderId::from(uuid::Uuid::from_u128(9)),
+                reason: "payment declined".into(),
+            }),
         ]
     }
 

@@ -3,9 +3,12 @@
 //! placed → stock reserved → payment authorized → confirmed → shipped → delivered
 //!
 //! by the checkout saga and the back office. It can be cancelled before shipment (by the
-//! customer or by the saga's compensation) and refunded, in part or in full, once paid. A
-//! step repeated in the state it leads to is a no-op (the saga may redeliver); any other
-//! illegal transition is refused with the status it was tried in.
+//! customer or by the saga's compensation) and refunded, in part or in full, once paid (also
+//! after it was cancelled): never more than was paid. Cancelling a paid order refunds what is
+//! left in the same command. The saga's timeout ([`OrderCommand::TimeOut`]) cancels only an
+//! order that is not confirmed yet: the aggregate, not a status row, decides. A step repeated
+//! in the state it leads to is a no-op (the saga may redeliver); any other illegal transition
+//! is refused with the status it was tried in.
 
 use crate::values::{
     CancelReason, Carrier, CartId, Money, OrderId, PaymentId, ProductId, Quantity, TrackingNumber,
@@ -94,7 +97,14 @@ pub enum OrderCommand {
     Refund {
         amount: Money,
     },
+    /// The checkout saga's deadline passed: cancels the order if it is not confirmed yet
+    /// (`OrderCancelled` by the system, "checkout timed out"); refused once it is confirmed,
+    /// shipped or delivered, and a no-op once cancelled.
+    TimeOut,
 }
+
+/// The cancel reason of a checkout that ran out of time.
+pub const TIMED_OUT: &str = "checkout timed out";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -235,14 +245,40 @@ pub struct Order {
     pub payment_id: Option<PaymentId>,
     pub refunded: Option<Money>,
     pub shipment: Option<OrderShipped>,
+    /// The order was confirmed, so its payment was captured (even if it was cancelled since).
+    #[serde(default)]
+    pub paid: bool,
 }
 
 impl Order {
-    fn paid(&self) -> bool {
-        matches!(
-            self.status,
-            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered
-        )
+    /// What may still be refunded: the total less everything refunded so far (zero for an
+    /// order that was never paid).
+    pub fn refundable(&self) -> Result<Money, OrderError> {
+        let total = self.total.ok_or(OrderError::NotFound)?;
+        if !self.paid {
+            return Ok(Money::zero(total.currency()));
+        }
+        let already = self.refunded.unwrap_or(Money::zero(total.currency()));
+        total
+            .checked_sub(already)
+            .map_err(|e| OrderError::Invalid(e.0))
+    }
+
+    fn cancel(&self, reason: &str, by: CancelledBy) -> Result<Vec<OrderEvent>, OrderError> {
+        let mut events = vec![OrderEvent::OrderCancelled(OrderCancelled {
+            reason: reason.to_owned(),
+            by,
+            previous_status: self.status,
+        })];
+        // A paid order is refunded in full: cancelling never keeps the customer's money.
+        let refundable = self.refundable()?;
+        if refundable.amount_minor() > 0 {
+            events.push(OrderEvent::OrderRefunded(OrderRefunded {
+                amount: refundable,
+                total_refunded: self.total.ok_or(OrderError::NotFound)?,
+            }));
+        }
+        Ok(events)
     }
 }
 
@@ -330,23 +366,21 @@ impl Aggregate for Order {
             (S::Delivered, C::MarkDelivered) => Ok(vec![]),
             (_, C::MarkDelivered) => refuse("deliver"),
 
-            (S::Cancelled, C::Cancel { .. }) => Ok(vec![]),
+            (S::Cancelled, C::Cancel { .. } | C::TimeOut) => Ok(vec![]),
             (S::Shipped | S::Delivered, C::Cancel { .. }) => refuse("cancel"),
-            (_, C::Cancel { reason, by }) => Ok(vec![E::OrderCancelled(OrderCancelled {
-                reason: reason.as_str().to_owned(),
-                by: *by,
-                previous_status: status,
-            })]),
+            (_, C::Cancel { reason, by }) => self.cancel(reason.as_str(), *by),
+            (S::Placed | S::StockReserved | S::PaymentAuthorized, C::TimeOut) => {
+                self.cancel(TIMED_OUT, CancelledBy::System)
+            }
+            (_, C::TimeOut) => refuse("time out"),
 
             (_, C::Refund { amount }) => {
-                if !self.paid() {
+                if !self.paid {
                     return refuse("refund");
                 }
                 let total = self.total.ok_or(OrderError::NotFound)?;
                 let already = self.refunded.unwrap_or(Money::zero(total.currency()));
-                let refundable = total
-                    .checked_sub(already)
-                    .map_err(|e| OrderError::Invalid(e.0))?;
+                let refundable = self.refundable()?;
                 if amount.currency() != total.currency() {
                     return Err(OrderError::Invalid(format!(
                         "refunds are in {}",
@@ -386,8 +420,8 @@ impl Aggregate for Order {
             OrderEvent::OrderPaymentAuthorized(e) => self.payment_id = Some(e.payment_id),
             OrderEvent::OrderShipped(e) => self.shipment = Some(e.clone()),
             OrderEvent::OrderRefunded(e) => self.refunded = Some(e.total_refunded),
+            OrderEvent::OrderConfirmed(_) => self.paid = true,
             OrderEvent::OrderStockReserved(_)
-            | OrderEvent::OrderConfirmed(_)
             | OrderEvent::OrderDelivered(_)
             | OrderEvent::OrderCancelled(_) => {}
         }
@@ -532,6 +566,14 @@ mod tests {
                 ..
             })
         ));
+        // A paid order is refunded in full by its cancellation.
+        assert_eq!(
+            then[1],
+            OrderEvent::OrderRefunded(OrderRefunded {
+                amount: eur(2000),
+                total_refunded: eur(2000)
+            })
+        );
         let mut shipped = confirmed();
         shipped.push(OrderEvent::OrderShipped(OrderShipped {
             carrier: "DHL".into(),
@@ -599,6 +641,38 @@ mod tests {
     }
 
     #[test]
+    fn cancelling_after_a_partial_refund_refunds_the_rest_and_nothing_more() {
+        let mut history = confirmed();
+        history.push(OrderEvent::OrderRefunded(OrderRefunded {
+            amount: eur(500),
+            total_refunded: eur(500),
+        }));
+        let cancel = OrderCommand::Cancel {
+            reason: CancelReason::parse("changed my mind").unwrap(),
+            by: CancelledBy::Customer,
+        };
+        let then = given(history.clone()).decide(&cancel).unwrap();
+        assert_eq!(
+            then[1],
+            OrderEvent::OrderRefunded(OrderRefunded {
+                amount: eur(1500),
+                total_refunded: eur(2000)
+            })
+        );
+        history.extend(then);
+        let cancelled = given(history);
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert_eq!(cancelled.decide(&cancel), Ok(vec![]), "cancelling again");
+        assert_eq!(
+            cancelled.decide(&OrderCommand::Refund { amount: eur(1) }),
+            Err(OrderError::RefundTooLarge {
+                requested: 1,
+                refundable: 0
+            })
+        );
+    }
+
+    #[test]
     fn an_order_total_that_overflows_is_refused() {
         let then = given([]).decide(&OrderCommand::Place {
             order_id: id(1),
@@ -611,5 +685,69 @@ mod tests {
             }],
         });
         assert!(matches!(then, Err(OrderError::Invalid(_))), "{then:?}");
+    }
+
+    #[test]
+    fn a_cancelled_paid_order_takes_partial_refunds_up_to_the_total() {
+        // Cancelled before it was paid: nothing to refund.
+        let unpaid = given([
+            placed(),
+            OrderEvent::OrderCancelled(OrderCancelled {
+                reason: "out of stock".into(),
+                by: CancelledBy::System,
+                previous_status: OrderStatus::Placed,
+            }),
+        ]);
+        assert!(matches!(
+            unpaid.decide(&OrderCommand::Refund { amount: eur(1) }),
+            Err(OrderError::InvalidTransition { .. })
+        ));
+        // Cancelled after it was paid (an order cancelled by an older version, without its
+        // refund): partial refunds up to the total.
+        let mut history = confirmed();
+        history.push(OrderEvent::OrderCancelled(OrderCancelled {
+            reason: "changed my mind".into(),
+            by: CancelledBy::Customer,
+            previous_status: OrderStatus::Confirmed,
+        }));
+        let state = given(history);
+        let first = state
+            .decide(&OrderCommand::Refund { amount: eur(1200) })
+            .unwrap();
+        let state = first.iter().fold(state, Order::evolve);
+        assert_eq!(
+            state.decide(&OrderCommand::Refund { amount: eur(801) }),
+            Err(OrderError::RefundTooLarge {
+                requested: 801,
+                refundable: 800
+            })
+        );
+        assert!(state
+            .decide(&OrderCommand::Refund { amount: eur(800) })
+            .is_ok());
+    }
+
+    #[test]
+    fn a_timeout_never_cancels_a_confirmed_order() {
+        let placed_only = given([placed()]);
+        let then = placed_only.decide(&OrderCommand::TimeOut).unwrap();
+        assert_eq!(
+            then,
+            vec![OrderEvent::OrderCancelled(OrderCancelled {
+                reason: TIMED_OUT.into(),
+                by: CancelledBy::System,
+                previous_status: OrderStatus::Placed,
+            })]
+        );
+        assert_eq!(
+            given(confirmed()).decide(&OrderCommand::TimeOut),
+            Err(OrderError::InvalidTransition {
+                status: OrderStatus::Confirmed,
+                action: "time out"
+            })
+        );
+        let mut cancelled = vec![placed()];
+        cancelled.extend(then);
+        assert_eq!(given(cancelled).decide(&OrderCommand::TimeOut), Ok(vec![]));
     }
 }

@@ -3,7 +3,8 @@
 //! digits, and the gateway's answer, which the payment service obtains before deciding.
 //!
 //! Every step is idempotent: authorizing, capturing or voiding again is a no-op, so a saga
-//! that redelivers never charges twice.
+//! that redelivers never charges twice. Refunds never exceed what was captured; a payment
+//! refunded in full is `Refunded`.
 
 use crate::values::{CardBrand, CardLast4, Money, OrderId, PaymentId};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
@@ -162,6 +163,8 @@ pub enum PaymentStatus {
     Declined,
     Captured,
     Voided,
+    /// Captured, then refunded in full.
+    Refunded,
 }
 
 impl PaymentStatus {
@@ -172,6 +175,7 @@ impl PaymentStatus {
             PaymentStatus::Declined => "declined",
             PaymentStatus::Captured => "captured",
             PaymentStatus::Voided => "voided",
+            PaymentStatus::Refunded => "refunded",
         }
     }
 }
@@ -247,7 +251,7 @@ impl Aggregate for Payment {
                 order_id: order_id?,
                 amount: self.amount.ok_or(PaymentError::NotFound)?,
             })]),
-            (S::Captured, C::Capture) => Ok(vec![]),
+            (S::Captured | S::Refunded, C::Capture) => Ok(vec![]),
             (_, C::Capture) => refuse("capture"),
 
             (S::Authorized, C::Void) => Ok(vec![E::PaymentVoided(PaymentVoided {
@@ -256,7 +260,7 @@ impl Aggregate for Payment {
             (S::Voided | S::Declined, C::Void) => Ok(vec![]),
             (_, C::Void) => refuse("void"),
 
-            (S::Captured, C::Refund { amount }) => {
+            (S::Captured | S::Refunded, C::Refund { amount }) => {
                 let captured = self.amount.ok_or(PaymentError::NotFound)?;
                 let already = self.refunded.unwrap_or(Money::zero(captured.currency()));
                 let refundable = captured
@@ -305,7 +309,15 @@ impl Aggregate for Payment {
                 self.status = PaymentStatus::Captured;
             }
             PaymentEvent::PaymentVoided(_) => self.status = PaymentStatus::Voided,
-            PaymentEvent::PaymentRefunded(e) => self.refunded = Some(e.total_refunded),
+            PaymentEvent::PaymentRefunded(e) => {
+                self.refunded = Some(e.total_refunded);
+                if self
+                    .amount
+                    .is_some_and(|a| e.total_refunded.amount_minor() >= a.amount_minor())
+                {
+                    self.status = PaymentStatus::Refunded;
+                }
+            }
         }
         self
     }
@@ -412,6 +424,22 @@ mod tests {
         );
         assert!(results[4].is_ok());
         assert_eq!(state.refunded, Some(eur(2000)));
+        assert_eq!(state.status, PaymentStatus::Refunded, "refunded in full");
+        let (_, more) = run(&[
+            authorize(approved()),
+            PaymentCommand::Capture,
+            PaymentCommand::Refund { amount: eur(2000) },
+            PaymentCommand::Refund { amount: eur(1) },
+            PaymentCommand::Capture,
+        ]);
+        assert_eq!(
+            more[3],
+            Err(PaymentError::RefundTooLarge {
+                requested: 1,
+                refundable: 0
+            })
+        );
+        assert_eq!(more[4], Ok(vec![]), "a redelivered capture changes nothing");
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub fn all() -> Vec<EventSchema> {
         EventSchema::of::<CartCheckedOut>("cart", "CartCheckedOut", 1),
         EventSchema::of::<CartDeleted>("cart", "CartDeleted", 1),
         EventSchema::of::<CartClaimed>("cart", "CartClaimed", 1),
+        EventSchema::of::<CartCheckoutFailed>("cart", "CartCheckoutFailed", 1),
         EventSchema::of::<u::UserRegistered>("user", "UserRegistered", 1),
         EventSchema::of::<u::UserProfileChanged>("user", "UserProfileChanged", 1),
         EventSchema::of::<u::UserPasswordChanged>("user", "UserPasswordChanged", 1),

@@ -86,6 +86,12 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
                 .execute(&mut *conn)
                 .await?;
         }
+        CartEvent::CartCheckoutFailed(_) => {
+            sqlx::query("UPDATE carts SET status = 'open' WHERE id = $1")
+                .bind(cart_id)
+                .execute(&mut *conn)
+                .await?;
+        }
         CartEvent::CartItemAdded(e) => {
             sqlx::query(
                 "INSERT INTO cart_lines (cart_id, product_id, quantity, added_version, version)

@@ -150,6 +150,7 @@ pub async fn apply_batch(
             CartEvent::CartDeleted(_) => *slot = None,
             CartEvent::CartClaimed(e) => row.customer_id = Some(e.customer_id.as_uuid()),
             CartEvent::CartCheckedOut(_) => row.status = "checked_out",
+            CartEvent::CartCheckoutFailed(_) => row.status = "open",
             CartEvent::CartItemAdded(e) => {
                 let q = e.quantity.get() as i32;
                 row.lines

@@ -208,9 +208,14 @@ async fn apply_payment(
             sqlx::query("UPDATE payments SET status = 'voided' WHERE id = $1").bind(id)
         }
         PaymentEvent::PaymentRefunded(e) => {
-            sqlx::query("UPDATE payments SET refunded_minor = $2 WHERE id = $1")
-                .bind(id)
-                .bind(e.total_refunded.amount_minor())
+            // Refunded in full: the payment is `refunded`.
+            sqlx::query(
+                "UPDATE payments SET refunded_minor = $2,
+                     status = CASE WHEN $2 >= amount_minor THEN 'refunded' ELSE status END
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(e.total_refunded.amount_minor())
         }
         PaymentEvent::PaymentAuthorized(_) | PaymentEvent::PaymentDeclined(_) => return Ok(()),
     };

@@ -5,25 +5,38 @@
 //! cart checked out → place order → reserve stock (each line) → stock reserved → authorize
 //! payment → payment authorized → confirm order → capture payment.
 //!
-//! Compensation: no stock → cancel the order (no charge); payment declined → cancel; a
-//! cancelled order releases its reservations and voids an authorization; a checkout past its
-//! deadline is cancelled by [`sweep_timeouts`]. Every command carries an idempotency key
-//! derived from the step, and every step is idempotent in the domain, so redelivery and
-//! restarts never repeat an effect: nothing is charged twice.
+//! Compensation: every checkout the saga cannot finish ends visibly compensated. No stock,
+//! a declined card or a deadline passed → the order is cancelled with a reason; a cancelled
+//! order releases its reservations, voids an authorization, and (when the system cancelled
+//! it) reopens the cart with its lines for another try; a cancelled order that was paid is
+//! refunded in full (the order's own `OrderRefunded`, which the saga turns into the payment's
+//! refund). A checkout that cannot become an order at all reopens its cart. The deadline is
+//! enforced by [`sweep_timeouts`] with the order's `time_out` command, which the aggregate
+//! refuses once the order is confirmed: no timeout cancels a paid order.
+//!
+//! A crashed or stuck writer never blocks other checkouts: an event whose step fails
+//! transiently is parked (`saga_parked`, committed with the checkpoint) and retried with
+//! backoff by [`sweep_timeouts`]' loop, and the later events of the same checkout wait behind
+//! it, in order, while every other checkout goes on. Each event runs in a savepoint, so a
+//! parked one leaves no half-written state. Every command carries an idempotency key derived
+//! from the step, every step is idempotent in the domain, and the payment service asks the
+//! gateway with keys of its own, so a repeated step (a retry, a redelivery, a batch rolled
+//! back after its calls were made) never repeats an effect: nothing is charged twice.
 
 use crate::runtime::{decode, Projection, ProjectionError};
 use command_services::support::lazy_channel;
 use domain::cart::CartEvent;
-use domain::order::OrderEvent;
-use domain::payment::PaymentEvent;
+use domain::order::{CancelledBy, OrderEvent};
+use domain::payment::{DeclineReason, PaymentEvent};
 use domain::user::UserEvent;
 use event_schemas::{topic_for, EventEnvelope};
 use proto::cart::cart_commands_client::CartCommandsClient;
-use proto::cart::{ClearCartRequest, CommandMeta};
+use proto::cart::{ClearCartRequest, CommandMeta, ReopenCheckoutRequest};
 use proto::commands::commands_client::CommandsClient;
 use proto::commands::{ExecuteRequest, Meta};
 use serde_json::{json, Value};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -31,6 +44,12 @@ use tonic::Code;
 use uuid::Uuid;
 
 const ACTOR: &str = "service:checkout-saga";
+
+/// The longest one command may take; a slower one is retried later (the event is parked).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many checkouts' parked events are retried per round.
+const RETRY_KEYS_PER_ROUND: i64 = 50;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SagaArgs {
@@ -80,7 +99,7 @@ fn channel(url: &str) -> anyhow::Result<Channel> {
 enum Step {
     Done,
     /// The aggregate refused (no stock, not found, illegal transition): a business answer.
-    Refused(String),
+    Refused(Code, String),
 }
 
 fn classify(r: Result<(), tonic::Status>) -> Result<Step, ProjectionError> {
@@ -89,17 +108,46 @@ fn classify(r: Result<(), tonic::Status>) -> Result<Step, ProjectionError> {
         Err(s)
             if matches!(
                 s.code(),
-                Code::FailedPrecondition | Code::NotFound | Code::InvalidArgument
+                Code::FailedPrecondition
+                    | Code::NotFound
+                    | Code::InvalidArgument
+                    | Code::AlreadyExists
+                    | Code::PermissionDenied
             ) =>
         {
-            Ok(Step::Refused(s.message().to_owned()))
+            Ok(Step::Refused(s.code(), s.message().to_owned()))
         }
+        // Conflict (ABORTED), UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL...: try again later.
         Err(s) => Err(ProjectionError::Transient(format!(
             "{:?}: {}",
             s.code(),
             s.message()
         ))),
     }
+}
+
+/// The checkout (or user) an event belongs to: one key's events are handled in order, and a
+/// parked one holds back only the events of its key. `None` for events the saga ignores.
+fn saga_key(env: &EventEnvelope) -> Option<String> {
+    let order_of = || {
+        env.data
+            .get("order_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    match (env.stream_type.as_str(), env.event_type.as_str()) {
+        ("cart", "CartCheckedOut") => order_of(),
+        ("order", _) => Some(env.stream_id.clone()),
+        ("payment", "PaymentAuthorized" | "PaymentDeclined") => order_of(),
+        ("user", "UserDeleted") => Some(format!("user:{}", env.stream_id)),
+        _ => None,
+    }
+}
+
+/// The wait before the next try of a parked event: 250 ms doubling, at most 5 s.
+fn backoff(attempts: i32) -> Duration {
+    let exp = attempts.clamp(0, 5) as u32;
+    Duration::from_millis(250 * 2u64.pow(exp)).min(Duration::from_secs(5))
 }
 
 impl CheckoutSaga {
@@ -113,6 +161,15 @@ impl CheckoutSaga {
         })
     }
 
+    fn request<T>(message: T, correlation_id: &str) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        req.set_timeout(CALL_TIMEOUT);
+        if let Ok(v) = correlation_id.parse() {
+            req.metadata_mut().insert("x-correlation-id", v);
+        }
+        req
+    }
+
     async fn exec(
         client: &CommandsClient<Channel>,
         stream_id: Uuid,
@@ -120,18 +177,47 @@ impl CheckoutSaga {
         key: String,
         correlation_id: &str,
     ) -> Result<Step, ProjectionError> {
-        let mut req = tonic::Request::new(ExecuteRequest {
-            meta: Some(Meta {
-                idempotency_key: key,
-                actor: ACTOR.into(),
-            }),
-            stream_id: stream_id.to_string(),
-            command_json: command.to_string(),
-        });
-        if let Ok(v) = correlation_id.parse() {
-            req.metadata_mut().insert("x-correlation-id", v);
-        }
+        let req = Self::request(
+            ExecuteRequest {
+                meta: Some(Meta {
+                    idempotency_key: key,
+                    actor: ACTOR.into(),
+                }),
+                stream_id: stream_id.to_string(),
+                command_json: command.to_string(),
+            },
+            correlation_id,
+        );
         classify(client.clone().execute(req).await.map(|_| ()))
+    }
+
+    /// The checkout into `order_id` failed: its cart is open again, with its lines.
+    async fn reopen_cart(
+        &self,
+        cart_id: Uuid,
+        order_id: Uuid,
+        reason: &str,
+        corr: &str,
+    ) -> Result<(), ProjectionError> {
+        let req = Self::request(
+            ReopenCheckoutRequest {
+                meta: Some(CommandMeta {
+                    idempotency_key: format!("saga:reopen:{order_id}"),
+                    actor: ACTOR.into(),
+                }),
+                cart_id: cart_id.to_string(),
+                order_id: order_id.to_string(),
+                reason: reason.to_owned(),
+            },
+            corr,
+        );
+        if let Step::Refused(code, why) =
+            classify(self.carts.clone().reopen_checkout(req).await.map(|_| ()))?
+        {
+            // A deleted cart (its owner left) has nothing to reopen.
+            tracing::info!(%cart_id, %order_id, ?code, %why, "cart not reopened");
+        }
+        Ok(())
     }
 
     async fn on_event(
@@ -142,9 +228,9 @@ impl CheckoutSaga {
         let corr = env.correlation_id.as_str();
         match env.stream_type.as_str() {
             "cart" => {
-                let (_, event): (Uuid, CartEvent) = decode(env, "cart")?;
+                let (cart_id, event): (Uuid, CartEvent) = decode(env, "cart")?;
                 if let CartEvent::CartCheckedOut(e) = event {
-                    self.start(conn, env, e).await?;
+                    self.start(conn, cart_id, e, corr).await?;
                 }
             }
             "order" => {
@@ -169,8 +255,9 @@ impl CheckoutSaga {
     async fn start(
         &self,
         conn: &mut PgConnection,
-        env: &EventEnvelope,
+        cart_id: Uuid,
         e: domain::cart::CartCheckedOut,
+        corr: &str,
     ) -> Result<(), ProjectionError> {
         let order_id = e.order_id.as_uuid();
         let lines =
@@ -184,8 +271,19 @@ impl CheckoutSaga {
                     unit_price: l.unit_price,
                 })
                 .collect::<Vec<_>>(),
-        )
-        .map_err(|x| ProjectionError::Poison(x.to_string()))?;
+        );
+        let total = match total {
+            Ok(t) => t,
+            Err(why) => {
+                // No order can be made of it (mixed currencies, an overflowing total): the
+                // customer gets the cart back rather than a checkout that never ends.
+                tracing::warn!(%order_id, %cart_id, %why, "checkout cannot become an order");
+                metrics::counter!("saga_outcomes_total", "outcome" => "failed").increment(1);
+                return self
+                    .reopen_cart(cart_id, order_id, &format!("checkout refused: {why}"), corr)
+                    .await;
+            }
+        };
         let deadline = chrono::Utc::now()
             + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::seconds(60));
         sqlx::query(
@@ -197,7 +295,7 @@ impl CheckoutSaga {
         .bind(order_id)
         .bind(Uuid::now_v7())
         .bind(e.customer_id.as_uuid())
-        .bind(Uuid::parse_str(&env.stream_id).unwrap_or_default())
+        .bind(cart_id)
         .bind(&lines)
         .bind(total.amount_minor())
         .bind(total.currency().as_str())
@@ -207,21 +305,50 @@ impl CheckoutSaga {
         .bind(deadline)
         .execute(&mut *conn)
         .await?;
+        let owner: Option<Uuid> =
+            sqlx::query_scalar("SELECT cart_id FROM checkouts WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if owner != Some(cart_id) {
+            // Another cart's checkout already opened this order (a reused checkout key).
+            tracing::warn!(%order_id, %cart_id, "order id already used by another cart");
+            metrics::counter!("saga_outcomes_total", "outcome" => "failed").increment(1);
+            return self
+                .reopen_cart(
+                    cart_id,
+                    order_id,
+                    "checkout refused: the order id is already in use",
+                    corr,
+                )
+                .await;
+        }
         let place = json!({
             "type": "place",
             "order_id": order_id,
             "customer_id": e.customer_id,
-            "cart_id": env.stream_id,
+            "cart_id": cart_id,
             "lines": lines,
         });
-        Self::exec(
+        let placed = Self::exec(
             &self.orders,
             order_id,
             place,
             format!("saga:place:{order_id}"),
-            &env.correlation_id,
+            corr,
         )
         .await?;
+        match placed {
+            // Placed (now or before): the order's events drive the rest.
+            Step::Done | Step::Refused(Code::AlreadyExists, _) => {}
+            Step::Refused(_, why) => {
+                tracing::warn!(%order_id, %cart_id, %why, "order refused; reopening the cart");
+                Self::set_status(conn, order_id, "failed").await?;
+                metrics::counter!("saga_outcomes_total", "outcome" => "failed").increment(1);
+                self.reopen_cart(cart_id, order_id, &format!("checkout refused: {why}"), corr)
+                    .await?;
+            }
+        }
         Ok(())
     }
 
@@ -231,7 +358,8 @@ impl CheckoutSaga {
         order_id: Uuid,
     ) -> Result<Option<Checkout>, ProjectionError> {
         Ok(sqlx::query_as::<_, Checkout>(
-            "SELECT order_id, payment_id, lines, amount_minor, currency, payment_token, card_brand, card_last4
+            "SELECT order_id, payment_id, cart_id, lines, amount_minor, currency, payment_token,
+                    card_brand, card_last4
              FROM checkouts WHERE order_id = $1",
         )
         .bind(order_id)
@@ -259,14 +387,12 @@ impl CheckoutSaga {
         corr: &str,
     ) -> Result<(), ProjectionError> {
         let cmd = json!({ "type": "cancel", "reason": reason, "by": "system" });
-        Self::exec(
-            &self.orders,
-            order_id,
-            cmd,
-            format!("saga:cancel:{order_id}"),
-            corr,
-        )
-        .await?;
+        let key = format!("saga:cancel:{order_id}");
+        if let Step::Refused(code, why) = Self::exec(&self.orders, order_id, cmd, key, corr).await?
+        {
+            // Shipped already, or gone: nothing the saga can cancel.
+            tracing::warn!(%order_id, ?code, %why, "cancel refused");
+        }
         Ok(())
     }
 
@@ -289,7 +415,7 @@ impl CheckoutSaga {
                     let product = l.product_id.as_uuid();
                     let cmd = json!({ "type": "reserve_stock", "order_id": order_id, "quantity": l.quantity });
                     let key = format!("saga:reserve:{order_id}:{product}");
-                    if let Step::Refused(why) =
+                    if let Step::Refused(_, why) =
                         Self::exec(&self.products, product, cmd, key, corr).await?
                     {
                         tracing::info!(%order_id, %product, %why, "stock unavailable; cancelling");
@@ -319,7 +445,7 @@ impl CheckoutSaga {
                     "last4": c.card_last4,
                 });
                 let key = format!("saga:authorize:{order_id}");
-                if let Step::Refused(why) =
+                if let Step::Refused(_, why) =
                     Self::exec(&self.payments, c.payment_id, cmd, key, corr).await?
                 {
                     return self
@@ -341,7 +467,7 @@ impl CheckoutSaga {
             }
             OrderEvent::OrderConfirmed(_) => {
                 let cmd = json!({ "type": "capture" });
-                Self::exec(
+                let captured = Self::exec(
                     &self.payments,
                     c.payment_id,
                     cmd,
@@ -349,10 +475,20 @@ impl CheckoutSaga {
                     corr,
                 )
                 .await?;
+                if let Step::Refused(_, why) = captured {
+                    tracing::error!(%order_id, %why, "capture refused; cancelling the order");
+                    return self
+                        .cancel(
+                            order_id,
+                            &format!("payment could not be captured: {why}"),
+                            corr,
+                        )
+                        .await;
+                }
                 Self::set_status(conn, order_id, "confirmed").await?;
                 metrics::counter!("saga_outcomes_total", "outcome" => "confirmed").increment(1);
             }
-            OrderEvent::OrderCancelled(_) => {
+            OrderEvent::OrderCancelled(e) => {
                 for l in &lines {
                     let product = l.product_id.as_uuid();
                     let cmd = json!({ "type": "release_reservation", "order_id": order_id });
@@ -365,7 +501,8 @@ impl CheckoutSaga {
                     )
                     .await?;
                 }
-                // Voiding a payment that was never authorized is refused: nothing to undo.
+                // Voiding a payment that was never authorized, or was captured (its refund
+                // follows as the order's `OrderRefunded`), is refused: nothing to void.
                 let cmd = json!({ "type": "void" });
                 Self::exec(
                     &self.payments,
@@ -375,6 +512,11 @@ impl CheckoutSaga {
                     corr,
                 )
                 .await?;
+                // A checkout the system gave up on gives the customer the cart back.
+                if e.by == CancelledBy::System {
+                    self.reopen_cart(c.cart_id, order_id, &e.reason, corr)
+                        .await?;
+                }
                 Self::set_status(conn, order_id, "cancelled").await?;
                 metrics::counter!("saga_outcomes_total", "outcome" => "cancelled").increment(1);
             }
@@ -395,7 +537,11 @@ impl CheckoutSaga {
             OrderEvent::OrderRefunded(e) => {
                 let cmd = json!({ "type": "refund", "amount": e.amount });
                 let key = format!("saga:refund:{order_id}:{}", e.total_refunded.amount_minor());
-                Self::exec(&self.payments, c.payment_id, cmd, key, corr).await?;
+                if let Step::Refused(_, why) =
+                    Self::exec(&self.payments, c.payment_id, cmd, key, corr).await?
+                {
+                    tracing::warn!(%order_id, %why, "payment refund refused");
+                }
             }
             OrderEvent::OrderDelivered(_) => {}
         }
@@ -415,7 +561,7 @@ impl CheckoutSaga {
                     return Ok(());
                 }
                 let cmd = json!({ "type": "mark_payment_authorized", "payment_id": e.payment_id });
-                if let Step::Refused(why) = Self::exec(
+                if let Step::Refused(_, why) = Self::exec(
                     &self.orders,
                     order_id,
                     cmd,
@@ -440,7 +586,11 @@ impl CheckoutSaga {
             PaymentEvent::PaymentDeclined(e) => {
                 let order_id = e.order_id.as_uuid();
                 if self.checkout(conn, order_id).await?.is_some() {
-                    self.cancel(order_id, "payment declined", corr).await?;
+                    let reason = match e.reason {
+                        DeclineReason::Declined => "payment declined: the card was declined",
+                        DeclineReason::InsufficientFunds => "payment declined: insufficient funds",
+                    };
+                    self.cancel(order_id, reason, corr).await?;
                 }
             }
             _ => {}
@@ -459,17 +609,224 @@ impl CheckoutSaga {
             .fetch_all(&mut *conn)
             .await?;
         for cart in carts {
-            let mut req = tonic::Request::new(ClearCartRequest {
-                meta: Some(CommandMeta {
-                    idempotency_key: format!("saga:delete-cart:{cart}"),
-                    actor: ACTOR.into(),
-                }),
-                cart_id: cart.to_string(),
-            });
-            if let Ok(v) = corr.parse() {
-                req.metadata_mut().insert("x-correlation-id", v);
-            }
+            let req = Self::request(
+                ClearCartRequest {
+                    meta: Some(CommandMeta {
+                        idempotency_key: format!("saga:delete-cart:{cart}"),
+                        actor: ACTOR.into(),
+                    }),
+                    cart_id: cart.to_string(),
+                },
+                corr,
+            );
             classify(self.carts.clone().delete_cart(req).await.map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    /// Applies one event in a savepoint of `conn`: `Ok(None)` applied, `Ok(Some(why))`
+    /// refused for good (poison), `Err(Transient)` to be parked, `Err(Db)` fails the batch.
+    async fn apply_one(
+        &self,
+        conn: &mut PgConnection,
+        env: &EventEnvelope,
+    ) -> Result<Option<String>, ProjectionError> {
+        let mut sp = conn.begin().await?;
+        let span = tracing::info_span!(
+            "apply",
+            projection = "checkout-saga",
+            correlation_id = %env.correlation_id,
+            stream_id = %env.stream_id,
+            version = env.version
+        );
+        let r = tracing::Instrument::instrument(self.on_event(&mut sp, env), span).await;
+        match r {
+            Ok(()) => {
+                sp.commit().await?;
+                Ok(None)
+            }
+            Err(ProjectionError::Poison(why)) => {
+                sp.rollback().await?;
+                Ok(Some(why))
+            }
+            Err(e) => {
+                // A broken connection cannot roll back either; the batch fails then anyway.
+                let _ = sp.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Parks an event behind its key: retried later, in order, by [`sweep_timeouts`].
+    async fn park(
+        conn: &mut PgConnection,
+        key: &str,
+        env: &EventEnvelope,
+        why: &str,
+    ) -> Result<(), ProjectionError> {
+        let envelope =
+            serde_json::to_value(env).map_err(|e| ProjectionError::Poison(e.to_string()))?;
+        sqlx::query("INSERT INTO saga_parked (key, envelope, last_error) VALUES ($1, $2, $3)")
+            .bind(key)
+            .bind(envelope)
+            .bind(why)
+            .execute(&mut *conn)
+            .await?;
+        metrics::counter!("saga_parked_total").increment(1);
+        Ok(())
+    }
+
+    /// One batch: each event in its own savepoint; an event that fails transiently is parked
+    /// with its key, and the later events of that key in the batch go behind it, while
+    /// every other key's events are applied.
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[EventEnvelope],
+    ) -> Result<Vec<Option<String>>, ProjectionError> {
+        let mut parked: HashSet<String> =
+            sqlx::query_scalar::<_, String>("SELECT DISTINCT key FROM saga_parked")
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect();
+        let mut out = Vec::with_capacity(events.len());
+        for env in events {
+            let key = saga_key(env);
+            if let Some(k) = key.as_deref().filter(|k| parked.contains(*k)) {
+                Self::park(conn, k, env, "behind an earlier event of its checkout").await?;
+                out.push(None);
+                continue;
+            }
+            match self.apply_one(conn, env).await {
+                Ok(refused) => out.push(refused),
+                Err(ProjectionError::Transient(why)) => match key {
+                    Some(k) => {
+                        tracing::warn!(key = %k, error = %why, "step failed; parking the event");
+                        Self::park(conn, &k, env, &why).await?;
+                        parked.insert(k);
+                        out.push(None);
+                    }
+                    None => return Err(ProjectionError::Transient(why)),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Retries the parked events of up to [`RETRY_KEYS_PER_ROUND`] keys that are due, each
+    /// key's in order, each key in its own transaction.
+    async fn retry_parked(&self, pool: &PgPool) -> Result<(), ProjectionError> {
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT key FROM saga_parked GROUP BY key HAVING min(next_attempt_at) <= now()
+             ORDER BY min(id) LIMIT $1",
+        )
+        .bind(RETRY_KEYS_PER_ROUND)
+        .fetch_all(pool)
+        .await?;
+        for key in keys {
+            let mut tx = pool.begin().await?;
+            let rows: Vec<(i64, Value, i32)> = sqlx::query_as(
+                "SELECT id, envelope, attempts FROM saga_parked WHERE key = $1 ORDER BY id FOR UPDATE",
+            )
+            .bind(&key)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, envelope, attempts) in rows {
+                let applied = match serde_json::from_value::<EventEnvelope>(envelope) {
+                    Ok(env) => self.apply_one(&mut tx, &env).await,
+                    Err(e) => Ok(Some(format!("parked envelope does not decode: {e}"))),
+                };
+                match applied {
+                    Ok(refused) => {
+                        if let Some(why) = refused {
+                            tracing::error!(%key, %why, "parked event refused for good; dropped");
+                            metrics::counter!("saga_parked_dropped_total").increment(1);
+                        }
+                        sqlx::query("DELETE FROM saga_parked WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        metrics::counter!("saga_parked_retried_total", "outcome" => "applied")
+                            .increment(1);
+                    }
+                    Err(ProjectionError::Transient(why)) => {
+                        let wait = backoff(attempts);
+                        sqlx::query(
+                            "UPDATE saga_parked SET attempts = attempts + 1, last_error = $2,
+                                 next_attempt_at = now() + $3 * interval '1 millisecond'
+                             WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(&why)
+                        .bind(wait.as_millis() as f64)
+                        .execute(&mut *tx)
+                        .await?;
+                        metrics::counter!("saga_parked_retried_total", "outcome" => "failed")
+                            .increment(1);
+                        tracing::debug!(%key, attempts, error = %why, "parked event still failing");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            tx.commit().await?;
+        }
+        let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_parked")
+            .fetch_one(pool)
+            .await?;
+        metrics::gauge!("saga_parked_events").set(parked as f64);
+        Ok(())
+    }
+
+    /// Times out the checkouts past their deadline. The order decides: `time_out` cancels it
+    /// only while it is not confirmed, and is refused afterwards.
+    async fn time_out_due(&self, pool: &PgPool) -> Result<(), ProjectionError> {
+        let due: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT order_id FROM checkouts
+             WHERE status NOT IN ('confirmed', 'cancelled', 'failed') AND deadline < now()
+             LIMIT 100",
+        )
+        .fetch_all(pool)
+        .await?;
+        for order_id in due {
+            let cmd = json!({ "type": "time_out" });
+            let key = format!("saga:timeout:{order_id}");
+            let step = match Self::exec(&self.orders, order_id, cmd, key, "").await {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::warn!(%order_id, error = %e, "timeout failed; will retry");
+                    continue;
+                }
+            };
+            // Asked once: the cancellation (or the order's own progress) updates the row;
+            // the deadline moves on so the order is not asked every second.
+            let status = match step {
+                Step::Done => {
+                    tracing::warn!(%order_id, "checkout timed out; cancelling");
+                    metrics::counter!("saga_timeouts_total").increment(1);
+                    None
+                }
+                Step::Refused(Code::FailedPrecondition, why) => {
+                    // Confirmed (or shipped) after all: the row was behind the order.
+                    tracing::info!(%order_id, %why, "not timed out: the order went on");
+                    Some("confirmed")
+                }
+                Step::Refused(code, why) => {
+                    tracing::warn!(%order_id, ?code, %why, "timeout refused");
+                    None
+                }
+            };
+            sqlx::query(
+                "UPDATE checkouts SET status = COALESCE($2, status),
+                     deadline = now() + interval '30 seconds', updated_at = now()
+                 WHERE order_id = $1",
+            )
+            .bind(order_id)
+            .bind(status)
+            .execute(pool)
+            .await?;
         }
         Ok(())
     }
@@ -480,6 +837,7 @@ struct Checkout {
     #[allow(dead_code)]
     order_id: Uuid,
     payment_id: Uuid,
+    cart_id: Uuid,
     lines: Value,
     amount_minor: i64,
     currency: String,
@@ -507,10 +865,18 @@ impl Projection for CheckoutSaga {
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a {
         self.on_event(conn, env)
     }
+
+    fn apply_all<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [EventEnvelope],
+    ) -> impl Future<Output = Result<Vec<Option<String>>, ProjectionError>> + Send + 'a {
+        self.apply_batch(conn, events)
+    }
 }
 
-/// Cancels checkouts past their deadline, once a second, until shutdown. The cancellation
-/// is an ordinary `OrderCancelled`, which the saga then compensates.
+/// Once a second, until shutdown: retries the parked events that are due, then times out the
+/// checkouts past their deadline (an ordinary `OrderCancelled`, which the saga compensates).
 pub async fn sweep_timeouts(
     saga: CheckoutSaga,
     pool: PgPool,
@@ -521,17 +887,24 @@ pub async fn sweep_timeouts(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let due: Result<Vec<Uuid>, _> = sqlx::query_scalar(
-            "SELECT order_id FROM checkouts WHERE status NOT IN ('confirmed', 'cancelled') AND deadline < now() LIMIT 100",
-        )
-        .fetch_all(&pool)
-        .await;
-        for order_id in due.unwrap_or_default() {
-            tracing::warn!(%order_id, "checkout timed out; cancelling");
-            metrics::counter!("saga_timeouts_total").increment(1);
-            if let Err(e) = saga.cancel(order_id, "checkout timed out", "").await {
-                tracing::warn!(%order_id, error = %e, "timeout cancel failed; will retry");
-            }
+        if let Err(e) = saga.retry_parked(&pool).await {
+            tracing::warn!(error = %e, "retrying parked events failed; will retry");
         }
+        if let Err(e) = saga.time_out_due(&pool).await {
+            tracing::warn!(error = %e, "timeout sweep failed; will retry");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_seconds() {
+        assert_eq!(backoff(0), Duration::from_millis(250));
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(4), Duration::from_secs(4));
+        assert_eq!(backoff(30), Duration::from_secs(5));
     }
 }

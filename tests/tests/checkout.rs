@@ -1,6 +1,8 @@
 //! The checkout saga end to end, through Envoy: a good card confirms and captures, a declined
-//! card or missing stock cancels and compensates, two customers racing for the last unit get
-//! exactly one order, and the back office ships, delivers and refunds.
+//! card or missing stock cancels and compensates (and the cart is open again with its lines
+//! for another try), two customers racing for the last unit get exactly one order, the back
+//! office ships, delivers and refunds (in part, never more than was paid), and cancelling a
+//! paid order refunds it in full.
 
 mod common;
 
@@ -164,4 +166,171 @@ async fn a_retried_checkout_with_a_key_places_one_order() {
     assert_eq!(first["data"], second["data"], "{first} {second}");
     let order = first["data"]["checkout"]["orderId"].as_str().unwrap();
     order_in(&client, &token, order, &["CONFIRMED"], Some("CAPTURED")).await;
+}
+
+const CANCEL: &str =
+    "mutation($o: ID!) { cancelOrder(orderId: $o, reason: \"changed my mind\") { version } }";
+const REFUND_SOME: &str =
+    "mutation($o: ID!, $a: Int!) { refundPayment(orderId: $o, amountMinor: $a) { version } }";
+const CART_OF: &str =
+    "query($id: ID!) { cart(id: $id) { status version lines { productId quantity } } }";
+
+/// Polls the order until its payment has `refunded` minor units refunded and `status`.
+async fn payment_refunded(
+    client: &reqwest::Client,
+    token: &str,
+    order: &str,
+    refunded: i64,
+    status: &str,
+) -> serde_json::Value {
+    poll(
+        &format!("payment of {order} {status} with {refunded} refunded"),
+        std::time::Duration::from_secs(60),
+        || async {
+            let body = gql_as(client, token, ORDER, json!({ "id": order })).await;
+            let o = body["data"]["order"].clone();
+            (o["payment"]["refundedMinor"] == refunded && o["payment"]["status"] == status)
+                .then_some(o)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn cancelling_a_paid_order_refunds_it_in_full() {
+    let client = http();
+    let admin = admin_token(&client).await;
+    let product = new_product(&client, &admin, 1250, 5).await;
+    let (_, _, token) = new_customer(&client).await;
+    let order = buy(&client, &token, &product, 2, GOOD_CARD).await;
+    order_in(&client, &token, &order, &["CONFIRMED"], Some("CAPTURED")).await;
+
+    let body = gql_as(&client, &token, CANCEL, json!({ "o": order })).await;
+    assert!(body["data"]["cancelOrder"]["version"].is_i64(), "{body}");
+    let o = payment_refunded(&client, &token, &order, 2500, "REFUNDED").await;
+    assert_eq!(o["status"], "CANCELLED", "{o}");
+    assert_eq!(o["payment"]["captures"], 1, "{o}");
+    poll("stock back", std::time::Duration::from_secs(30), || async {
+        (product_stock(&client, &product).await == (5, 0, 5)).then_some(())
+    })
+    .await;
+    // Nothing is left to refund.
+    let body = gql_as(&client, &admin, REFUND_SOME, json!({ "o": order, "a": 1 })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("FAILED_PRECONDITION"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn partial_refunds_up_to_what_was_captured_then_cancelling_refunds_the_rest() {
+    let client = http();
+    let admin = admin_token(&client).await;
+    let product = new_product(&client, &admin, 1000, 5).await;
+    let (_, _, token) = new_customer(&client).await;
+    let order = buy(&client, &token, &product, 3, GOOD_CARD).await;
+    order_in(&client, &token, &order, &["CONFIRMED"], Some("CAPTURED")).await;
+
+    for amount in [700, 1300] {
+        let body = gql_as(
+            &client,
+            &admin,
+            REFUND_SOME,
+            json!({ "o": order, "a": amount }),
+        )
+        .await;
+        assert!(body["data"]["refundPayment"]["version"].is_i64(), "{body}");
+    }
+    payment_refunded(&client, &token, &order, 2000, "CAPTURED").await;
+    // More than is left (1000) is refused, and changes nothing.
+    let body = gql_as(
+        &client,
+        &admin,
+        REFUND_SOME,
+        json!({ "o": order, "a": 1001 }),
+    )
+    .await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("FAILED_PRECONDITION"),
+        "{body}"
+    );
+    // Cancelling refunds the rest, and only the rest.
+    let body = gql_as(&client, &token, CANCEL, json!({ "o": order })).await;
+    assert!(body["data"]["cancelOrder"]["version"].is_i64(), "{body}");
+    let o = payment_refunded(&client, &token, &order, 3000, "REFUNDED").await;
+    assert_eq!(o["status"], "CANCELLED", "{o}");
+    let body = gql_as(&client, &admin, REFUND_SOME, json!({ "o": order, "a": 1 })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("FAILED_PRECONDITION"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_declined_card_reopens_the_cart_for_another_try() {
+    let client = http();
+    let admin = admin_token(&client).await;
+    let product = new_product(&client, &admin, 800, 3).await;
+    let (_, _, token) = new_customer(&client).await;
+    let cart = customer_cart(&client, &token, &product, 2).await;
+    let checkout = "mutation($c: ID!, $n: String!) { checkout(cartId: $c, payment: { number: $n, expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId } }";
+    let body = gql_as(
+        &client,
+        &token,
+        checkout,
+        json!({ "c": cart, "n": DECLINED_CARD }),
+    )
+    .await;
+    let declined = body["data"]["checkout"]["orderId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let o = order_in(&client, &token, &declined, &["CANCELLED"], Some("DECLINED")).await;
+    assert!(
+        o["cancelReason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("declined"),
+        "a reason is given: {o}"
+    );
+    // The cart is open again, with its lines.
+    let view = poll(
+        "the cart open again",
+        std::time::Duration::from_secs(60),
+        || async {
+            let body = gql_as(&client, &token, CART_OF, json!({ "id": cart })).await;
+            let c = body["data"]["cart"].clone();
+            (c["status"] == "OPEN" || c["status"] == "open").then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(
+        lines_of(&view),
+        [(product.clone(), 2)].into_iter().collect(),
+        "{view}"
+    );
+    poll(
+        "stock released",
+        std::time::Duration::from_secs(30),
+        || async { (product_stock(&client, &product).await == (3, 0, 3)).then_some(()) },
+    )
+    .await;
+    // Another try with a good card goes through.
+    let body = gql_as(
+        &client,
+        &token,
+        checkout,
+        json!({ "c": cart, "n": GOOD_CARD }),
+    )
+    .await;
+    let order = body["data"]["checkout"]["orderId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("second checkout: {body}"))
+        .to_owned();
+    assert_ne!(order, declined);
+    let o = order_in(&client, &token, &order, &["CONFIRMED"], Some("CAPTURED")).await;
+    assert_eq!(o["total"]["amountMinor"], 1600, "{o}");
 }
