@@ -229,16 +229,19 @@ async fn poison_on_a_topic_parks_its_stream_and_a_replay_applies_it_once() {
     assert_eq!(body["data"]["product"]["version"], 3, "{body}");
     assert_eq!(body["data"]["product"]["stock"]["reserved"], 5, "{body}");
     // Once: nothing is parked any more, a second replay finds nothing, and a redelivery
-    // of version 3 changes nothing.
+    // of versions 2 and 3 changes nothing. (It also leaves the topic in stream order after
+    // version 1, as a republish from the store would, so a rebuild from the topic agrees.)
     let none = commerce_json(&["dlq", "replay", "--stream", &gap, "--projection", "product"]).await;
     assert_eq!(none.as_array().unwrap().len(), 0, "{none}");
-    produce(
-        &producer,
-        &topic_for("product"),
-        &gap,
-        &cloudevents::encode(&third),
-    )
-    .await;
+    for env in [&second, &third] {
+        produce(
+            &producer,
+            &topic_for("product"),
+            &gap,
+            &cloudevents::encode(env),
+        )
+        .await;
+    }
     let marker = new_product(&client, &admin, 100, 1).await;
     assert_eq!(product_stock(&client, &marker).await, (1, 0, 1));
     let body = product(&client, &gap).await;
