@@ -118,6 +118,34 @@ impl From<domain::values::ValueError> for BffError {
     }
 }
 
+impl ErrorExtensions for BffError {
+    fn extend(&self) -> async_graphql::Error {
+        let code = self.code();
+        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| ext.set("code", code))
+    }
+}
+
+/// The one place a BFF result becomes a GraphQL result. (async-graphql converts any
+/// `Display` error on `?`, which would drop the code: resolvers go through this instead.)
+pub fn gql<T>(r: Result<T, BffError>) -> async_graphql::Result<T> {
+    r.map_err(|e| e.extend())
+}
+
+/// The code given to errors raised by the GraphQL engine itself (syntax, validation).
+pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+
+/// The code of an engine error, by its (stable) message: the depth and complexity limits
+/// get codes of their own.
+pub fn engine_error_code(message: &str) -> &'static str {
+    if message.contains("nested too deep") {
+        "QUERY_TOO_DEEP"
+    } else if message.contains("too complex") {
+        "QUERY_TOO_COMPLEX"
+    } else {
+        GRAPHQL_VALIDATION_FAILED
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,33 +185,5 @@ mod tests {
             BffError::Forbidden("x".into()).waited_for(3).code(),
             "FORBIDDEN"
         );
-    }
-}
-
-impl ErrorExtensions for BffError {
-    fn extend(&self) -> async_graphql::Error {
-        let code = self.code();
-        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| ext.set("code", code))
-    }
-}
-
-/// The one place a BFF result becomes a GraphQL result. (async-graphql converts any
-/// `Display` error on `?`, which would drop the code: resolvers go through this instead.)
-pub fn gql<T>(r: Result<T, BffError>) -> async_graphql::Result<T> {
-    r.map_err(|e| e.extend())
-}
-
-/// The code given to errors raised by the GraphQL engine itself (syntax, validation).
-pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
-
-/// The code of an engine error, by its (stable) message: the depth and complexity limits
-/// get codes of their own.
-pub fn engine_error_code(message: &str) -> &'static str {
-    if message.contains("nested too deep") {
-        "QUERY_TOO_DEEP"
-    } else if message.contains("too complex") {
-        "QUERY_TOO_COMPLEX"
-    } else {
-        GRAPHQL_VALIDATION_FAILED
     }
 }

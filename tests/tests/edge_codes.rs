@@ -225,9 +225,11 @@ async fn ids_of_the_wrong_kind_malformed_empty_or_huge_are_not_found_or_invalid_
     let own = |f: &str| -> &'static str {
         if f.ends_with("orderId") {
             "order"
-        } else if f.contains("productId") || f.contains("Product") || f == "product" {
-            "product"
-        } else if f.contains("adjustStock") {
+        } else if f.contains("productId")
+            || f.contains("Product")
+            || f == "product"
+            || f == "adjustStock"
+        {
             "product"
         } else if f.contains("customerId") {
             "user"
