@@ -478,20 +478,3 @@ pub async fn connect_identity(uri: &str, db_name: &str) -> anyhow::Result<String
     let client = Client::with_options(options)?;
     Ok(store_identity(&client.database(db_name)).await?)
 }
-
-impl EventStore {
-    /// Marks every event of `stream_type` as not yet handed to Kafka, so the relay's catch-up
-    /// publishes the whole stream type again in stream order: after the broker lost the
-    /// topic (a restart of an in-memory broker, a topic deleted and recreated, truncated).
-    /// Returns how many events were marked.
-    pub async fn mark_unpublished(&self, stream_type: &str) -> Result<u64, StoreError> {
-        let r = self
-            .events
-            .update_many(
-                doc! { "stream_type": stream_type, "published": true },
-                doc! { "$set": { "published": false } },
-            )
-            .await?;
-        Ok(r.modified_count)
-    }
-}

@@ -17,8 +17,8 @@
 //! that is gone, a probe offset that holds another event or nothing while the partition
 //! serves records, a partition that now starts past the first probe, or an offset out of
 //! range means the topic lost data: the relay starts a new epoch for it (durably, flagged
-//! `healing`), marks every event of its stream type unpublished again, and its catch-up
-//! republishes them in stream order before anything newer. Consumers restart the topic from
+//! `healing`) and republishes every stored event of its stream type in stream order before
+//! anything newer (a crash during that pass starts it again). Consumers restart the topic from
 //! its beginning when they see a newer epoch and ignore records of older ones, so the copy a
 //! new epoch starts with is complete. A new epoch always begins with that full republish.
 
@@ -217,9 +217,12 @@ impl Relay {
                 .set_state("healing", format!("republishing {}", healing.join(", ")));
         }
         self.ready.set_ready(true);
+        // A healed topic is whole again before anything newer is published to it.
+        for topic in &healing {
+            self.republish(topic).await?;
+        }
         self.catch_up().await?;
         if !healing.is_empty() {
-            tracing::info!(topics = ?healing, "republished from the store; healed");
             metrics::gauge!("relay_healing").set(0.0);
         }
         self.ready.set_state("ok", "");
@@ -335,17 +338,6 @@ impl Relay {
             let epoch = d.get_i64("epoch").unwrap_or(0);
             self.epochs.insert(topic.clone(), epoch);
             if d.get_bool("healing").unwrap_or(false) {
-                let marked = match stream_type_of(&topic) {
-                    Some(t) => self.store.mark_unpublished(t).await?,
-                    None => 0,
-                };
-                tracing::warn!(%topic, epoch, events = marked, "republishing the topic from the store");
-                self.topic_state
-                    .update_one(
-                        doc! { "_id": &topic },
-                        doc! { "$set": { "healing": false } },
-                    )
-                    .await?;
                 healing.push(topic.clone());
             }
             for p in d.get_array("probes").into_iter().flatten() {
@@ -376,6 +368,45 @@ impl Relay {
         }
         *self.probes.lock().unwrap_or_else(|e| e.into_inner()) = probes;
         Ok(healing)
+    }
+
+    /// Publishes every stored event of the topic's stream type again, in stream order, then
+    /// clears the topic's `healing` flag. A crash in between starts the pass again (records
+    /// twice are harmless); no event document is written but the `published` marks.
+    async fn republish(&mut self, topic: &str) -> anyhow::Result<()> {
+        let Some(stream_type) = stream_type_of(topic).map(str::to_owned) else {
+            return Ok(());
+        };
+        tracing::warn!(%topic, "republishing the topic from the store");
+        let mut cursor = self
+            .store
+            .events()
+            .find(doc! { "stream_type": &stream_type })
+            .sort(doc! { "stream_id": 1, "version": 1 })
+            .await?;
+        let (mut batch, mut total) = (Vec::new(), 0usize);
+        while let Some(d) = cursor.try_next().await? {
+            match from_document(d) {
+                Ok(env) => batch.push(env),
+                Err(e) => {
+                    tracing::error!(error = %e, %topic, "an undecodable event is not republished")
+                }
+            }
+            if batch.len() >= self.config.batch_size {
+                total += batch.len();
+                self.publish(std::mem::take(&mut batch)).await?;
+                metrics::gauge!("relay_republished_events", "topic" => topic.to_owned())
+                    .set(total as f64);
+            }
+        }
+        total += batch.len();
+        self.publish(batch).await?;
+        metrics::gauge!("relay_republished_events", "topic" => topic.to_owned()).set(total as f64);
+        self.topic_state
+            .update_one(doc! { "_id": topic }, doc! { "$set": { "healing": false } })
+            .await?;
+        tracing::info!(%topic, events = total, "republished from the store; healed");
+        Ok(())
     }
 
     /// A topic published to for the first time gets its first epoch. In a store whose events
