@@ -4,11 +4,13 @@
 # service), waits on health checks, and keeps logs, PIDs and data under $STACK_DIR.
 #
 #   scripts/stack.sh up                 install what is missing, build, start everything
-#   scripts/stack.sh down [--wipe]      stop everything by PID (--wipe deletes the data too)
+#   scripts/stack.sh down [--wipe]      stop everything by PID (--wipe deletes the data too:
+#                                       the store, the broker's and the read models' database)
 #   scripts/stack.sh status             what runs, with PIDs
 #   scripts/stack.sh start|stop|kill|restart SERVICE
 #                                       one service (kill = SIGKILL, no clean shutdown)
 #   scripts/stack.sh env                the endpoints, as shell variables
+#   scripts/stack.sh cli ARGS...        the operator CLI (`commerce`) against this stack
 #
 # Every endpoint is configurable through the environment (see the defaults below); with
 # KAFKA_BROKERS / MONGODB_URI / DATABASE_URL set, the external component is used as is.
@@ -305,7 +307,7 @@ build() {
   log "building services ($PROFILE)"
   local flag=(--release)
   case "$PROFILE" in release) ;; dev|debug) flag=() ;; *) flag=(--profile "$PROFILE") ;; esac
-  (cd "$ROOT" && cargo build --locked "${flag[@]}" -p command-services -p projectors -p query-services -p bff --bins)
+  (cd "$ROOT" && cargo build --locked "${flag[@]}" -p command-services -p projectors -p query-services -p bff -p commerce-cli --bins)
 }
 
 print_env() {
@@ -364,8 +366,10 @@ The commerce stack is up. Logs: $LOGS   Data: $DATA
   gRPC shop queries:     $HOST:$SHOP_QUERY_PORT
   gRPC commands:         order $ORDER_COMMAND_PORT, product $PRODUCT_COMMAND_PORT, payment $PAYMENT_COMMAND_PORT, user $USER_COMMAND_PORT
   Admin account:         $ADMIN_EMAIL / $ADMIN_PASSWORD   (log in with the login mutation)
+  Operator CLI:          scripts/stack.sh cli --help   (e.g. scripts/stack.sh cli projections status)
+                         or: set -a; . $STACK_DIR/stack.env; set +a; $BIN_DIR/commerce --help
 
-Stop it with: make down
+Stop it with: make down   (data kept; \`scripts/stack.sh down --wipe\` deletes it)
 EOM
 }
 
@@ -374,7 +378,28 @@ down() {
   [ "${1:-}" = --wipe ] && wipe=1
   local all=("${INFRA[@]}" "${SERVICES[@]}") i
   for ((i = ${#all[@]} - 1; i >= 0; i--)); do stop_one "${all[$i]}"; done
-  if [ $wipe = 1 ]; then rm -rf "$DATA"; log "data wiped"; fi
+  if [ $wipe = 1 ]; then
+    rm -rf "$DATA"
+    # The read models and checkpoints live in PostgreSQL: on the machine's server (a private
+    # cluster's data went with $DATA) the stack's database goes too, else the shop would
+    # show what the wiped store no longer holds (the projectors would also notice, by the
+    # store's identity, and rebuild).
+    if [ -z "$EXTERNAL_PG" ] && [ "$PG_PRIVATE" != 1 ] && pg_isready -q -h "$HOST" -p "$PG_PORT" 2>/dev/null; then
+      psql -q "$(pg_admin_url)" -c "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null &&
+        log "database $PG_DB dropped"
+    fi
+    log "data wiped"
+  fi
+}
+
+cli() {
+  local bin=$BIN_DIR/commerce
+  [ -x "$bin" ] || die "$bin is missing (run: make up)"
+  set -a
+  # shellcheck disable=SC1090
+  [ -s "$STACK_DIR/stack.env" ] && . "$STACK_DIR/stack.env"
+  set +a
+  exec "$bin" "$@"
 }
 
 status() {
@@ -391,9 +416,10 @@ case "${1:-}" in
   down) shift; down "$@" ;;
   status) status ;;
   env) print_env ;;
+  cli) shift; cli "$@" ;;
   start) start_one "${2:?service}" ;;
   stop) stop_one "${2:?service}" TERM ;;
   kill) stop_one "${2:?service}" KILL ;;
   restart) stop_one "${2:?service}" TERM; start_one "$2" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -52,7 +52,13 @@ pub enum ProjectionsCommand {
 #[derive(Serialize)]
 struct Status {
     projection: String,
+    /// `caught-up`, `live` (behind, consuming), `healing` (replaying after the broker lost
+    /// a topic or the store changed) or `rebuilding N%`.
     state: String,
+    /// What the projector itself last reported (`ok`, `lagging`, `healing`, `stalled`),
+    /// `down` when it has not reported for 15 s, `unknown` when it never did.
+    health: String,
+    health_detail: String,
     lag_events: i64,
     lag_seconds: f64,
     partitions: Vec<PartitionLag>,
@@ -60,7 +66,12 @@ struct Status {
 }
 
 /// One projection's checkpoints, lag and state.
-async fn status(pool: &sqlx::PgPool, ep: &Endpoints, m: &ReadModel) -> anyhow::Result<Status> {
+async fn status(
+    pool: &sqlx::PgPool,
+    ep: &Endpoints,
+    m: &ReadModel,
+    reported: &std::collections::HashMap<String, (String, String, f64)>,
+) -> anyhow::Result<Status> {
     let cps = lag::load_checkpoints(pool, m.name).await?;
     let (k, topics) = (ep.kafka(), m.topics.clone());
     let partitions = tokio::task::spawn_blocking(move || {
@@ -70,17 +81,27 @@ async fn status(pool: &sqlx::PgPool, ep: &Endpoints, m: &ReadModel) -> anyhow::R
     let lag_events = partitions.iter().map(|p| p.lag_events).sum();
     let lag_seconds = partitions.iter().map(|p| p.lag_seconds).fold(0.0, f64::max);
     let rebuild = rebuild::rebuild_progress(pool, m).await?;
+    let (health, health_detail) = match reported.get(m.name) {
+        Some((_, _, age)) if *age > 15.0 => {
+            ("down".to_owned(), format!("no report for {age:.0} s"))
+        }
+        Some((s, d, _)) => (s.clone(), d.clone()),
+        None => ("unknown".to_owned(), String::new()),
+    };
     let state = match &rebuild {
         Some(p) => format!(
             "rebuilding {:.0}%",
             100.0 * p.done as f64 / (p.target.max(1)) as f64
         ),
+        None if health == "healing" => "healing".into(),
         None if lag_events == 0 => "caught-up".into(),
         None => "live".into(),
     };
     Ok(Status {
         projection: m.name.to_owned(),
         state,
+        health,
+        health_detail,
         lag_events,
         lag_seconds,
         partitions,
@@ -103,9 +124,12 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
                 Some(n) => vec![model(&n)?],
                 None => registry::read_models(),
             };
+            let reported = lag::reported_status(&pool).await.unwrap_or_default();
             // Every projection is measured at once: each probe waits for a quiet topic.
-            let all =
-                futures::future::try_join_all(models.iter().map(|m| status(&pool, ep, m))).await?;
+            let all = futures::future::try_join_all(
+                models.iter().map(|m| status(&pool, ep, m, &reported)),
+            )
+            .await?;
             match out {
                 Format::Json => output::json(&all)?,
                 Format::Table => {
@@ -115,6 +139,7 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
                             rows.push(vec![
                                 s.projection.clone(),
                                 s.state.clone(),
+                                s.health.clone(),
                                 p.topic.clone(),
                                 p.partition.to_string(),
                                 p.checkpoint.to_string(),
@@ -128,6 +153,7 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
                         &[
                             "projection",
                             "state",
+                            "health",
                             "topic",
                             "partition",
                             "checkpoint",
@@ -137,6 +163,9 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
                         ],
                         &rows,
                     );
+                    for s in all.iter().filter(|s| !s.health_detail.is_empty()) {
+                        println!("{}: {}: {}", s.projection, s.health, s.health_detail);
+                    }
                 }
             }
             Ok(0)

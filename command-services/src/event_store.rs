@@ -517,3 +517,44 @@ pub fn from_document(d: Document) -> Result<EventEnvelope, StoreError> {
         data: Bson::Document(data).into_relaxed_extjson(),
     })
 }
+
+/// The collection holding the store's identity document.
+const IDENTITY_COLLECTION: &str = "store_identity";
+
+/// The store's identity: a random id written once, when the store is first used, and never
+/// changed. The relay stamps it on every record and the projectors record it beside their
+/// checkpoints, so a read side built from another store (a wiped or restored one) is told
+/// apart at start. Whoever comes first creates it; a concurrent creator reads the winner's.
+pub async fn store_identity(db: &Database) -> Result<String, StoreError> {
+    let coll: Collection<Document> = db.collection(IDENTITY_COLLECTION);
+    let read = |d: Document| d.get_str("store_id").map(str::to_owned).ok();
+    if let Some(id) = coll.find_one(doc! { "_id": "store" }).await?.and_then(read) {
+        return Ok(id);
+    }
+    let fresh = uuid::Uuid::new_v4().to_string();
+    match coll
+        .insert_one(
+            doc! { "_id": "store", "store_id": &fresh, "created_at": bson::DateTime::now() },
+        )
+        .await
+    {
+        Ok(_) => Ok(fresh),
+        Err(e) if error_code(&e) == Some(codes::DUPLICATE_KEY) => coll
+            .find_one(doc! { "_id": "store" })
+            .await?
+            .and_then(read)
+            .ok_or_else(|| StoreError::Corrupt("store identity without store_id".into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Connects to the store at `uri` and returns its identity (see [`store_identity`]); for the
+/// projectors, which read nothing else from the store.
+pub async fn connect_identity(uri: &str, db_name: &str) -> anyhow::Result<String> {
+    let mut options = mongodb::options::ClientOptions::parse(uri).await?;
+    options.app_name = Some("commerce-identity".into());
+    options.server_selection_timeout = Some(Duration::from_secs(5));
+    options.connect_timeout = Some(Duration::from_secs(5));
+    let client = Client::with_options(options)?;
+    Ok(store_identity(&client.database(db_name)).await?)
+}

@@ -8,24 +8,41 @@
 //! every record of it (idempotent producer, acks=all, key = stream id), so a kill at any moment
 //! at worst publishes some events twice, never loses one; consumers skip versions they have.
 //!
+//! The store is the truth, and the broker may lose what it was given (the local broker keeps
+//! its log in memory; on Kafka a topic may be deleted and recreated, or truncated). Each topic
+//! has an *epoch* (`relay_topics` in the store): every record carries it (`relay-epoch`), with
+//! the store's identity (`store-id`) and the event id (`event-id`). Per partition the relay
+//! remembers two records Kafka acknowledged in the epoch (the first and the latest: offset and
+//! event id), and every few seconds a checker fetches them back ([`check_topics`]). A topic
+//! that is gone, a probe offset that holds another event or nothing while the partition
+//! serves records, a partition that now starts past the first probe, or an offset out of
+//! range means the topic lost data: the relay starts a new epoch for it (durably, flagged
+//! `healing`) and republishes every stored event of its stream type in stream order before
+//! anything newer (a crash during that pass starts it again). Consumers restart the topic from
+//! its beginning when they see a newer epoch and ignore records of older ones, so the copy a
+//! new epoch starts with is complete. A new epoch always begins with that full republish.
+//!
 //! A document that does not decode, or an event larger than the broker accepts, parks its
 //! stream ([`crate::relay_parking`]): it and the stream's later events wait, the relay goes on
 //! with every other stream.
 
-use crate::event_store::{from_document, EventStore};
+use crate::event_store::{from_document, store_identity, EventStore};
 use crate::kafka::KafkaArgs;
 use crate::relay_parking::{park_document, Parking};
 use crate::support::Readiness;
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{self, doc, Document};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::change_stream::ChangeStream;
 use mongodb::Collection;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use std::collections::{HashMap, HashSet};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +60,10 @@ pub struct RelayConfig {
     /// How often the resume token is persisted (and always on shutdown). The `published`
     /// flag is the source of truth; the token only spares re-reading after a restart.
     pub token_interval: Duration,
+    /// How often the topics are checked for lost data (and the probes saved).
+    pub check_interval: Duration,
+    /// How long one check waits for the broker to return a probe record.
+    pub check_wait: Duration,
 }
 
 impl Default for RelayConfig {
@@ -52,6 +73,8 @@ impl Default for RelayConfig {
             idle_sweep: Duration::from_secs(2),
             batch_linger: Duration::from_millis(20),
             token_interval: Duration::from_secs(1),
+            check_interval: Duration::from_secs(3),
+            check_wait: Duration::from_secs(2),
         }
     }
 }
@@ -69,11 +92,45 @@ pub struct Relay {
     /// Streams held behind an event that cannot be published.
     parking: Parking,
     ready: Readiness,
+    /// The store's identity, stamped on every record.
+    store_id: String,
+    /// The epoch of every topic published to (see the module docs).
+    epochs: HashMap<String, i64>,
+    /// Per partition, records Kafka acknowledged in the current epoch.
+    probes: SharedProbes,
+    /// Acknowledgements since the probes were last saved.
+    probes_dirty: bool,
+    topic_state: Collection<Document>,
+}
+
+/// Two records Kafka acknowledged on a partition in the current epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub first_offset: i64,
+    pub first_id: String,
+    pub last_offset: i64,
+    pub last_id: String,
+}
+
+/// (topic, partition) → probe.
+pub type Probes = BTreeMap<(String, i32), Probe>;
+type SharedProbes = Arc<Mutex<Probes>>;
+
+/// The broker lost these topics' data (or a topic has no epoch yet): start new epochs.
+#[derive(Debug, thiserror::Error)]
+#[error("the broker lost the data of {0:?}")]
+struct BrokerLost(Vec<String>);
+
+/// The stream type a topic carries (`commerce.<type>.events`).
+fn stream_type_of(topic: &str) -> Option<&str> {
+    topic.strip_prefix("commerce.")?.strip_suffix(".events")
 }
 
 type Events = ChangeStream<ChangeStreamEvent<Document>>;
 
 const STATE_ID: &str = "relay";
+/// One document per topic: `{ _id: topic, stream_type, epoch, healing, probes }`.
+const TOPICS: &str = "relay_topics";
 
 impl Relay {
     pub fn new(
@@ -82,6 +139,7 @@ impl Relay {
         config: RelayConfig,
         ready: Readiness,
     ) -> anyhow::Result<Self> {
+        let topic_state = store.database().collection(TOPICS);
         Ok(Self {
             state: store.database().collection("relay_state"),
             parking: Parking::new(store.database()),
@@ -92,6 +150,11 @@ impl Relay {
             published: HashMap::new(),
             topics: HashSet::new(),
             ready,
+            store_id: String::new(),
+            epochs: HashMap::new(),
+            probes: Arc::default(),
+            probes_dirty: false,
+            topic_state,
         })
     }
 
@@ -100,9 +163,20 @@ impl Relay {
         while !shutdown.is_cancelled() {
             match self.run_once(&shutdown).await {
                 Ok(()) => break,
+                Err(e) if e.downcast_ref::<BrokerLost>().is_some() => {
+                    let topics = e.downcast::<BrokerLost>().map(|l| l.0).unwrap_or_default();
+                    if let Err(e) = self.begin_epochs(&topics).await {
+                        tracing::warn!(error = %e, "starting new epochs; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                }
                 Err(e) => {
                     metrics::counter!("relay_interruptions_total").increment(1);
                     self.ready.set_ready(false);
+                    self.ready.set_state("stalled", format!("{e:#}"));
                     tracing::warn!(error = %e, "relay interrupted; resuming");
                     // After a produce failure, a fresh idempotent producer: one whose broker
                     // lost its state (it forgot the producer id and sequences) fails or
@@ -125,6 +199,10 @@ impl Relay {
     }
 
     async fn run_once(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        if self.store_id.is_empty() {
+            self.store_id = store_identity(self.store.database()).await?;
+        }
+        let healing = self.load_topics().await?;
         let stream = self.open_stream().await?;
         // The change stream is read by its own task: a pending getMore must never be
         // interrupted, and the token is read right after each event is taken.
@@ -134,15 +212,50 @@ impl Relay {
             tx,
             self.parking.collection(),
         )));
-        self.catch_up().await?;
+        // The checker fetches the probes back in the background and reports lost topics.
+        let (lost_tx, mut lost_rx) = mpsc::channel(4);
+        let _checker = AbortOnDrop(tokio::spawn(check_loop(
+            self.kafka.clone(),
+            self.probes.clone(),
+            self.config.check_interval,
+            self.config.check_wait,
+            lost_tx,
+        )));
+        if healing.is_empty() {
+            self.ready.set_state("ok", "");
+        } else {
+            metrics::gauge!("relay_healing").set(1.0);
+            self.ready
+                .set_state("healing", format!("republishing {}", healing.join(", ")));
+        }
         self.ready.set_ready(true);
+        // A healed topic is whole again before anything newer is published to it.
+        for topic in &healing {
+            self.republish(topic).await?;
+        }
+        self.catch_up().await?;
+        if !healing.is_empty() {
+            metrics::gauge!("relay_healing").set(0.0);
+        }
+        self.ready.set_state("ok", "");
         let mut token = None;
         let mut token_saved = Instant::now();
+        let mut probes_saved = Instant::now();
         loop {
+            if probes_saved.elapsed() >= self.config.check_interval {
+                self.save_probes().await?;
+                probes_saved = Instant::now();
+            }
             let next = tokio::select! {
                 _ = shutdown.cancelled() => {
                     self.save_token(token).await?;
+                    self.save_probes().await?;
                     return Ok(());
+                }
+                lost = lost_rx.recv() => {
+                    let lost = lost.unwrap_or_default();
+                    self.save_token(token.take()).await?;
+                    return Err(BrokerLost(lost).into());
                 }
                 n = tokio::time::timeout(self.config.idle_sweep, rx.recv()) => n,
             };
@@ -223,6 +336,211 @@ impl Relay {
         Ok(())
     }
 
+    /// Loads every topic's epoch and probes; finishes the heals a crash interrupted (events
+    /// not yet marked unpublished again). Returns the topics being healed.
+    async fn load_topics(&mut self) -> anyhow::Result<Vec<String>> {
+        let docs: Vec<Document> = self.topic_state.find(doc! {}).await?.try_collect().await?;
+        let mut healing = Vec::new();
+        let mut probes = Probes::new();
+        self.epochs.clear();
+        for d in docs {
+            let Ok(topic) = d.get_str("_id").map(str::to_owned) else {
+                continue;
+            };
+            let epoch = d.get_i64("epoch").unwrap_or(0);
+            self.epochs.insert(topic.clone(), epoch);
+            if d.get_bool("healing").unwrap_or(false) {
+                healing.push(topic.clone());
+            }
+            for p in d.get_array("probes").into_iter().flatten() {
+                let Some(p) = p.as_document() else { continue };
+                let (Ok(partition), Ok(fo), Ok(fi), Ok(lo), Ok(li)) = (
+                    p.get_i32("partition"),
+                    p.get_i64("first_offset"),
+                    p.get_str("first_id"),
+                    p.get_i64("last_offset"),
+                    p.get_str("last_id"),
+                ) else {
+                    continue;
+                };
+                probes.insert(
+                    (topic.clone(), partition),
+                    Probe {
+                        first_offset: fo,
+                        first_id: fi.to_owned(),
+                        last_offset: lo,
+                        last_id: li.to_owned(),
+                    },
+                );
+            }
+        }
+        if !healing.is_empty() {
+            // Everything is published again; the skip map must not hide any of it.
+            self.published.clear();
+        }
+        *self.probes.lock().unwrap_or_else(|e| e.into_inner()) = probes;
+        Ok(healing)
+    }
+
+    /// Publishes every stored event of the topic's stream type again, in stream order, then
+    /// clears the topic's `healing` flag. A crash in between starts the pass again (records
+    /// twice are harmless); no event document is written but the `published` marks.
+    async fn republish(&mut self, topic: &str) -> anyhow::Result<()> {
+        let Some(stream_type) = stream_type_of(topic).map(str::to_owned) else {
+            return Ok(());
+        };
+        tracing::warn!(%topic, "republishing the topic from the store");
+        let mut cursor = self
+            .store
+            .events()
+            .find(doc! { "stream_type": &stream_type })
+            .sort(doc! { "stream_id": 1, "version": 1 })
+            .await?;
+        let (mut batch, mut total) = (Vec::new(), 0usize);
+        while let Some(d) = cursor.try_next().await? {
+            match from_document(d) {
+                Ok(env) => batch.push(env),
+                Err(e) => {
+                    tracing::error!(error = %e, %topic, "an undecodable event is not republished")
+                }
+            }
+            if batch.len() >= self.config.batch_size {
+                total += batch.len();
+                self.publish(std::mem::take(&mut batch)).await?;
+                metrics::gauge!("relay_republished_events", "topic" => topic.to_owned())
+                    .set(total as f64);
+            }
+        }
+        total += batch.len();
+        self.publish(batch).await?;
+        metrics::gauge!("relay_republished_events", "topic" => topic.to_owned()).set(total as f64);
+        self.topic_state
+            .update_one(doc! { "_id": topic }, doc! { "$set": { "healing": false } })
+            .await?;
+        tracing::info!(%topic, events = total, "republished from the store; healed");
+        Ok(())
+    }
+
+    /// A topic published to for the first time gets its first epoch. In a store whose events
+    /// of that type were published before epochs existed, they are all published again.
+    async fn ensure_epoch(&mut self, topic: &str) -> anyhow::Result<()> {
+        if self.epochs.contains_key(topic) {
+            return Ok(());
+        }
+        let published = match stream_type_of(topic) {
+            Some(t) => {
+                self.store
+                    .events()
+                    .count_documents(doc! { "stream_type": t, "published": true })
+                    .limit(1)
+                    .await?
+            }
+            None => 0,
+        };
+        if published > 0 {
+            return Err(BrokerLost(vec![topic.to_owned()]).into());
+        }
+        let epoch = chrono::Utc::now().timestamp_millis();
+        self.topic_state
+            .update_one(
+                doc! { "_id": topic },
+                doc! { "$setOnInsert": { "epoch": epoch, "healing": false, "probes": [] } },
+            )
+            .upsert(true)
+            .await?;
+        let stored = self
+            .topic_state
+            .find_one(doc! { "_id": topic })
+            .await?
+            .and_then(|d| d.get_i64("epoch").ok())
+            .unwrap_or(epoch);
+        self.epochs.insert(topic.to_owned(), stored);
+        Ok(())
+    }
+
+    /// Starts a new epoch for each lost topic, durably flagged `healing` (the next run marks
+    /// its events unpublished and republishes them), and forgets what this run published.
+    async fn begin_epochs(&mut self, topics: &[String]) -> anyhow::Result<()> {
+        for topic in topics {
+            let old = self.epochs.get(topic).copied().unwrap_or(0);
+            let epoch = chrono::Utc::now().timestamp_millis().max(old + 1);
+            tracing::warn!(%topic, old_epoch = old, epoch, "the broker lost the topic's data; healing from the store");
+            metrics::counter!("relay_heals_total", "topic" => topic.clone()).increment(1);
+            self.topic_state
+                .update_one(
+                    doc! { "_id": topic },
+                    doc! { "$set": { "epoch": epoch, "healing": true, "probes": [],
+                    "healed_at": bson::DateTime::now() } },
+                )
+                .upsert(true)
+                .await?;
+            self.epochs.insert(topic.clone(), epoch);
+            self.probes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(t, _), _| t != topic);
+            self.topics.remove(topic);
+        }
+        self.published.clear();
+        self.ready
+            .set_state("healing", format!("lost: {}", topics.join(", ")));
+        // The broker that lost its data forgot the idempotent producer's id too.
+        match self.kafka.producer() {
+            Ok(p) => self.producer = p,
+            Err(e) => tracing::warn!(error = %e, "recreating the producer"),
+        }
+        Ok(())
+    }
+
+    /// Kafka acknowledged `event_id` at `offset`: the partition's latest probe.
+    fn acknowledged(&mut self, topic: String, partition: i32, offset: i64, event_id: String) {
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        probes
+            .entry((topic, partition))
+            .and_modify(|p| {
+                if offset > p.last_offset {
+                    p.last_offset = offset;
+                    p.last_id.clone_from(&event_id);
+                }
+            })
+            .or_insert_with(|| Probe {
+                first_offset: offset,
+                first_id: event_id.clone(),
+                last_offset: offset,
+                last_id: event_id,
+            });
+        self.probes_dirty = true;
+    }
+
+    /// Saves the probes (when they moved), so a restarted relay checks the same records.
+    async fn save_probes(&mut self) -> anyhow::Result<()> {
+        if !self.probes_dirty {
+            return Ok(());
+        }
+        let mut by_topic: BTreeMap<String, Vec<Document>> = BTreeMap::new();
+        for ((t, p), probe) in self.probes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            by_topic.entry(t.clone()).or_default().push(doc! {
+                "partition": *p,
+                "first_offset": probe.first_offset,
+                "first_id": &probe.first_id,
+                "last_offset": probe.last_offset,
+                "last_id": &probe.last_id,
+            });
+        }
+        for (topic, probes) in by_topic {
+            // Only within the epoch the probes belong to.
+            let epoch = self.epochs.get(&topic).copied().unwrap_or(0);
+            self.topic_state
+                .update_one(
+                    doc! { "_id": &topic, "epoch": epoch },
+                    doc! { "$set": { "probes": probes } },
+                )
+                .await?;
+        }
+        self.probes_dirty = false;
+        Ok(())
+    }
+
     /// Publishes everything still marked unpublished, in stream order.
     async fn catch_up(&mut self) -> anyhow::Result<()> {
         loop {
@@ -250,6 +568,7 @@ impl Relay {
         for env in &batch {
             let topic = topic_for(&env.stream_type);
             if !self.topics.contains(&topic) {
+                self.ensure_epoch(&topic).await?;
                 self.kafka
                     .ensure_topics(std::slice::from_ref(&topic))
                     .await?;
@@ -273,6 +592,8 @@ impl Relay {
             }
             let topic = topic_for(&env.stream_type);
             let payload = cloudevents::encode(env);
+            let event_id = env.event_id.to_string();
+            let epoch = self.epochs.get(&topic).copied().unwrap_or(0).to_string();
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "content-type",
@@ -281,13 +602,25 @@ impl Relay {
                 .insert(Header {
                     key: "correlation-id",
                     value: Some(env.correlation_id.as_str()),
+                })
+                .insert(Header {
+                    key: EVENT_ID_HEADER,
+                    value: Some(&event_id),
+                })
+                .insert(Header {
+                    key: STORE_HEADER,
+                    value: Some(self.store_id.as_str()),
+                })
+                .insert(Header {
+                    key: EPOCH_HEADER,
+                    value: Some(&epoch),
                 });
             let record = FutureRecord::to(&topic)
                 .key(env.stream_id.as_str())
                 .payload(&payload)
                 .headers(headers);
             match self.producer.send_result(record) {
-                Ok(delivery) => deliveries.push((i, delivery)),
+                Ok(delivery) => deliveries.push((i, topic.clone(), event_id.clone(), delivery)),
                 // The producer refuses it before sending (message.max.bytes): park it; the
                 // stream's later events in this batch are held by the check above.
                 Err((e, _)) if too_large(&e) => {
@@ -302,9 +635,9 @@ impl Relay {
         }
         // (stream, version) refused by the broker: that version and later ones stay unpublished.
         let mut refused: HashMap<String, u64> = HashMap::new();
-        for (i, d) in deliveries {
+        for (i, topic, event_id, d) in deliveries {
             match d.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(d)) => self.acknowledged(topic, d.partition, d.offset, event_id),
                 Ok(Err((e, _))) if too_large(&e) => {
                     let env = &batch[i];
                     self.park_event(env, &format!("the broker refused it as too large: {e}"))
@@ -362,6 +695,228 @@ fn too_large(e: &KafkaError) -> bool {
         e.rdkafka_error_code(),
         Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
     )
+}
+
+/// Header of every record: the event's id, checked by the probes.
+pub const EVENT_ID_HEADER: &str = "event-id";
+/// Header of every record: the identity of the store it came from.
+pub const STORE_HEADER: &str = "store-id";
+/// Header of every record: the epoch of its topic (milliseconds; grows with every heal).
+pub const EPOCH_HEADER: &str = "relay-epoch";
+
+/// The store id and epoch a record carries, if it was published by the relay.
+pub fn record_origin<M: Message>(m: &M) -> (Option<String>, Option<i64>) {
+    let (mut store, mut epoch) = (None, None);
+    if let Some(h) = m.headers() {
+        for i in 0..h.count() {
+            let header = h.get(i);
+            let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
+            match header.key {
+                STORE_HEADER => store = value.map(str::to_owned),
+                EPOCH_HEADER => epoch = value.and_then(|v| v.parse().ok()),
+                _ => {}
+            }
+        }
+    }
+    (store, epoch)
+}
+
+fn header_str<'a, M: Message>(m: &'a M, key: &str) -> Option<&'a str> {
+    let h = m.headers()?;
+    (0..h.count())
+        .map(|i| h.get(i))
+        .find(|x| x.key == key)
+        .and_then(|x| x.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// What a check found for one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every probe record is where Kafka acknowledged it.
+    Intact,
+    /// The topic lost records.
+    Lost,
+    /// The broker returned nothing at all in time: a slow broker, or an empty partition.
+    Undecided,
+}
+
+/// Fetches the probe records back (blocking; `spawn_blocking` it) and judges each topic.
+/// Errs when the broker cannot be asked at all (that is no loss).
+pub fn check_topics(
+    kafka: &KafkaArgs,
+    probes: &Probes,
+    wait: Duration,
+) -> anyhow::Result<BTreeMap<String, Verdict>> {
+    let mut out: BTreeMap<String, Verdict> = BTreeMap::new();
+    if probes.is_empty() {
+        return Ok(out);
+    }
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", "commerce-relay-probe")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "error")
+        .set("allow.auto.create.topics", "false")
+        .create()?;
+    let md = consumer.fetch_metadata(None, Duration::from_secs(5))?;
+    let present: HashMap<String, usize> = md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name().to_owned(), t.partitions().len()))
+        .collect();
+    drop(md);
+    let mut live = Probes::new();
+    for ((t, p), probe) in probes {
+        match present.get(t) {
+            Some(n) if (*p as usize) < *n => {
+                live.insert((t.clone(), *p), probe.clone());
+                out.entry(t.clone()).or_insert(Verdict::Intact);
+            }
+            _ => {
+                out.insert(t.clone(), Verdict::Lost);
+            }
+        }
+    }
+    if live.is_empty() {
+        return Ok(out);
+    }
+    // Round 1: where each partition starts now. Round 2: the latest probe record.
+    let first = fetch_first(&consumer, &live, |_| Offset::Beginning, wait)?;
+    let last = fetch_first(&consumer, &live, |p| Offset::Offset(p.last_offset), wait)?;
+    for (key, probe) in &live {
+        let verdict = match (first.get(key), last.get(key)) {
+            (_, Some(Fetched::OutOfRange)) | (Some(Fetched::OutOfRange), _) => Verdict::Lost,
+            (Some(Fetched::Record(o, _)), _) if *o > probe.first_offset => Verdict::Lost,
+            (Some(Fetched::Record(o, id)), _)
+                if *o == probe.first_offset && id.as_deref() != Some(&probe.first_id) =>
+            {
+                Verdict::Lost
+            }
+            (_, Some(Fetched::Record(o, id))) => {
+                if *o == probe.last_offset && id.as_deref() == Some(&probe.last_id) {
+                    Verdict::Intact
+                } else {
+                    Verdict::Lost
+                }
+            }
+            // The partition serves records, but none at an offset Kafka acknowledged.
+            (Some(Fetched::Record(..)), None) => Verdict::Lost,
+            (None, None) => Verdict::Undecided,
+        };
+        let e = out.entry(key.0.clone()).or_insert(Verdict::Intact);
+        *e = match (*e, verdict) {
+            (Verdict::Lost, _) | (_, Verdict::Lost) => Verdict::Lost,
+            (Verdict::Undecided, _) | (_, Verdict::Undecided) => Verdict::Undecided,
+            _ => Verdict::Intact,
+        };
+    }
+    Ok(out)
+}
+
+enum Fetched {
+    /// The first record returned: its offset and `event-id` header.
+    Record(i64, Option<String>),
+    /// The broker says the offset is out of range.
+    OutOfRange,
+}
+
+/// Assigns every probed partition at `at(probe)` and returns the first thing each returned
+/// within `wait`.
+fn fetch_first(
+    consumer: &BaseConsumer,
+    probes: &Probes,
+    at: impl Fn(&Probe) -> Offset,
+    wait: Duration,
+) -> anyhow::Result<HashMap<(String, i32), Fetched>> {
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), probe) in probes {
+        tpl.add_partition_offset(t, *p, at(probe))?;
+    }
+    consumer.assign(&tpl)?;
+    drop(tpl);
+    let mut got: HashMap<(String, i32), Fetched> = HashMap::new();
+    let deadline = Instant::now() + wait;
+    while got.len() < probes.len() && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(50)) {
+            None => {}
+            Some(Ok(m)) => {
+                let key = (m.topic().to_owned(), m.partition());
+                got.entry(key).or_insert_with(|| {
+                    Fetched::Record(
+                        m.offset(),
+                        header_str(&m, EVENT_ID_HEADER).map(str::to_owned),
+                    )
+                });
+            }
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
+            ))) => {
+                // The error names no partition: every one still waiting is out of range.
+                for key in probes.keys() {
+                    got.entry(key.clone()).or_insert(Fetched::OutOfRange);
+                }
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "probe fetch"),
+        }
+    }
+    consumer.unassign()?;
+    Ok(got)
+}
+
+/// Checks the topics every `every` and reports the lost ones. A topic the broker answers
+/// nothing for two checks in a row (or in a check that found another topic lost) counts as
+/// lost too (an empty partition where Kafka had
+/// acknowledged records: the local broker answers a fetch past the end with nothing).
+async fn check_loop(
+    kafka: KafkaArgs,
+    probes: SharedProbes,
+    every: Duration,
+    wait: Duration,
+    lost: mpsc::Sender<Vec<String>>,
+) {
+    let mut undecided: HashMap<String, u32> = HashMap::new();
+    loop {
+        let snapshot = probes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let k = kafka.clone();
+        let checked = tokio::task::spawn_blocking(move || check_topics(&k, &snapshot, wait)).await;
+        match checked {
+            Ok(Ok(verdicts)) => {
+                let mut gone = Vec::new();
+                let mut silent = Vec::new();
+                for (topic, v) in verdicts {
+                    match v {
+                        Verdict::Lost => gone.push(topic),
+                        Verdict::Undecided => {
+                            let n = undecided.entry(topic.clone()).or_default();
+                            *n += 1;
+                            if *n >= 2 {
+                                gone.push(topic);
+                            } else {
+                                silent.push(topic);
+                            }
+                        }
+                        Verdict::Intact => {
+                            undecided.remove(&topic);
+                        }
+                    }
+                }
+                // A broker that lost one topic (restarted empty) most likely lost every
+                // topic that answers nothing too.
+                if !gone.is_empty() {
+                    gone.extend(silent);
+                }
+                if !gone.is_empty() {
+                    let _ = lost.send(gone).await;
+                    return;
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "topic check failed"),
+            Err(e) => tracing::debug!(error = %e, "topic check panicked"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Kafka did not take a record: the relay starts a new producer before resuming.

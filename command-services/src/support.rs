@@ -137,21 +137,51 @@ pub fn shutdown_token() -> CancellationToken {
     token
 }
 
-/// Readiness flag shared between a service's work loop and its admin server.
+/// Readiness flag shared between a service's work loop and its admin server, and the state
+/// of its work (`ok`, `lagging`, `healing`, `stalled`, ...) with a detail line, which
+/// `/healthz` and `/status` report and the `service_state` gauge exports.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    state: Arc<std::sync::Mutex<(String, String)>>,
+}
+
+/// The states a worker reports; `service_state{state}` is 1 for the current one.
+pub const STATES: &[&str] = &["starting", "ok", "lagging", "healing", "stalled"];
 
 impl Readiness {
     pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
     }
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+    }
+    /// Sets the work state (one of [`STATES`]) and its detail.
+    pub fn set_state(&self, state: &str, detail: impl Into<String>) {
+        let detail = detail.into();
+        for s in STATES {
+            metrics::gauge!("service_state", "state" => *s).set(if *s == state {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (state.to_owned(), detail);
+    }
+    /// The work state and its detail: `starting` until ready, `ok` when never set.
+    pub fn state(&self) -> (String, String) {
+        let (s, d) = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if s.is_empty() {
+            let s = if self.is_ready() { "ok" } else { "starting" };
+            return (s.to_owned(), d);
+        }
+        (s, d)
     }
 }
 
-/// Serves `GET /healthz` (200 when ready, 503 before) and `GET /metrics` (Prometheus text)
-/// until the token is cancelled.
+/// Serves `GET /healthz` (200 when ready, 503 before; the body is the work state, e.g.
+/// `ok`, `healing: ...`, `stalled: ...`), `GET /status` (the same as JSON) and `GET /metrics`
+/// (Prometheus text) until the token is cancelled.
 pub async fn serve_admin(
     addr: SocketAddr,
     ready: Readiness,
@@ -163,14 +193,35 @@ pub async fn serve_admin(
             get(|| async { metrics_handle().map(|h| h.render()).unwrap_or_default() }),
         )
         .route(
+            "/status",
+            get({
+                let ready = ready.clone();
+                move || {
+                    let ready = ready.clone();
+                    async move {
+                        let (state, detail) = ready.state();
+                        axum::Json(serde_json::json!({
+                            "ready": ready.is_ready(), "state": state, "detail": detail,
+                        }))
+                    }
+                }
+            }),
+        )
+        .route(
             "/healthz",
             get(move || {
                 let ready = ready.clone();
                 async move {
-                    if ready.is_ready() {
-                        (StatusCode::OK, "ok")
+                    let (state, detail) = ready.state();
+                    let body = if detail.is_empty() {
+                        state
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                        format!("{state}: {detail}")
+                    };
+                    if ready.is_ready() {
+                        (StatusCode::OK, body)
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, body)
                     }
                 }
             }),

@@ -41,6 +41,16 @@ pub struct ProjectorArgs {
     pub database_url: String,
     #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
+    /// The event store whose identity the read side is checked against at start (a read
+    /// model of another store is emptied and replayed). Empty: no check.
+    #[arg(
+        long,
+        env = "MONGODB_URI",
+        default_value = "mongodb://127.0.0.1:27017/?directConnection=true"
+    )]
+    pub mongodb_uri: String,
+    #[arg(long, env = "MONGODB_DB", default_value = "commerce")]
+    pub mongodb_db: String,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -82,11 +92,13 @@ pub async fn projector_main() -> anyhow::Result<()> {
     let result = match args.projection {
         ProjectionKind::Cart => {
             ProjectorRuntime::new(CartProjection, pool, args.kafka, config, ready)
+                .with_store(&args.mongodb_uri, &args.mongodb_db)
                 .run(token)
                 .await
         }
         ProjectionKind::Product => {
             ProjectorRuntime::new(ProductProjection, pool, args.kafka, config, ready)
+                .with_store(&args.mongodb_uri, &args.mongodb_db)
                 .run(token)
                 .await
         }
@@ -94,6 +106,7 @@ pub async fn projector_main() -> anyhow::Result<()> {
             let saga = CheckoutSaga::new(&args.saga)?;
             let sweeper = tokio::spawn(sweep_timeouts(saga.clone(), pool.clone(), token.clone()));
             let r = ProjectorRuntime::new(saga, pool, args.kafka, config, ready)
+                .with_store(&args.mongodb_uri, &args.mongodb_db)
                 .run(token)
                 .await;
             sweeper.abort();
@@ -102,11 +115,13 @@ pub async fn projector_main() -> anyhow::Result<()> {
         ProjectionKind::Notification => {
             let projection = NotificationProjection::new(TableNotifier);
             ProjectorRuntime::new(projection, pool, args.kafka, config, ready)
+                .with_store(&args.mongodb_uri, &args.mongodb_db)
                 .run(token)
                 .await
         }
         ProjectionKind::Order => {
             ProjectorRuntime::new(OrderProjection, pool, args.kafka, config, ready)
+                .with_store(&args.mongodb_uri, &args.mongodb_db)
                 .run(token)
                 .await
         }

@@ -7,6 +7,11 @@
 //! more records than the probe may read. The projectors export the result as Prometheus
 //! gauges (`projector_lag_events`, `projector_lag_seconds`); `commerce projections status`
 //! prints it.
+//!
+//! Beside the lag, [`ProjectorHealth`] turns what the runtime reports (commits, failing
+//! batches, heals) and the lag into one state: `ok`, `lagging`, `healing` or `stalled`. It is
+//! refreshed with every measurement (every 2 s): the admin `/healthz` body and `/status`, the
+//! `projector_state` gauge, and the `projector_status` row that `projections status` reads.
 
 use command_services::kafka::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -14,6 +19,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -141,13 +147,218 @@ pub fn measure(
     Ok(out)
 }
 
-/// Keeps `projector_lag_events` and `projector_lag_seconds` current, every `every`.
+/// What the runtime tells the health report.
+#[derive(Debug, Default)]
+struct HealthInner {
+    /// Why the projection is replaying, since when, and whether a lag was measured since.
+    healing: Option<(String, Instant, bool)>,
+    failing_since: Option<(Instant, String)>,
+    last_commit: Option<Instant>,
+    lag_events: i64,
+    lag_seconds: f64,
+}
+
+/// A projector's health, shared by its runtime and its lag exporter.
+#[derive(Debug, Default, Clone)]
+pub struct ProjectorHealth(Arc<Mutex<HealthInner>>);
+
+/// How long a failing batch or a lag without a commit may last before it is `stalled`.
+const STALL_AFTER: Duration = Duration::from_secs(8);
+
+impl ProjectorHealth {
+    fn with<T>(&self, f: impl FnOnce(&mut HealthInner) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+    /// The projection reset its checkpoints and replays: healing until it has caught up.
+    pub fn healing(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        metrics::counter!("projector_heals_total").increment(1);
+        self.with(|h| h.healing = Some((reason, Instant::now(), false)));
+    }
+    /// A batch committed.
+    pub fn committed(&self) {
+        self.with(|h| {
+            h.last_commit = Some(Instant::now());
+            h.failing_since = None;
+        });
+    }
+    /// A batch failed and is retried.
+    pub fn failed(&self, error: &str) {
+        self.with(|h| {
+            if h.failing_since.is_none() {
+                h.failing_since = Some((Instant::now(), error.to_owned()));
+            }
+        });
+    }
+    fn measured(&self, lag_events: i64, lag_seconds: f64) {
+        self.with(|h| {
+            h.lag_events = lag_events;
+            h.lag_seconds = lag_seconds;
+            if let Some((_, since, seen)) = &mut h.healing {
+                // A measurement that began after the reset.
+                if since.elapsed() > Duration::from_secs(1) {
+                    *seen = true;
+                }
+            }
+        });
+    }
+    /// The state (`ok`, `lagging`, `healing`, `stalled`) and a detail line.
+    pub fn state(&self) -> (&'static str, String) {
+        self.with(|h| {
+            if let Some((_, _, true)) = &h.healing {
+                if h.lag_events == 0 {
+                    h.healing = None;
+                }
+            }
+            if let Some((since, e)) = &h.failing_since {
+                if since.elapsed() >= STALL_AFTER {
+                    return (
+                        "stalled",
+                        format!("batches failing for {} s: {e}", since.elapsed().as_secs()),
+                    );
+                }
+            }
+            if let Some((reason, _, _)) = &h.healing {
+                return (
+                    "healing",
+                    format!("{reason}; {} events to replay", h.lag_events),
+                );
+            }
+            let idle = h.last_commit.map_or(Duration::MAX, |t| t.elapsed());
+            if h.lag_events > 0 && idle >= STALL_AFTER && h.lag_seconds >= STALL_AFTER.as_secs_f64()
+            {
+                return (
+                    "stalled",
+                    format!(
+                        "{} events waiting for {:.0} s, nothing applied",
+                        h.lag_events, h.lag_seconds
+                    ),
+                );
+            }
+            if h.lag_events > 0 {
+                return (
+                    "lagging",
+                    format!("{} events, {:.1} s behind", h.lag_events, h.lag_seconds),
+                );
+            }
+            ("ok", String::new())
+        })
+    }
+}
+
+/// Publishes the health: readiness state, gauges and the `projector_status` row.
+async fn report(
+    pool: &PgPool,
+    projection: &'static str,
+    health: &ProjectorHealth,
+    ready: &command_services::support::Readiness,
+) {
+    let (state, detail) = health.state();
+    if ready.is_ready() {
+        ready.set_state(state, detail.clone());
+    }
+    for s in ["ok", "lagging", "healing", "stalled"] {
+        metrics::gauge!("projector_state", "projection" => projection, "state" => s)
+            .set(if s == state { 1.0 } else { 0.0 });
+    }
+    let lag = health.with(|h| h.lag_events);
+    let written = sqlx::query(
+        "INSERT INTO projector_status (projection, state, detail, lag_events, updated_at)
+         VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (projection) DO UPDATE SET state = EXCLUDED.state, detail = EXCLUDED.detail,
+             lag_events = EXCLUDED.lag_events, updated_at = now()",
+    )
+    .bind(projection)
+    .bind(state)
+    .bind(&detail)
+    .bind(lag)
+    .execute(pool)
+    .await;
+    if let Err(e) = written {
+        tracing::debug!(error = %e, "writing the projector status");
+    }
+}
+
+/// The projectors' last reports: projection → (state, detail, seconds since the report).
+pub async fn reported_status(
+    pool: &PgPool,
+) -> sqlx::Result<HashMap<String, (String, String, f64)>> {
+    let rows: Vec<(String, String, String, f64)> = sqlx::query_as(
+        "SELECT projection, state, detail, EXTRACT(EPOCH FROM now() - updated_at)::float8
+         FROM projector_status",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(p, s, d, age)| (p, (s, d, age)))
+        .collect())
+}
+
+/// The store id and the highest epoch on the first record of each partition of `topics`
+/// (blocking): a topic the relay refilled after the broker lost it starts with the new
+/// epoch, whatever the projection's checkpoints say. Topics with no record are left out.
+pub fn first_epochs(
+    kafka: &KafkaArgs,
+    topics: &[String],
+    wait: Duration,
+) -> anyhow::Result<HashMap<String, (Option<String>, i64)>> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", "commerce-epoch-probe")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let parts = partitions(&consumer, topics)?;
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in &parts {
+        tpl.add_partition_offset(t, *p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    drop(tpl);
+    // The first records of each partition (a record or two of the old epoch may precede a
+    // republish the relay began after it noticed the loss).
+    const FIRST: usize = 50;
+    let mut seen: HashMap<(String, i32), usize> = HashMap::new();
+    let mut out: HashMap<String, (Option<String>, i64)> = HashMap::new();
+    let deadline = Instant::now() + wait;
+    let full = |seen: &HashMap<(String, i32), usize>| {
+        seen.len() == parts.len() && seen.values().all(|n| *n >= FIRST)
+    };
+    while !full(&seen) && Instant::now() < deadline {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let n = seen
+            .entry((m.topic().to_owned(), m.partition()))
+            .or_default();
+        *n += 1;
+        if *n > FIRST {
+            continue;
+        }
+        if let (store, Some(epoch)) = command_services::relay::record_origin(&m) {
+            let e = out
+                .entry(m.topic().to_owned())
+                .or_insert((store.clone(), epoch));
+            if epoch > e.1 {
+                *e = (store, epoch);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps `projector_lag_events` and `projector_lag_seconds` current, every `every`, and
+/// publishes the projector's health with each measurement.
+#[allow(clippy::too_many_arguments)]
 pub async fn export_metrics(
     pool: PgPool,
     kafka: KafkaArgs,
     projection: &'static str,
     topics: Vec<String>,
     every: Duration,
+    health: ProjectorHealth,
+    ready: command_services::support::Readiness,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -161,6 +372,9 @@ pub async fn export_metrics(
                 .await;
                 match measured {
                     Ok(Ok(lags)) => {
+                        let events = lags.iter().map(|l| l.lag_events).sum();
+                        let seconds = lags.iter().map(|l| l.lag_seconds).fold(0.0, f64::max);
+                        health.measured(events, seconds);
                         for l in lags {
                             let partition = l.partition.to_string();
                             metrics::gauge!("projector_lag_events", "projection" => projection,
@@ -177,6 +391,7 @@ pub async fn export_metrics(
             }
             Err(e) => tracing::debug!(error = %e, "reading checkpoints for lag failed"),
         }
+        report(&pool, projection, &health, &ready).await;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}

@@ -323,9 +323,52 @@ fn consumer_at(
     Ok(consumer)
 }
 
+/// Which records a replay takes: those of the store the live projection belongs to, in the
+/// epoch its checkpoints count in or a newer one (older epochs were republished whole in the
+/// newer one, see `runtime`). Records without the relay's headers are taken.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    store_id: Option<String>,
+    epochs: BTreeMap<String, i64>,
+}
+
+impl Origin {
+    /// What the live projection `name` recorded.
+    pub async fn of(pool: &PgPool, name: &str) -> sqlx::Result<Self> {
+        let store_id =
+            sqlx::query_scalar("SELECT store_id FROM projector_identity WHERE projection = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT topic, epoch FROM projector_topic_epochs WHERE projection = $1")
+                .bind(name)
+                .fetch_all(pool)
+                .await?;
+        Ok(Self {
+            store_id,
+            epochs: rows.into_iter().collect(),
+        })
+    }
+
+    fn takes(&self, m: &OwnedMessage) -> bool {
+        let (store, epoch) = command_services::relay::record_origin(m);
+        if let (Some(ours), Some(theirs)) = (&self.store_id, &store) {
+            if ours != theirs {
+                return false;
+            }
+        }
+        match (epoch, self.epochs.get(m.topic())) {
+            (Some(e), Some(k)) => e >= *k,
+            _ => true,
+        }
+    }
+}
+
 /// Applies records to the model in `schema` on `conn` (inside its transaction); records at
 /// or past `limit` of their partition are left out. Returns (applied, skipped) and moves
 /// `offsets`.
+#[allow(clippy::too_many_arguments)]
 async fn apply_records(
     conn: &mut PgConnection,
     model: &ReadModel,
@@ -334,6 +377,7 @@ async fn apply_records(
     offsets: &mut Checkpoints,
     limit: Option<&Checkpoints>,
     per_event: bool,
+    origin: &Origin,
 ) -> anyhow::Result<(i64, i64, Vec<OwnedMessage>)> {
     // Only the rebuild's schema: a table the registry does not list fails the rebuild
     // instead of being written in the live schema.
@@ -356,6 +400,10 @@ async fn apply_records(
             }
         }
         offsets.insert(key, m.offset() + 1);
+        if !origin.takes(m) {
+            skipped += 1;
+            continue;
+        }
         match m.payload().map(cloudevents::decode) {
             Some(Ok(env)) => envs.push(env),
             _ => skipped += 1,
@@ -430,6 +478,7 @@ async fn save_offsets(
 /// live checkpoints (applied once the live projector has committed them).
 pub struct CaughtUp {
     consumer: StreamConsumer,
+    origin: Origin,
     offsets: Checkpoints,
     pending: Vec<OwnedMessage>,
     applied: i64,
@@ -451,6 +500,7 @@ pub async fn catch_up(
     mut on_progress: impl FnMut(&Progress),
 ) -> anyhow::Result<CaughtUp> {
     let mut pending: Vec<OwnedMessage> = Vec::new();
+    let origin = Origin::of(pool, model.name).await?;
     let mut offsets = rebuild_checkpoints(pool, schema).await?;
     let consumer = consumer_at(kafka, model, &offsets)?;
     let started = Instant::now();
@@ -531,6 +581,7 @@ pub async fn catch_up(
             &mut next,
             limit,
             opts.per_event,
+            &origin,
         )
         .await?;
         let commit_started = Instant::now();
@@ -556,6 +607,7 @@ pub async fn catch_up(
     drop(stream);
     Ok(CaughtUp {
         consumer,
+        origin,
         offsets,
         pending,
         applied: applied_total,
@@ -585,6 +637,7 @@ async fn finish_inside(
         &mut up.offsets,
         Some(target),
         false,
+        &up.origin,
     )
     .await?;
     up.applied += a;
@@ -604,6 +657,7 @@ async fn finish_inside(
             &mut up.offsets,
             Some(target),
             false,
+            &up.origin,
         )
         .await?;
         up.applied += a;

@@ -13,7 +13,16 @@
 //! event by event, each under a savepoint, so that the failing event is found and only its
 //! own writes are undone. A stream released by `commerce dlq replay` has its held events
 //! applied once, in order, in one transaction.
+//!
+//! The read side heals from the store: beside the checkpoints it records the identity of the
+//! event store it was built from (`projector_identity`) and the epoch of each topic its
+//! checkpoints count in (`projector_topic_epochs`, stamped by the relay on every record).
+//! A read model of another store is emptied and replayed at start (or as soon as the store
+//! changes); a topic the relay republished in a newer epoch after the broker lost it has its
+//! checkpoints reset and is replayed from its beginning (rows stay: applying an event again
+//! is a no-op, so reads are never wrong, only behind). Health says `healing` meanwhile.
 
+use crate::lag::ProjectorHealth;
 use crate::parked::{self, pg_text, Record};
 use command_services::kafka::KafkaArgs;
 use command_services::support::Readiness;
@@ -26,7 +35,9 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Why one event was not applied.
@@ -295,6 +306,101 @@ pub struct ProjectorRuntime<P: Projection> {
     kafka: KafkaArgs,
     config: RuntimeConfig,
     ready: Readiness,
+    /// The event store (URI, database) whose identity the read side is checked against.
+    store: Option<(String, String)>,
+    health: ProjectorHealth,
+}
+
+/// What the watcher found.
+#[derive(Debug)]
+enum Heal {
+    /// The event store's identity is not the one the read side was built from.
+    Store(String),
+    /// A topic starts with a newer epoch than the checkpoints count in.
+    Epoch(String, i64),
+}
+
+type SharedEpochs = Arc<Mutex<HashMap<String, i64>>>;
+
+/// Every 3 s: is the store still the one the read side belongs to, and does any topic begin
+/// with a newer epoch (the relay republished it after the broker lost it)? Catches a
+/// checkpoint past the end of a refilled topic before the refill reaches it.
+async fn watch(
+    kafka: KafkaArgs,
+    topics: Vec<String>,
+    store: Option<(String, String)>,
+    mut store_id: Option<String>,
+    known: SharedEpochs,
+    heal: mpsc::Sender<Heal>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if let (Some((uri, db)), Some(ours)) = (&store, &store_id) {
+            match command_services::event_store::connect_identity(uri, db).await {
+                Ok(id) if &id != ours => {
+                    store_id = Some(id.clone());
+                    if heal.send(Heal::Store(id)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "reading the store identity"),
+            }
+        }
+        let (k, t) = (kafka.clone(), topics.clone());
+        let firsts = tokio::task::spawn_blocking(move || {
+            crate::lag::first_epochs(&k, &t, Duration::from_millis(1500))
+        })
+        .await;
+        let Ok(Ok(firsts)) = firsts else { continue };
+        let newer: Vec<(String, i64)> = {
+            let known = known.lock().unwrap_or_else(|e| e.into_inner());
+            firsts
+                .into_iter()
+                .filter(|(_, (store, _))| match (store, &store_id) {
+                    (Some(s), Some(ours)) => s == ours,
+                    _ => true,
+                })
+                .filter_map(|(t, (_, e))| match known.get(&t) {
+                    Some(k) if e > *k => Some((t, e)),
+                    _ => None,
+                })
+                .collect()
+        };
+        for (t, e) in newer {
+            if heal.send(Heal::Epoch(t, e)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Records the epoch a projection's checkpoints of `topic` count in.
+async fn save_epoch(
+    conn: &mut PgConnection,
+    projection: &str,
+    topic: &str,
+    epoch: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO projector_topic_epochs (projection, topic, epoch, updated_at) VALUES ($1, $2, $3, now())
+         ON CONFLICT (projection, topic) DO UPDATE SET epoch = EXCLUDED.epoch, updated_at = now()",
+    )
+    .bind(projection)
+    .bind(topic)
+    .bind(epoch)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 struct DeadLetter {
@@ -347,34 +453,132 @@ impl<P: Projection> ProjectorRuntime<P> {
             kafka,
             config,
             ready,
+            store: None,
+            health: ProjectorHealth::default(),
         }
     }
 
-    /// Consumes until the token is cancelled.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let name = self.projection.name();
-        let topics = self.projection.topics();
-        let mut all_topics = topics.clone();
-        all_topics.extend(topics.iter().map(|t| dead_letter_topic(t)));
-        self.kafka.ensure_topics(&all_topics).await?;
+    /// Checks the read side against this event store's identity (see [`Self::run`]).
+    pub fn with_store(mut self, uri: &str, db: &str) -> Self {
+        self.store = Some((uri.to_owned(), db.to_owned()));
+        self
+    }
 
+    /// Checks, before the first event, which store the read side belongs to (see the module
+    /// docs): with a store configured, its identity is read (created if the store is new)
+    /// and compared with the one recorded beside the checkpoints. Returns it.
+    async fn check_identity(&self, shutdown: &CancellationToken) -> anyhow::Result<Option<String>> {
+        let Some((uri, db)) = &self.store else {
+            return Ok(None);
+        };
+        let store_id = command_services::support::retry_startup("event store", shutdown, || {
+            command_services::event_store::connect_identity(uri, db)
+        })
+        .await?;
+        let name = self.projection.name();
+        let recorded: Option<String> =
+            sqlx::query_scalar("SELECT store_id FROM projector_identity WHERE projection = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        if recorded.as_deref() != Some(store_id.as_str()) {
+            let has_state: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM projector_checkpoints WHERE projection = $1)",
+            )
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+            if recorded.is_some() || has_state {
+                tracing::warn!(
+                    projection = name,
+                    recorded = ?recorded,
+                    store = %store_id,
+                    "the read model belongs to another event store; emptying it and replaying"
+                );
+                self.health.healing(format!(
+                    "the read model belonged to another store ({recorded:?})"
+                ));
+                self.reset(None, Some(&store_id)).await?;
+            } else {
+                self.reset(None, Some(&store_id)).await?;
+            }
+        }
+        Ok(Some(store_id))
+    }
+
+    /// Resets the projection in one transaction: `topic` alone (its checkpoints go and its
+    /// epoch is recorded: a replay from the topic's beginning over rows that stay correct),
+    /// or everything (`topic` None: the read model's tables are emptied too, its checkpoints
+    /// and epochs deleted, and `store_id` recorded as the store it now belongs to).
+    async fn reset(
+        &self,
+        topic: Option<(&str, i64)>,
+        store_id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        let mut tx = self.pool.begin().await?;
+        match topic {
+            Some((topic, epoch)) => {
+                sqlx::query(
+                    "DELETE FROM projector_checkpoints WHERE projection = $1 AND topic = $2",
+                )
+                .bind(name)
+                .bind(topic)
+                .execute(&mut *tx)
+                .await?;
+                save_epoch(&mut tx, name, topic, epoch).await?;
+            }
+            None => {
+                if let Some(model) = crate::registry::find(name) {
+                    let tables: Vec<String> =
+                        model.tables.iter().map(|t| format!("public.{t}")).collect();
+                    sqlx::query(&format!("TRUNCATE {}", tables.join(", ")))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for table in ["projector_checkpoints", "projector_topic_epochs"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE projection = $1"))
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        if let Some(store_id) = store_id {
+            sqlx::query(
+                "INSERT INTO projector_identity (projection, store_id, updated_at) VALUES ($1, $2, now())
+                 ON CONFLICT (projection) DO UPDATE SET store_id = EXCLUDED.store_id, updated_at = now()",
+            )
+            .bind(name)
+            .bind(store_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Assigns every partition of `topics` at its checkpoint (the beginning without one).
+    fn assign(
+        &self,
+        topics: &[String],
+        checkpoints: &Checkpoints,
+    ) -> anyhow::Result<StreamConsumer> {
         let consumer: StreamConsumer = self
             .kafka
             .client_config()
-            .set("group.id", format!("projector.{name}"))
+            .set("group.id", format!("projector.{}", self.projection.name()))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
             .create()?;
-        let producer: FutureProducer = self.kafka.producer()?;
-        let mut checkpoints = self.load_checkpoints().await?;
         // Partitions are assigned from the checkpoints, not by group membership: the
         // PostgreSQL checkpoint is the position, a restart resumes exactly there at once,
         // and no group rebalance can stall the projection. The group id still names the
         // projection's committed offsets, for lag tooling.
         let mut tpl = TopicPartitionList::new();
-        for topic in &topics {
+        for topic in topics {
             let md = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10))?;
             let partitions = md
                 .topics()
@@ -392,107 +596,259 @@ impl<P: Projection> ProjectorRuntime<P> {
         }
         consumer.assign(&tpl)?;
         drop(tpl);
-        self.ready.set_ready(true);
-        tracing::info!(projection = name, ?topics, "projector consuming");
-        // Lag as Prometheus gauges, measured beside the consumer (see `lag`).
-        let lag = tokio::spawn(crate::lag::export_metrics(
+        Ok(consumer)
+    }
+
+    async fn load_epochs(&self) -> anyhow::Result<HashMap<String, i64>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT topic, epoch FROM projector_topic_epochs WHERE projection = $1")
+                .bind(self.projection.name())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Consumes until the token is cancelled. The read side heals itself (module docs): at
+    /// start a read model of another store is emptied and replayed; a record of a newer
+    /// epoch than the one the checkpoints count in (the broker lost the topic and the relay
+    /// republished it) resets that topic's checkpoints and replays it from its beginning;
+    /// records of older epochs or of another store are skipped.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        let topics = self.projection.topics();
+        let mut all_topics = topics.clone();
+        all_topics.extend(topics.iter().map(|t| dead_letter_topic(t)));
+        self.kafka.ensure_topics(&all_topics).await?;
+        let producer: FutureProducer = self.kafka.producer()?;
+        let mut store_id = self.check_identity(&shutdown).await?;
+        // Lag and health as Prometheus gauges and the status row, beside the consumer.
+        let _lag = AbortOnDrop(tokio::spawn(crate::lag::export_metrics(
             self.pool.clone(),
             self.kafka.clone(),
             name,
             topics.clone(),
             Duration::from_secs(2),
+            self.health.clone(),
+            self.ready.clone(),
             shutdown.clone(),
-        ));
-
-        let mut stream = consumer.stream();
-        // Once a second: replay the streams `dlq replay` released, and export the gauge.
-        let mut parked_tick = tokio::time::interval(Duration::from_secs(1));
-        parked_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = parked_tick.tick() => {
-                    self.tend_parked(&producer).await;
+        )));
+        let known: SharedEpochs = Arc::default();
+        let (heal_tx, mut heal_rx) = mpsc::channel(4);
+        let _watch = AbortOnDrop(tokio::spawn(watch(
+            self.kafka.clone(),
+            topics.clone(),
+            self.store.clone(),
+            store_id.clone(),
+            known.clone(),
+            heal_tx,
+        )));
+        'assign: loop {
+            let mut checkpoints = self.load_checkpoints().await?;
+            let mut epochs = self.load_epochs().await?;
+            *known.lock().unwrap_or_else(|e| e.into_inner()) = epochs.clone();
+            let consumer = match self.assign(&topics, &checkpoints) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(projection = name, error = %e, "assigning partitions; retrying");
+                    self.health.failed(&format!("assigning: {e:#}"));
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break 'assign,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue 'assign;
+                }
+            };
+            self.ready.set_ready(true);
+            tracing::info!(projection = name, ?topics, "projector consuming");
+            let mut stream = consumer.stream();
+            // Once a second: replay the streams `dlq replay` released, and export the gauge.
+            let mut parked_tick = tokio::time::interval(Duration::from_secs(1));
+            parked_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                let first = tokio::select! {
+                    _ = shutdown.cancelled() => break 'assign,
+                    _ = parked_tick.tick() => {
+                        self.tend_parked(&producer).await;
+                        continue;
+                    }
+                    heal = heal_rx.recv() => {
+                        match heal {
+                            Some(Heal::Store(new)) => {
+                                tracing::warn!(projection = name, store = %new,
+                                    "the event store changed; emptying the read model and replaying");
+                                self.health.healing("the event store changed");
+                                self.reset(None, Some(&new)).await?;
+                                store_id = Some(new);
+                                continue 'assign;
+                            }
+                            Some(Heal::Epoch(topic, epoch)) => {
+                                self.heal_topic(&topic, epoch, &epochs).await?;
+                                continue 'assign;
+                            }
+                            None => continue,
+                        }
+                    }
+                    m = stream.next() => m,
+                };
+                let Some(first) = first else { break 'assign };
+                let first = match first {
+                    Ok(m) => m.detach(),
+                    Err(e) => {
+                        // The broker is down or restarting: not this projector's failure.
+                        // Resume from the checkpoints with a new consumer in a moment.
+                        tracing::warn!(projection = name, error = %e, "consumer error; reconnecting");
+                        self.health.failed(&format!("consumer: {e}"));
+                        drop(stream);
+                        drop(consumer);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break 'assign,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        continue 'assign;
+                    }
+                };
+                let mut batch = vec![first];
+                while batch.len() < self.config.batch_size {
+                    match tokio::time::timeout(self.config.batch_linger, stream.next()).await {
+                        Ok(Some(Ok(m))) => batch.push(m.detach()),
+                        _ => break,
+                    }
+                }
+                // Which store and epoch each record belongs to (records without the relay's
+                // headers, e.g. dead letters replayed by the CLI, count as current).
+                let mut newer: Option<(String, i64)> = None;
+                let mut adopted: Vec<(String, i64)> = Vec::new();
+                batch.retain(|m| {
+                    let (store, epoch) = command_services::relay::record_origin(m);
+                    if let (Some(ours), Some(theirs)) = (&store_id, &store) {
+                        if ours != theirs {
+                            return false;
+                        }
+                    }
+                    let Some(epoch) = epoch else { return true };
+                    match epochs.get(m.topic()) {
+                        Some(k) if epoch == *k => true,
+                        Some(k) if epoch < *k => false,
+                        Some(_) => {
+                            newer.get_or_insert((m.topic().to_owned(), epoch));
+                            false
+                        }
+                        // Checkpoints counted in an epoch not recorded: replay the topic.
+                        None if checkpoints.keys().any(|(t, _)| t == m.topic()) => {
+                            newer.get_or_insert((m.topic().to_owned(), epoch));
+                            false
+                        }
+                        None => {
+                            epochs.insert(m.topic().to_owned(), epoch);
+                            adopted.push((m.topic().to_owned(), epoch));
+                            true
+                        }
+                    }
+                });
+                if let Some((topic, epoch)) = newer {
+                    self.heal_topic(&topic, epoch, &epochs).await?;
+                    continue 'assign;
+                }
+                for (topic, epoch) in adopted {
+                    let mut conn = self.pool.acquire().await?;
+                    save_epoch(&mut conn, name, &topic, epoch).await?;
+                    known
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(topic, epoch);
+                }
+                batch.retain(|m| {
+                    let next = checkpoints.get(&(m.topic().to_owned(), m.partition()));
+                    next.is_none_or(|n| m.offset() >= *n)
+                });
+                if batch.is_empty() {
                     continue;
                 }
-                m = stream.next() => m,
-            };
-            let Some(first) = first else { break };
-            let mut batch = vec![first?.detach()];
-            while batch.len() < self.config.batch_size {
-                match tokio::time::timeout(self.config.batch_linger, stream.next()).await {
-                    Ok(Some(m)) => batch.push(m?.detach()),
-                    _ => break,
-                }
-            }
-            batch.retain(|m| {
-                let next = checkpoints.get(&(m.topic().to_owned(), m.partition()));
-                next.is_none_or(|n| m.offset() >= *n)
-            });
-            if batch.is_empty() {
-                continue;
-            }
-            // Only transient failures come back here (a poison event parks its stream inside
-            // the batch): retry the same batch with capped exponential backoff.
-            let mut attempt: u32 = 0;
-            let committed = loop {
-                match self.apply_batch(&batch, &producer).await {
-                    Ok(c) => {
-                        if attempt > 0 {
+                // Only transient failures come back here (a poison event parks its stream
+                // inside the batch): retry the same batch with capped exponential backoff.
+                let mut attempt: u32 = 0;
+                let committed = loop {
+                    match self.apply_batch(&batch, &producer).await {
+                        Ok(c) => {
+                            if attempt > 0 {
+                                metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
+                                    .set(0.0);
+                            }
+                            break Some(c);
+                        }
+                        Err(e) => {
+                            // Still alive and consuming: failures show in the metrics and the
+                            // health state (stalled), and a start is not blocked by them.
+                            attempt = attempt.saturating_add(1);
+                            metrics::counter!("projector_batch_failures_total", "projection" => name)
+                                .increment(1);
                             metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
-                                .set(0.0);
-                        }
-                        break Some(c);
-                    }
-                    Err(e) => {
-                        // Still alive and consuming: failures show in the metrics, not
-                        // in /healthz, so a start is not blocked by a dependency's outage.
-                        attempt = attempt.saturating_add(1);
-                        metrics::counter!("projector_batch_failures_total", "projection" => name)
-                            .increment(1);
-                        metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
-                            .set(f64::from(attempt));
-                        let delay = retry_delay(attempt);
-                        tracing::warn!(
-                            projection = name,
-                            attempt,
-                            retry_in_ms = delay.as_millis() as u64,
-                            error = %e,
-                            "batch failed (transient); retrying"
-                        );
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break None,
-                            _ = tokio::time::sleep(delay) => {}
+                                .set(f64::from(attempt));
+                            self.health.failed(&format!("{e:#}"));
+                            let delay = retry_delay(attempt);
+                            tracing::warn!(
+                                projection = name,
+                                attempt,
+                                retry_in_ms = delay.as_millis() as u64,
+                                error = %e,
+                                "batch failed (transient); retrying"
+                            );
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break None,
+                                _ = tokio::time::sleep(delay) => {}
+                            }
                         }
                     }
+                };
+                let Some(committed) = committed else {
+                    break 'assign;
+                };
+                self.health.committed();
+                metrics::counter!("projector_events_total", "projection" => name)
+                    .increment(batch.len() as u64);
+                metrics::histogram!("projector_batch_size", "projection" => name)
+                    .record(batch.len() as f64);
+                let mut tpl = TopicPartitionList::new();
+                for ((topic, partition), next) in committed {
+                    metrics::gauge!(
+                        "projector_checkpoint_offset",
+                        "projection" => name,
+                        "topic" => topic.clone(),
+                        "partition" => partition.to_string()
+                    )
+                    .set(next as f64);
+                    tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+                    checkpoints.insert((topic, partition), next);
                 }
-            };
-            let Some(committed) = committed else { break };
-            metrics::counter!("projector_events_total", "projection" => name)
-                .increment(batch.len() as u64);
-            metrics::histogram!("projector_batch_size", "projection" => name)
-                .record(batch.len() as f64);
-            let mut tpl = TopicPartitionList::new();
-            for ((topic, partition), next) in committed {
-                metrics::gauge!(
-                    "projector_checkpoint_offset",
-                    "projection" => name,
-                    "topic" => topic.clone(),
-                    "partition" => partition.to_string()
-                )
-                .set(next as f64);
-                tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
-                checkpoints.insert((topic, partition), next);
-            }
-            // Kafka's committed offsets only make restarts and lag tooling cheaper; the
-            // PostgreSQL checkpoint is the truth.
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                tracing::debug!(error = %e, "offset commit to Kafka failed");
+                // Kafka's committed offsets only make restarts and lag tooling cheaper; the
+                // PostgreSQL checkpoint is the truth.
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!(error = %e, "offset commit to Kafka failed");
+                }
             }
         }
-        lag.abort();
         tracing::info!(projection = name, "projector stopped");
         Ok(())
+    }
+
+    /// The broker lost `topic` and the relay republished it in a new epoch: replay it.
+    async fn heal_topic(
+        &self,
+        topic: &str,
+        epoch: i64,
+        epochs: &HashMap<String, i64>,
+    ) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        tracing::warn!(
+            projection = name,
+            topic,
+            old_epoch = ?epochs.get(topic),
+            epoch,
+            "the topic was republished in a new epoch; replaying it from its beginning"
+        );
+        self.health
+            .healing(format!("{topic} was republished (epoch {epoch})"));
+        self.reset(Some((topic, epoch)), None).await
     }
 
     async fn load_checkpoints(&self) -> anyhow::Result<Checkpoints> {
