@@ -131,9 +131,11 @@ cmd_of() {
       # A test cluster: a killed process loses nothing (the OS keeps the files), so no fsync.
       printf '%s\n' "$(pg_bin)/postgres" -D "$DATA/pg" -p "$PG_PORT" -c unix_socket_directories= \
         -c "listen_addresses=$HOST" -c max_connections=300 -c fsync=off -c full_page_writes=off ;;
+    # The broker keeps nothing across a restart, so each start is a new cluster, and says so
+    # with a cluster id of its own: the projectors replay from the store's republish.
     tansu) printf '%s\n' "$TOOLS_BIN/tansu" broker \
         --listener-url "tcp://$HOST:$KAFKA_PORT" --advertised-listener-url "tcp://$HOST:$KAFKA_PORT" \
-        --storage-engine memory://tansu/ ;;
+        --storage-engine memory://tansu/ --cluster-id "commerce-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')" ;;
     mongo)
       if command -v mongod >/dev/null; then
         printf '%s\n' mongod --replSet rs0 --bind_ip "$HOST" --port "$MONGO_PORT" --dbpath "$DATA/mongo"

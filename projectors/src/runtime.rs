@@ -318,9 +318,26 @@ enum Heal {
     Store(String),
     /// A topic starts with a newer epoch than the checkpoints count in.
     Epoch(String, i64),
+    /// The broker answers as another cluster than the checkpoints count offsets in.
+    Cluster(String),
+}
+
+/// The id of the Kafka cluster the broker belongs to (blocking; `spawn_blocking` it).
+fn cluster_id(kafka: &KafkaArgs) -> Option<String> {
+    let consumer: rdkafka::consumer::BaseConsumer = kafka.client_config().create().ok()?;
+    consumer.client().fetch_cluster_id(Duration::from_secs(5))
+}
+
+async fn current_cluster(kafka: &KafkaArgs) -> Option<String> {
+    let k = kafka.clone();
+    tokio::task::spawn_blocking(move || cluster_id(&k))
+        .await
+        .ok()
+        .flatten()
 }
 
 type SharedEpochs = Arc<Mutex<HashMap<String, i64>>>;
+type SharedCluster = Arc<Mutex<Option<String>>>;
 
 /// Every 3 s: is the store still the one the read side belongs to, and does any topic begin
 /// with a newer epoch (the relay republished it after the broker lost it)? Catches a
@@ -331,10 +348,23 @@ async fn watch(
     store: Option<(String, String)>,
     mut store_id: Option<String>,
     known: SharedEpochs,
+    cluster: SharedCluster,
     heal: mpsc::Sender<Heal>,
 ) {
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
+        if let Some(now) = current_cluster(&kafka).await {
+            let changed = {
+                let known = cluster.lock().unwrap_or_else(|e| e.into_inner());
+                known.as_ref().is_some_and(|k| *k != now)
+            };
+            if changed {
+                if heal.send(Heal::Cluster(now)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
         if let (Some((uri, db)), Some(ours)) = (&store, &store_id) {
             match command_services::event_store::connect_identity(uri, db).await {
                 Ok(id) if &id != ours => {
@@ -619,7 +649,7 @@ impl<P: Projection> ProjectorRuntime<P> {
         let mut all_topics = topics.clone();
         all_topics.extend(topics.iter().map(|t| dead_letter_topic(t)));
         self.kafka.ensure_topics(&all_topics).await?;
-        let producer: FutureProducer = self.kafka.producer()?;
+        let mut producer: FutureProducer = self.kafka.producer()?;
         let mut store_id = self.check_identity(&shutdown).await?;
         // Lag and health as Prometheus gauges and the status row, beside the consumer.
         let _lag = AbortOnDrop(tokio::spawn(crate::lag::export_metrics(
@@ -633,6 +663,7 @@ impl<P: Projection> ProjectorRuntime<P> {
             shutdown.clone(),
         )));
         let known: SharedEpochs = Arc::default();
+        let cluster: SharedCluster = Arc::default();
         let (heal_tx, mut heal_rx) = mpsc::channel(4);
         let _watch = AbortOnDrop(tokio::spawn(watch(
             self.kafka.clone(),
@@ -640,9 +671,17 @@ impl<P: Projection> ProjectorRuntime<P> {
             self.store.clone(),
             store_id.clone(),
             known.clone(),
+            cluster.clone(),
             heal_tx,
         )));
         'assign: loop {
+            // A broker that answers as another cluster holds none of the offsets the
+            // checkpoints name: replay every topic from its beginning (rows stay correct, a
+            // replayed event is a no-op), and heal by epoch once the relay republishes.
+            if let Some(now) = current_cluster(&self.kafka).await {
+                self.check_cluster(&now).await?;
+                *cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+            }
             let mut checkpoints = self.load_checkpoints().await?;
             let mut epochs = self.load_epochs().await?;
             *known.lock().unwrap_or_else(|e| e.into_inner()) = epochs.clone();
@@ -683,6 +722,12 @@ impl<P: Projection> ProjectorRuntime<P> {
                             }
                             Some(Heal::Epoch(topic, epoch)) => {
                                 self.heal_topic(&topic, epoch, &epochs).await?;
+                                continue 'assign;
+                            }
+                            // Checked and recorded when partitions are assigned again.
+                            Some(Heal::Cluster(new)) => {
+                                tracing::warn!(projection = name, cluster = %new,
+                                    "the broker answers as another cluster; assigning again");
                                 continue 'assign;
                             }
                             None => continue,
@@ -785,6 +830,12 @@ impl<P: Projection> ProjectorRuntime<P> {
                             metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
                                 .set(f64::from(attempt));
                             self.health.failed(&format!("{e:#}"));
+                            // A broker that lost its state forgets the idempotent producer
+                            // (its dead letters then time out for ever): a new one each retry.
+                            match self.kafka.producer() {
+                                Ok(p) => producer = p,
+                                Err(e) => tracing::warn!(error = %e, "recreating the producer"),
+                            }
                             let delay = retry_delay(attempt);
                             tracing::warn!(
                                 projection = name,
@@ -828,6 +879,47 @@ impl<P: Projection> ProjectorRuntime<P> {
             }
         }
         tracing::info!(projection = name, "projector stopped");
+        Ok(())
+    }
+
+    /// Records the cluster the checkpoints count in; if they counted in another one, they are
+    /// deleted first, so every topic is replayed from its beginning.
+    async fn check_cluster(&self, now: &str) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        let mut tx = self.pool.begin().await?;
+        let recorded: Option<String> = sqlx::query_scalar(
+            "SELECT cluster_id FROM projector_clusters WHERE projection = $1 FOR UPDATE",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if recorded.as_deref() == Some(now) {
+            return Ok(());
+        }
+        if let Some(old) = &recorded {
+            tracing::warn!(
+                projection = name,
+                old_cluster = %old,
+                cluster = %now,
+                "the broker is another cluster; replaying every topic from its beginning"
+            );
+            self.health
+                .healing(format!("the broker is a new cluster ({now})"));
+            metrics::counter!("projector_heals_total").increment(1);
+            sqlx::query("DELETE FROM projector_checkpoints WHERE projection = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO projector_clusters (projection, cluster_id, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (projection) DO UPDATE SET cluster_id = EXCLUDED.cluster_id, updated_at = now()",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
