@@ -8,22 +8,16 @@
 //!   the old store is served; new writes become visible;
 //! - `scripts/stack.sh down --wipe` then up: an empty, working shop.
 //!
-//! Each test leaves the shared stack up and healthy for the test binaries after this one.
-//! The tests run one at a time; the wipes run last (by a lock and a counter), because they
-//! delete what the others created: on the shared stack, since a second stack would cost
-//! minutes of both cores.
+//! The scenarios run in sequence in one test (so no scheduling of test threads can reorder
+//! them), the wipes last, because they delete what the others created: on the shared stack,
+//! since a second stack would cost minutes of both cores. The stack is left up and healthy
+//! for the test binaries after this one.
 
 mod common;
 
 use common::*;
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-/// The tests that keep data, finished (the wipes wait for both).
-static KEEPING_DONE: AtomicUsize = AtomicUsize::new(0);
-const KEEPING: usize = 2;
 
 /// How long a replay of the whole store may take on a busy 2-core machine.
 const HEAL: Duration = Duration::from_secs(240);
@@ -163,9 +157,7 @@ async fn assert_healthy(client: &reqwest::Client) {
     }
 }
 
-#[tokio::test]
 async fn a_broker_restarted_empty_is_refilled_from_the_store() {
-    let _g = SERIAL.lock().await;
     let client = http();
     let shop = make_shop(&client).await;
     let relay = ("RELAY_ADMIN_URL", "http://127.0.0.1:19203");
@@ -182,12 +174,9 @@ async fn a_broker_restarted_empty_is_refilled_from_the_store() {
     assert_readable(&client, &shop).await;
     assert_writable(&client).await;
     assert_healthy(&client).await;
-    KEEPING_DONE.fetch_add(1, Ordering::SeqCst);
 }
 
-#[tokio::test]
 async fn the_whole_stack_down_and_up_keeps_every_product_cart_and_order() {
-    let _g = SERIAL.lock().await;
     let client = http();
     let shop = make_shop(&client).await;
 
@@ -197,28 +186,9 @@ async fn the_whole_stack_down_and_up_keeps_every_product_cart_and_order() {
     assert_readable(&client, &shop).await;
     assert_writable(&client).await;
     assert_healthy(&client).await;
-    KEEPING_DONE.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Waits (holding no lock) until the tests that keep data are done.
-async fn after_the_keeping_tests() -> tokio::sync::MutexGuard<'static, ()> {
-    loop {
-        let g = SERIAL.lock().await;
-        if KEEPING_DONE.load(Ordering::SeqCst) >= KEEPING {
-            return g;
-        }
-        drop(g);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-#[tokio::test]
 async fn a_wiped_store_under_a_kept_read_side_is_never_served() {
-    // Runs only in the full binary (both keeping tests done); alone it would wait for ever.
-    if std::env::var("RESTART_WIPES").as_deref() == Ok("0") {
-        return;
-    }
-    let _g = after_the_keeping_tests().await;
     let client = http();
     let shop = make_shop(&client).await;
 
@@ -248,12 +218,7 @@ async fn a_wiped_store_under_a_kept_read_side_is_never_served() {
     assert_healthy(&client).await;
 }
 
-#[tokio::test]
 async fn down_wipe_then_up_gives_an_empty_working_shop() {
-    if std::env::var("RESTART_WIPES").as_deref() == Ok("0") {
-        return;
-    }
-    let _g = after_the_keeping_tests().await;
     let client = http();
     let shop = make_shop(&client).await;
 
@@ -271,4 +236,13 @@ async fn down_wipe_then_up_gives_an_empty_working_shop() {
     assert!(body["data"]["product"].is_null(), "{body}");
     assert_writable(&client).await;
     assert_healthy(&client).await;
+}
+
+/// The four scenarios, in this order: the two that keep data, then the two wipes.
+#[tokio::test]
+async fn the_read_side_heals_from_the_store_after_restarts_and_wipes() {
+    a_broker_restarted_empty_is_refilled_from_the_store().await;
+    the_whole_stack_down_and_up_keeps_every_product_cart_and_order().await;
+    a_wiped_store_under_a_kept_read_side_is_never_served().await;
+    down_wipe_then_up_gives_an_empty_working_shop().await;
 }
