@@ -104,11 +104,11 @@ pub async fn projector_main() -> anyhow::Result<()> {
         }
         ProjectionKind::CheckoutSaga => {
             let saga = CheckoutSaga::new(&args.saga)?;
-            let sweeper = tokio::spawn(sweep_timeouts(saga.clone(), pool.clone(), token.clone()));
-            let r = ProjectorRuntime::new(saga, pool, args.kafka, config, ready)
-                .with_store(&args.mongodb_uri, &args.mongodb_db)
-                .run(token)
-                .await;
+            let runtime =
+                ProjectorRuntime::new(saga.clone(), pool.clone(), args.kafka, config, ready)
+                    .with_store(&args.mongodb_uri, &args.mongodb_db);
+            let sweeper = tokio::spawn(sweep_timeouts(saga, pool, runtime.health(), token.clone()));
+            let r = runtime.run(token).await;
             sweeper.abort();
             r
         }

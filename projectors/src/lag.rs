@@ -156,6 +156,8 @@ struct HealthInner {
     last_commit: Option<Instant>,
     lag_events: i64,
     lag_seconds: f64,
+    /// When the last lag measurement was taken (wall clock).
+    measured_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A projector's health, shared by its runtime and its lag exporter.
@@ -194,6 +196,12 @@ impl ProjectorHealth {
         self.with(|h| {
             h.lag_events = lag_events;
             h.lag_seconds = lag_seconds;
+            h.measured_at = Some(chrono::Utc::now());
+            // Nothing left to apply: whatever failed before (a broker that was down, a batch
+            // retried until it went through) no longer holds the projection back.
+            if lag_events == 0 {
+                h.failing_since = None;
+            }
             if let Some((_, since, seen)) = &mut h.healing {
                 // A measurement that began after the reset.
                 if since.elapsed() > Duration::from_secs(1) {
@@ -201,6 +209,20 @@ impl ProjectorHealth {
                 }
             }
         });
+    }
+    /// Up to when every record has been applied, as of the last measurement: the time of
+    /// the oldest record still waiting (the measurement's time if none waits). `None` before
+    /// the first measurement and while replaying after a reset. A saga may take "no answer
+    /// came by the deadline" as true only for deadlines before this.
+    pub fn consumed_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.with(|h| {
+            if h.healing.is_some() {
+                return None;
+            }
+            let at = h.measured_at?;
+            let behind = chrono::Duration::milliseconds((h.lag_seconds * 1000.0) as i64);
+            Some(at - behind)
+        })
     }
     /// The state (`ok`, `lagging`, `healing`, `stalled`) and a detail line.
     pub fn state(&self) -> (&'static str, String) {
@@ -396,5 +418,54 @@ pub async fn export_metrics(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing_for(secs: u64) -> ProjectorHealth {
+        let health = ProjectorHealth::default();
+        let since = Instant::now()
+            .checked_sub(Duration::from_secs(secs))
+            .unwrap_or_else(Instant::now);
+        health.with(|h| h.failing_since = Some((since, "consumer: AllBrokersDown".into())));
+        health
+    }
+
+    #[test]
+    fn a_failure_that_lasts_is_stalled() {
+        assert_eq!(failing_for(20).state().0, "stalled");
+    }
+
+    #[test]
+    fn nothing_left_to_apply_is_ok_again_after_a_failure() {
+        // The broker was down for a while, then came back: no commit follows in a quiet
+        // shop, but nothing waits either.
+        let health = failing_for(20);
+        health.measured(0, 0.0);
+        assert_eq!(health.state(), ("ok", String::new()));
+    }
+
+    #[test]
+    fn consumed_until_is_the_oldest_waiting_record() {
+        let health = ProjectorHealth::default();
+        assert_eq!(health.consumed_until(), None, "never measured");
+        health.measured(0, 0.0);
+        let caught_up = health.consumed_until().unwrap_or_default();
+        assert!((chrono::Utc::now() - caught_up).num_seconds() < 2);
+        health.measured(5, 60.0);
+        let behind = health.consumed_until().unwrap_or_default();
+        assert!((chrono::Utc::now() - behind).num_seconds() >= 59);
+        health.healing("the broker is a new cluster");
+        assert_eq!(health.consumed_until(), None, "replaying");
+    }
+
+    #[test]
+    fn events_still_waiting_keep_the_failure() {
+        let health = failing_for(20);
+        health.measured(3, 20.0);
+        assert_eq!(health.state().0, "stalled");
     }
 }

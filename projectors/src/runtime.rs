@@ -629,6 +629,11 @@ impl<P: Projection> ProjectorRuntime<P> {
         Ok(consumer)
     }
 
+    /// The projection's health, shared with its runtime (the saga's timeout sweeper reads it).
+    pub fn health(&self) -> ProjectorHealth {
+        self.health.clone()
+    }
+
     async fn load_epochs(&self) -> anyhow::Result<HashMap<String, i64>> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT topic, epoch FROM projector_topic_epochs WHERE projection = $1")

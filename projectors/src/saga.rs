@@ -782,12 +782,21 @@ impl CheckoutSaga {
 
     /// Times out the checkouts past their deadline. The order decides: `time_out` cancels it
     /// only while it is not confirmed, and is refused afterwards.
-    async fn time_out_due(&self, pool: &PgPool) -> Result<(), ProjectionError> {
+    /// Times out the checkouts whose deadline passed before `consumed_until`: only then is
+    /// it known that no answer came in time (an answer may wait in a topic the saga has not
+    /// read yet, e.g. while it replays after a broker restart).
+    async fn time_out_due(
+        &self,
+        pool: &PgPool,
+        consumed_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ProjectionError> {
         let due: Vec<Uuid> = sqlx::query_scalar(
             "SELECT order_id FROM checkouts
-             WHERE status NOT IN ('confirmed', 'cancelled', 'failed') AND deadline < now()
+             WHERE status NOT IN ('confirmed', 'cancelled', 'failed')
+               AND deadline < LEAST(now(), $1)
              LIMIT 100",
         )
+        .bind(consumed_until)
         .fetch_all(pool)
         .await?;
         for order_id in due {
@@ -880,6 +889,7 @@ impl Projection for CheckoutSaga {
 pub async fn sweep_timeouts(
     saga: CheckoutSaga,
     pool: PgPool,
+    health: crate::lag::ProjectorHealth,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     loop {
@@ -890,7 +900,10 @@ pub async fn sweep_timeouts(
         if let Err(e) = saga.retry_parked(&pool).await {
             tracing::warn!(error = %e, "retrying parked events failed; will retry");
         }
-        if let Err(e) = saga.time_out_due(&pool).await {
+        let Some(consumed_until) = health.consumed_until() else {
+            continue;
+        };
+        if let Err(e) = saga.time_out_due(&pool, consumed_until).await {
             tracing::warn!(error = %e, "timeout sweep failed; will retry");
         }
     }

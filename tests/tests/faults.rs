@@ -279,6 +279,7 @@ async fn random_kills_under_load_lose_nothing_and_double_nothing() {
     let mut orders = Vec::new();
     let mut cancellers = Vec::new();
     let mut acked_carts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut wiped = false;
     while running.load(Ordering::SeqCst) {
         let token = &customers[rng.random_range(0..customers.len())];
         let Some(cart) = acknowledged(&client, token, CREATE, json!({}), "createCart").await else {
@@ -323,9 +324,18 @@ async fn random_kills_under_load_lose_nothing_and_double_nothing() {
             }
             orders.push((token.clone(), order));
         }
-        // Wanted here: the broker restarted empty once mid-run (issue 11). It passed once,
-        // but a projector was seen to exit on reconnecting after such a restart (restart.rs),
-        // so it stays out of the suite until that is found.
+        // Once mid-run the broker restarts empty (the local broker keeps nothing): the relay
+        // republishes from the store, the read side replays, and every check below still holds.
+        if !wiped && orders.len() >= 8 {
+            wiped = true;
+            eprintln!("the broker restarts empty mid-run");
+            tokio::task::spawn_blocking(|| {
+                stack(&["stop", "tansu"]);
+                stack(&["start", "tansu"]);
+            })
+            .await
+            .unwrap();
+        }
     }
     let kills = killer.await.unwrap();
     for c in cancellers {
@@ -338,6 +348,7 @@ async fn random_kills_under_load_lose_nothing_and_double_nothing() {
         orders.len()
     );
     assert!(kills.len() >= 20);
+    assert!(wiped, "the broker was wiped mid-run");
     assert!(orders.len() >= 3, "the workload made progress");
 
     // Every acknowledged order settles (the saga finishes or times it out).
