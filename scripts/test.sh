@@ -13,6 +13,14 @@ export STACK_DIR=${TEST_STACK_DIR:-$ROOT/.stack-test} PROFILE=dev FRESH=1 PG_DB=
 # A PostgreSQL cluster of its own, so the fault tests may restart it.
 export PG_PRIVATE=1
 export PORT_OFFSET=${TEST_PORT_OFFSET:-10000} ENVOY_RATE_LIMIT=400
+# Listening ports outside the kernel's ephemeral range (32768-60999 on Linux): the suite opens
+# thousands of client connections, and one of them may take a port a service restarted by a
+# fault test wants to listen on again ("Address already in use").
+export MONGO_PORT=$((7017 + PORT_OFFSET))
+export CART_COMMAND_PORT=$((51051 + PORT_OFFSET)) ORDER_COMMAND_PORT=$((51052 + PORT_OFFSET)) \
+  PRODUCT_COMMAND_PORT=$((51053 + PORT_OFFSET)) PAYMENT_COMMAND_PORT=$((51054 + PORT_OFFSET)) \
+  USER_COMMAND_PORT=$((51055 + PORT_OFFSET)) CART_QUERY_PORT=$((51061 + PORT_OFFSET)) \
+  SHOP_QUERY_PORT=$((51062 + PORT_OFFSET))
 # Short enough for the timeout test, long enough for a checkout on a busy 2-core machine.
 export CHECKOUT_TIMEOUT_SECS=15
 unset KAFKA_BROKERS MONGODB_URI DATABASE_URL

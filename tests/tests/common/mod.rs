@@ -133,7 +133,7 @@ pub fn stack(args: &[&str]) {
 pub fn mongodb_uri() -> String {
     env(
         "MONGODB_URI",
-        "mongodb://127.0.0.1:37017/?directConnection=true",
+        "mongodb://127.0.0.1:17017/?directConnection=true",
     )
 }
 
