@@ -110,9 +110,10 @@ fn meta(
     ctx: &Context<'_>,
     idempotency_key: Option<String>,
 ) -> Result<Option<pb::CommandMeta>, BffError> {
+    // An invalid token is refused outright; the actor travels in the credential.
+    caller(ctx).actor()?;
     Ok(Some(pb::CommandMeta {
         idempotency_key: idempotency_key.unwrap_or_default(),
-        actor: caller(ctx).actor()?,
     }))
 }
 
