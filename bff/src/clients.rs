@@ -132,14 +132,24 @@ impl Backends {
     /// as themselves; anyone else (no token, or one that failed verification, which the
     /// resolvers refuse wherever a user is needed) as `anonymous`.
     pub fn acting_for(&self, caller: &Caller) -> Self {
-        let actor = match caller {
-            Caller::User(claims) => match domain::values::UserId::parse(&claims.sub) {
-                Ok(id) if claims.is_admin() => Actor::Admin(id),
-                Ok(id) => Actor::Customer(id),
-                Err(_) => Actor::Anonymous,
-            },
-            Caller::Anonymous | Caller::Invalid => Actor::Anonymous,
+        match caller {
+            Caller::User(claims) => self.acting_for_user(&claims.sub, &claims.role),
+            Caller::Anonymous | Caller::Invalid => self.acting_as(Actor::Anonymous),
+        }
+    }
+
+    /// The same channels, acting for a user the user service has just authenticated (at
+    /// log-in, before the request carries their token): `role` as in the access token.
+    pub fn acting_for_user(&self, user_id: &str, role: &str) -> Self {
+        let actor = match domain::values::UserId::parse(user_id) {
+            Ok(id) if role == "admin" => Actor::Admin(id),
+            Ok(id) => Actor::Customer(id),
+            Err(_) => Actor::Anonymous,
         };
+        self.acting_as(actor)
+    }
+
+    fn acting_as(&self, actor: Actor) -> Self {
         Self::with(self.channels.clone(), self.credential.acting_as(actor))
     }
 

@@ -431,9 +431,11 @@ impl ShopMutation {
                 .await?
                 .into_inner();
             let user_id = t.user_id.clone();
+            // The cart is adopted by the customer who just signed in.
+            let me = backends(ctx).acting_for_user(&t.user_id, &t.role);
             let mut payload: AuthPayload = t.into();
             if let Some(cart) = anonymous {
-                let target = match backends(ctx)
+                let target = match me
                     .cart_queries
                     .clone()
                     .get_open_cart(grpc(
@@ -448,7 +450,7 @@ impl ShopMutation {
                     Err(s) if s.code() == tonic::Code::NotFound => String::new(),
                     Err(s) => return Err(s.into()),
                 };
-                let r = backends(ctx)
+                let r = me
                     .cart_commands
                     .clone()
                     .adopt_cart(grpc(

@@ -1,6 +1,8 @@
 //! The `Users` gRPC service: registration with a unique email (a reservation document
 //! written in the same transaction as `UserRegistered`), log-in, refresh-token rotation,
-//! log-out, profile, password and account deletion, all through the generic handler.
+//! log-out, profile, password and account deletion, all through the generic handler. Profile,
+//! password, deletion and `GetUser` act only for the user of the call's internal credential
+//! (or an admin): never for a user id taken on trust from the request.
 
 use crate::auth::{hash_password, random_secret, sha256_hex, verify_password, Jwt, MIN_PASSWORD};
 use crate::error::CommandError;
