@@ -90,6 +90,11 @@ mkdir -p "$STACK_DIR"
 [ -s "$STACK_DIR/jwt_secret" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$STACK_DIR/jwt_secret"
 [ -s "$STACK_DIR/admin_password" ] || od -An -tx1 -N12 /dev/urandom | tr -d ' \n' >"$STACK_DIR/admin_password"
 export JWT_SECRET=${JWT_SECRET:-$(cat "$STACK_DIR/jwt_secret")}
+# The secret of service-to-service credentials (the BFF, the saga and every service), apart
+# from the JWT secret; readable by the owner only.
+[ -s "$STACK_DIR/internal_secret" ] || (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$STACK_DIR/internal_secret")
+chmod 600 "$STACK_DIR/internal_secret"
+export INTERNAL_SECRET=${INTERNAL_SECRET:-$(cat "$STACK_DIR/internal_secret")}
 export ADMIN_EMAIL=${ADMIN_EMAIL:-admin@example.com}
 export ADMIN_PASSWORD=${ADMIN_PASSWORD:-$(cat "$STACK_DIR/admin_password")}
 export RUST_LOG=${RUST_LOG:-info}
@@ -333,6 +338,7 @@ PRODUCT_COMMAND_URL=$PRODUCT_COMMAND_URL
 PAYMENT_COMMAND_URL=$PAYMENT_COMMAND_URL
 USER_COMMAND_URL=$USER_COMMAND_URL
 SHOP_QUERY_URL=$SHOP_QUERY_URL
+INTERNAL_SECRET_FILE=$STACK_DIR/internal_secret
 SHOP_QUERY_ADMIN_URL=http://$HOST:$SHOP_QUERY_ADMIN_PORT
 NOTIFICATION_PROJECTOR_ADMIN_URL=http://$HOST:$NOTIFICATION_PROJECTOR_ADMIN_PORT
 ADMIN_EMAIL=$ADMIN_EMAIL

@@ -3,6 +3,7 @@
 //! in through per-request DataLoaders, so a page of any size costs one backend call (one SQL
 //! statement) per kind of detail, never one per product.
 
+use crate::clients::AuthedChannel as Channel;
 use crate::connection::{Connection, Edge};
 use crate::error::{gql, BffError};
 use crate::schema::{backends, grpc};
@@ -14,7 +15,6 @@ use proto::queries::queries_client::QueriesClient;
 use proto::queries::{ByIds, ByNames, SearchProductsRequest};
 use serde::Deserialize;
 use std::collections::HashMap;
-use tonic::transport::Channel;
 
 #[derive(SimpleObject, Clone)]
 pub struct Stock {

@@ -110,9 +110,10 @@ fn meta(
     ctx: &Context<'_>,
     idempotency_key: Option<String>,
 ) -> Result<Option<pb::CommandMeta>, BffError> {
+    // An invalid token is refused outright; the actor travels in the credential.
+    caller(ctx).actor()?;
     Ok(Some(pb::CommandMeta {
         idempotency_key: idempotency_key.unwrap_or_default(),
-        actor: caller(ctx).actor()?,
     }))
 }
 
@@ -487,6 +488,9 @@ mod tests {
             payment_command_url: "http://127.0.0.1:1".into(),
             shop_query_url: "http://127.0.0.1:1".into(),
             backend_timeout_ms: 100,
+            internal: command_services::internal_auth::InternalAuthArgs {
+                internal_secret: Some("test-internal-secret-".repeat(2)),
+            },
         };
         let schema = build_schema(Backends::new(&args).unwrap(), LiveEvents::new());
         let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
@@ -528,6 +532,9 @@ mod tests {
             payment_command_url: "http://127.0.0.1:1".into(),
             shop_query_url: "http://127.0.0.1:1".into(),
             backend_timeout_ms: 100,
+            internal: command_services::internal_auth::InternalAuthArgs {
+                internal_secret: Some("test-internal-secret-".repeat(2)),
+            },
         };
         let sdl = build_schema(Backends::new(&args).unwrap(), LiveEvents::new()).sdl();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql");

@@ -79,13 +79,16 @@ async fn graphql(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let span = tracing::info_span!("graphql", correlation_id = %correlation_id);
+    // The backends act for this caller (their credential names them).
+    let backends = state.backends.acting_for(&caller);
     let request = req
         .into_inner()
+        .data(crate::catalogue::new_loader(backends.shop.clone()))
+        .data(backends)
         .data(RequestContext {
             correlation_id,
             caller,
-        })
-        .data(crate::catalogue::new_loader(state.backends.shop.clone()));
+        });
     let started = std::time::Instant::now();
     let schema = if is_introspection_only(&request.query) {
         &state.introspection
@@ -154,11 +157,14 @@ async fn subscriptions(
                     let caller =
                         Caller::from_header(jwt.as_ref(), from_payload.or(header).as_deref());
                     let mut data = Data::default();
+                    // The connection's backends act for its caller.
+                    let backends = backends.acting_for(&caller);
+                    data.insert(crate::catalogue::new_loader(backends.shop.clone()));
+                    data.insert(backends);
                     data.insert(RequestContext {
                         correlation_id: uuid::Uuid::now_v7().to_string(),
                         caller,
                     });
-                    data.insert(crate::catalogue::new_loader(backends.shop.clone()));
                     Ok(data)
                 })
                 .serve()

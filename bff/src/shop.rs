@@ -11,7 +11,6 @@ use proto::commands::commands_client::CommandsClient;
 use proto::commands::{ExecuteRequest, Meta};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 #[derive(SimpleObject)]
 pub struct AuthPayload {
@@ -214,18 +213,19 @@ pub async fn load_order(
 
 pub async fn exec(
     ctx: &Context<'_>,
-    client: &CommandsClient<Channel>,
+    client: &CommandsClient<crate::clients::AuthedChannel>,
     stream_id: String,
     command: Value,
     idempotency_key: Option<String>,
 ) -> Result<MutationResult, BffError> {
     check_key(&idempotency_key)?;
+    // An invalid token is refused outright; the actor travels in the credential.
+    caller(ctx).actor()?;
     let req = grpc(
         ctx,
         ExecuteRequest {
             meta: Some(Meta {
                 idempotency_key: idempotency_key.unwrap_or_default(),
-                actor: caller(ctx).actor()?,
             }),
             stream_id,
             command_json: command.to_string(),
@@ -431,9 +431,11 @@ impl ShopMutation {
                 .await?
                 .into_inner();
             let user_id = t.user_id.clone();
+            // The cart is adopted by the customer who just signed in.
+            let me = backends(ctx).acting_for_user(&t.user_id, &t.role);
             let mut payload: AuthPayload = t.into();
             if let Some(cart) = anonymous {
-                let target = match backends(ctx)
+                let target = match me
                     .cart_queries
                     .clone()
                     .get_open_cart(grpc(
@@ -448,7 +450,7 @@ impl ShopMutation {
                     Err(s) if s.code() == tonic::Code::NotFound => String::new(),
                     Err(s) => return Err(s.into()),
                 };
-                let r = backends(ctx)
+                let r = me
                     .cart_commands
                     .clone()
                     .adopt_cart(grpc(
@@ -707,7 +709,6 @@ impl ShopMutation {
                     proto::cart::CheckOutRequest {
                         meta: Some(proto::cart::CommandMeta {
                             idempotency_key: idempotency_key.unwrap_or_default(),
-                            actor: claims.actor(),
                         }),
                         cart_id: cart_id.to_string(),
                         order_id: order_id.to_string(),

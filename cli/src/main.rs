@@ -4,7 +4,9 @@
 //! - [`stream`]: `stream show`, a stream's history and its state folded by the domain;
 //! - [`projections`]: `projections status | rebuild | verify` (engine in `projectors::rebuild`);
 //! - [`dlq`]: `dlq list | replay`;
-//! - [`republish`]: `kafka republish --from-store`.
+//! - [`republish`]: `kafka republish --from-store`;
+//! - `credential`: prints an internal credential (`INTERNAL_SECRET`) for direct gRPC calls,
+//!   e.g. with grpcurl (`-H "authorization: Bearer $(commerce credential)"`).
 //!
 //! Every command prints a table for people, or JSON with `-o json`; endpoints come from the
 //! same environment variables as the services (`KAFKA_BROKERS`, `MONGODB_URI`, `DATABASE_URL`).
@@ -107,6 +109,24 @@ enum Command {
     /// Kafka disaster recovery.
     #[command(subcommand)]
     Kafka(republish::KafkaCommand),
+    /// Prints an internal credential for direct gRPC calls (valid for 60 s).
+    Credential(CredentialArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CredentialArgs {
+    /// Whom it names: `service:operator`, `admin:<user id>`, `user:<user id>`, `anonymous`.
+    #[arg(long = "as", default_value = "service:operator")]
+    actor: String,
+    #[command(flatten)]
+    internal: command_services::internal_auth::InternalAuthArgs,
+}
+
+fn credential(c: CredentialArgs) -> anyhow::Result<i32> {
+    let actor = command_services::internal_auth::Actor::parse(&c.actor)
+        .ok_or_else(|| anyhow::anyhow!("not an actor: {:?}", c.actor))?;
+    println!("{}", c.internal.auth()?.mint(&actor)?);
+    Ok(0)
 }
 
 #[tokio::main]
@@ -139,5 +159,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Projections(c) => projections::run(c, ep, out).await,
         Command::Dlq(c) => dlq::run(c, ep, out).await,
         Command::Kafka(c) => republish::run(c, ep, out).await,
+        Command::Credential(c) => credential(c),
     }
 }

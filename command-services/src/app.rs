@@ -6,8 +6,10 @@ use crate::auth::{Jwt, JwtArgs};
 use crate::cart_service::CartService;
 use crate::generic_service::GenericCommands;
 use crate::handler::CommandHandler;
+use crate::internal_auth::{Actor, InternalAuthArgs, CART_SERVICE};
 use crate::kafka::KafkaArgs;
 use crate::payment_service::{PaymentService, SimulatedGateway};
+use crate::policies::{OrderPolicy, ProductPolicy};
 use crate::relay::{Relay, RelayConfig};
 use crate::support::{
     init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
@@ -50,6 +52,9 @@ pub struct CommandServiceArgs {
     pub max_attempts: u32,
     #[command(flatten)]
     pub mongo: MongoArgs,
+    /// The secret of service-to-service credentials.
+    #[command(flatten)]
+    pub internal: InternalAuthArgs,
     /// The user service's JWT settings.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -86,21 +91,23 @@ pub async fn command_service_main() -> anyhow::Result<()> {
         ready.clone(),
         shutdown.clone(),
     ));
+    let auth = args.internal.auth()?;
     let store = retry_startup("event store", &shutdown, || args.mongo.connect()).await?;
     ready.set_ready(true);
     let served = match args.aggregate {
         AggregateKind::Cart => {
             let handler = Arc::new(CommandHandler::new(store, args.max_attempts));
             let shop = match &args.shop_query_url {
-                Some(url) => Some(QueriesClient::new(lazy_channel(
-                    url,
-                    std::time::Duration::from_secs(5),
-                )?)),
+                Some(url) => Some(QueriesClient::with_interceptor(
+                    lazy_channel(url, std::time::Duration::from_secs(5))?,
+                    auth.credential(Actor::Service(CART_SERVICE.into())),
+                )),
                 None => None,
             };
             serve_grpc(
                 args.grpc_addr,
                 CartService::new(handler, shop),
+                &auth,
                 shutdown.clone(),
             )
             .await
@@ -109,7 +116,8 @@ pub async fn command_service_main() -> anyhow::Result<()> {
             let handler = Arc::new(CommandHandler::<Product>::new(store, args.max_attempts));
             serve_grpc(
                 args.grpc_addr,
-                GenericCommands::with(handler, crate::reviews::VerifyPurchase),
+                GenericCommands::with(handler, ProductPolicy, crate::reviews::VerifyPurchase),
+                &auth,
                 shutdown.clone(),
             )
             .await
@@ -117,7 +125,7 @@ pub async fn command_service_main() -> anyhow::Result<()> {
         AggregateKind::Payment => {
             let handler = Arc::new(CommandHandler::<Payment>::new(store, args.max_attempts));
             let (routes, names) = PaymentService::new(handler, Arc::new(SimulatedGateway)).routes();
-            serve_grpc_routes(args.grpc_addr, routes, &names, shutdown.clone()).await
+            serve_grpc_routes(args.grpc_addr, routes, &names, &auth, shutdown.clone()).await
         }
         AggregateKind::User => {
             let jwt = Jwt::new(
@@ -131,13 +139,20 @@ pub async fn command_service_main() -> anyhow::Result<()> {
                 service.bootstrap_admin(email, password).await?;
                 tracing::info!(%email, "admin account ready");
             }
-            serve_grpc(args.grpc_addr, service.into_server(), shutdown.clone()).await
+            serve_grpc(
+                args.grpc_addr,
+                service.into_server(),
+                &auth,
+                shutdown.clone(),
+            )
+            .await
         }
         AggregateKind::Order => {
             let handler = Arc::new(CommandHandler::<Order>::new(store, args.max_attempts));
             serve_grpc(
                 args.grpc_addr,
-                GenericCommands::new(handler),
+                GenericCommands::new(handler, OrderPolicy),
+                &auth,
                 shutdown.clone(),
             )
             .await

@@ -1,9 +1,12 @@
 //! The `CartCommands` gRPC service: parses each request into a domain command (bad input is
-//! `INVALID_ARGUMENT` before anything is loaded) and hands it to the generic handler.
+//! `INVALID_ARGUMENT` before anything is loaded) and hands it to the generic handler, as the
+//! actor of the call's verified credential (the cart's owner check is the domain's
+//! `authorize`). Checkout prices come from the catalogue, never from the caller.
 
 use crate::error::CommandError;
 use crate::generic_service::command_context;
 use crate::handler::{CommandContext, CommandHandler, CommandOutcome};
+use crate::internal_auth::{Actor, AuthedChannel, CHECKOUT_SAGA};
 use domain::cart::{Cart, CartCommand, CartStatus, CheckoutPayment};
 use domain::values::{
     CardBrand, CardLast4, CartId, Currency, Money, OrderId, PaymentToken, ProductId, Quantity,
@@ -19,7 +22,6 @@ use proto::queries::queries_client::QueriesClient;
 use proto::queries::ByIds;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// gRPC metadata key carrying the correlation id of a request.
@@ -28,13 +30,13 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub struct CartService {
     handler: Arc<CommandHandler<Cart>>,
     /// The catalogue's query service, for the price snapshot at checkout.
-    shop: Option<QueriesClient<Channel>>,
+    shop: Option<QueriesClient<AuthedChannel>>,
 }
 
 impl CartService {
     pub fn new(
         handler: Arc<CommandHandler<Cart>>,
-        shop: Option<QueriesClient<Channel>>,
+        shop: Option<QueriesClient<AuthedChannel>>,
     ) -> CartCommandsServer<Self> {
         CartCommandsServer::new(Self { handler, shop })
     }
@@ -81,7 +83,7 @@ impl CartService {
         cart_id: CartId,
         command: CartCommand,
     ) -> Result<Response<CommandResult>, Status> {
-        let ctx = context(request, meta);
+        let (ctx, _) = context(request, meta)?;
         let CommandOutcome { stream_id, version } = self
             .handler
             .handle(&cart_id.to_string(), &command, &ctx)
@@ -93,13 +95,21 @@ impl CartService {
     }
 }
 
-/// The command context from the request's metadata and the command's own meta block.
-pub fn context<T>(request: &Request<T>, meta: Option<&CommandMeta>) -> CommandContext {
-    command_context(
-        request,
-        meta.map(|m| m.idempotency_key.as_str()),
-        meta.map(|m| m.actor.as_str()),
-    )
+/// The command context from the request's metadata and the command's own meta block, with
+/// the actor of the call's credential.
+pub fn context<T>(
+    request: &Request<T>,
+    meta: Option<&CommandMeta>,
+) -> Result<(CommandContext, Actor), Status> {
+    command_context(request, meta.map(|m| m.idempotency_key.as_str()))
+}
+
+/// The domain's owner check, as a gRPC status.
+fn may_touch(state: &Cart, actor: &Actor) -> Result<(), Status> {
+    use domain::Aggregate;
+    state
+        .authorize(&actor.to_string())
+        .map_err(|e| CommandError::domain(&e).into())
 }
 
 fn cart_id(s: &str) -> Result<CartId, CommandError> {
@@ -117,6 +127,7 @@ impl CartCommands for CartService {
         request: Request<CreateCartRequest>,
     ) -> Result<Response<CommandResult>, Status> {
         let r = request.get_ref();
+        let (mut ctx, actor) = context(&request, r.meta.as_ref())?;
         let creates_stream = r.cart_id.is_empty();
         let id = if creates_stream {
             CartId::generate()
@@ -127,12 +138,15 @@ impl CartCommands for CartService {
             "" => None,
             s => Some(UserId::parse(s).map_err(CommandError::from)?),
         };
+        // A cart is created for oneself (or anonymous); admins and services for anyone.
+        if let Some(owner) = customer_id {
+            actor.require_owner(&owner.to_string())?;
+        }
         let command = CartCommand::Create {
             cart_id: id,
             customer_id,
         };
         // A new id each time: a retry with the same key is found by the caller's key alone.
-        let mut ctx = context(&request, r.meta.as_ref());
         ctx.creates_stream = creates_stream;
         let CommandOutcome { stream_id, version } =
             self.handler.handle(&id.to_string(), &command, &ctx).await?;
@@ -186,18 +200,18 @@ impl CartCommands for CartService {
     ) -> Result<Response<CommandResult>, Status> {
         let r = request.get_ref();
         let id = cart_id(&r.cart_id)?;
-        let mut prices = if r.prices.is_empty() {
-            self.catalogue_prices(&id.to_string()).await?
-        } else {
-            BTreeMap::new()
-        };
-        for (product, price) in &r.prices {
-            let currency = Currency::parse(&price.currency).map_err(CommandError::from)?;
-            prices.insert(
-                product_id(product)?,
-                Money::new(price.amount_minor, currency).map_err(CommandError::from)?,
-            );
+        // Who checks out is known before the catalogue is asked.
+        let (_, actor) = context(&request, r.meta.as_ref())?;
+        if !r.prices.is_empty() {
+            return Err(CommandError::InvalidArgument(
+                "prices come from the catalogue; leave `prices` empty".into(),
+            )
+            .into());
         }
+        if actor.user_id().is_none() && !actor.is_any_service() {
+            return Err(Status::permission_denied("sign in to check out"));
+        }
+        let prices = self.catalogue_prices(&id.to_string()).await?;
         if r.payment_token.is_empty() {
             return Err(CommandError::InvalidArgument("a payment token is required".into()).into());
         }
@@ -228,8 +242,19 @@ impl CartCommands for CartService {
         request: Request<AdoptCartRequest>,
     ) -> Result<Response<CommandResult>, Status> {
         let r = request.get_ref();
+        let (mut ctx, actor) = context(&request, r.meta.as_ref())?;
         let source = cart_id(&r.cart_id)?;
-        let customer_id = UserId::parse(&r.customer_id).map_err(CommandError::from)?;
+        // The cart is adopted by the signed-in caller; `customer_id`, when given, must be them.
+        let customer_id = actor
+            .user_id()
+            .ok_or_else(|| Status::permission_denied("sign in to adopt a cart"))?;
+        if !r.customer_id.is_empty()
+            && UserId::parse(&r.customer_id).map_err(CommandError::from)? != customer_id
+        {
+            return Err(Status::permission_denied(
+                "a cart is adopted by the signed-in customer only",
+            ));
+        }
         let (state, _) = self.handler.load(&source.to_string()).await?;
         if state.customer_id.is_some_and(|c| c != customer_id) {
             return Err(CommandError::PermissionDenied(
@@ -237,8 +262,6 @@ impl CartCommands for CartService {
             )
             .into());
         }
-        let mut ctx = context(&request, r.meta.as_ref());
-        ctx.meta.actor = format!("user:{customer_id}");
         if r.target_cart_id.is_empty() || r.target_cart_id == r.cart_id {
             let o = self
                 .handler
@@ -254,6 +277,12 @@ impl CartCommands for CartService {
             }));
         }
         let target = cart_id(&r.target_cart_id)?;
+        let (target_state, _) = self.handler.load(&target.to_string()).await?;
+        if target_state.customer_id != Some(customer_id) {
+            return Err(Status::permission_denied(
+                "the target cart is not the customer's",
+            ));
+        }
         let lines = state.lines.iter().map(|(p, q)| (*p, *q)).collect();
         ctx.idempotency_key = Some(format!("merge:{source}"));
         let o = self
@@ -274,6 +303,7 @@ impl CartCommands for CartService {
         &self,
         request: Request<GetCartAtRequest>,
     ) -> Result<Response<proto::cart::Cart>, Status> {
+        let actor = crate::internal_auth::actor_of(&request)?;
         let r = request.get_ref();
         let id = cart_id(&r.cart_id)?;
         let bound = crate::generic_service::TimeBound::parse(r.version, &r.at)?;
@@ -284,6 +314,10 @@ impl CartCommands for CartService {
         let (Some(first), Some(last)) = (applied.first(), applied.last()) else {
             return Err(Status::not_found("the cart did not exist then"));
         };
+        // The owner then is the owner now (a cart is claimed once, by its holder).
+        let (now, _) = self.handler.load(&id.to_string()).await?;
+        may_touch(&now, &actor)?;
+        may_touch(&state, &actor)?;
         // The version that last touched each line.
         let mut touched = BTreeMap::new();
         for env in &applied {
@@ -324,13 +358,8 @@ impl CartCommands for CartService {
     ) -> Result<Response<CommandResult>, Status> {
         let r = request.get_ref();
         let id = cart_id(&r.cart_id)?;
-        let ctx = context(&request, r.meta.as_ref());
-        if !ctx.meta.actor.starts_with("service:") {
-            return Err(CommandError::PermissionDenied(
-                "only the checkout saga reopens a checkout".into(),
-            )
-            .into());
-        }
+        let (_, actor) = context(&request, r.meta.as_ref())?;
+        actor.require_service(CHECKOUT_SAGA)?;
         let command = CartCommand::ReopenCheckout {
             order_id: OrderId::parse(&r.order_id).map_err(CommandError::from)?,
             reason: r.reason.clone(),

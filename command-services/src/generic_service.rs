@@ -1,11 +1,13 @@
 //! The generic `Commands` gRPC service: one implementation serves every aggregate whose
 //! commands deserialize from JSON. It parses the command (serde goes through the domain's
-//! checked constructors), then hands it to the generic handler.
+//! checked constructors), checks it against the aggregate's [`Policy`] with the actor of the
+//! call's verified credential, then hands it to the generic handler.
 
 use crate::cart_service::CORRELATION_HEADER;
 use crate::error::CommandError;
 use crate::event_store::EventStore;
 use crate::handler::{CommandContext, CommandHandler};
+use crate::internal_auth::{actor_of, Actor};
 use domain::Aggregate;
 use event_schemas::EventMeta;
 use proto::commands::commands_server::{Commands, CommandsServer};
@@ -14,34 +16,88 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-pub struct GenericCommands<A: Aggregate, P = AsIs> {
+pub struct GenericCommands<A: Aggregate, Z, P = AsIs> {
     handler: Arc<CommandHandler<A>>,
+    policy: Z,
     prepare: P,
 }
 
-impl<A> GenericCommands<A>
+impl<A, Z> GenericCommands<A, Z>
 where
     A: Aggregate,
     A::Command: DeserializeOwned,
+    Z: Policy<A>,
 {
-    pub fn new(handler: Arc<CommandHandler<A>>) -> CommandsServer<Self> {
+    pub fn new(handler: Arc<CommandHandler<A>>, policy: Z) -> CommandsServer<Self> {
         CommandsServer::new(Self {
             handler,
+            policy,
             prepare: AsIs,
         })
     }
 }
 
-impl<A, P> GenericCommands<A, P>
+impl<A, Z, P> GenericCommands<A, Z, P>
 where
     A: Aggregate,
     A::Command: DeserializeOwned,
+    Z: Policy<A>,
     P: Prepare<A>,
 {
     /// With a step that completes commands from the event store before they are decided.
-    pub fn with(handler: Arc<CommandHandler<A>>, prepare: P) -> CommandsServer<Self> {
-        CommandsServer::new(Self { handler, prepare })
+    pub fn with(handler: Arc<CommandHandler<A>>, policy: Z, prepare: P) -> CommandsServer<Self> {
+        CommandsServer::new(Self {
+            handler,
+            policy,
+            prepare,
+        })
     }
+}
+
+/// What an actor's command needs, as far as can be told before the stream is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    Granted,
+    /// Only the owner of the aggregate (or an admin, or a service) may.
+    IfOwner,
+}
+
+/// Who may issue which command of an aggregate, and see its past (time travel). The actor
+/// comes from the call's verified credential; a refusal is `PERMISSION_DENIED`.
+pub trait Policy<A: Aggregate>: Send + Sync + 'static {
+    fn permit(&self, actor: &Actor, command: &A::Command) -> Result<Permit, Status>;
+    /// The user who owns the aggregate, when it has one.
+    fn owner(&self, _state: &A) -> Option<String> {
+        None
+    }
+    /// May the actor see this aggregate's state at some point in the past? By default its
+    /// owner, an admin or a service.
+    fn may_view(&self, actor: &Actor, state: &A) -> Result<(), Status> {
+        match self.owner(state) {
+            Some(owner) => actor.require_owner(&owner),
+            None => actor.require_admin(),
+        }
+    }
+}
+
+/// Checks a command against a policy: `IfOwner` loads the stream and compares.
+pub async fn authorize<A: Aggregate, Z: Policy<A>>(
+    policy: &Z,
+    handler: &CommandHandler<A>,
+    actor: &Actor,
+    stream_id: &str,
+    command: &A::Command,
+) -> Result<(), Status> {
+    if policy.permit(actor, command)? == Permit::IfOwner
+        && !(actor.is_admin() || actor.is_any_service())
+    {
+        let (state, _) = handler.load(stream_id).await?;
+        match policy.owner(&state) {
+            Some(owner) => actor.require_owner(&owner)?,
+            None => return Err(Status::permission_denied("this needs the admin role")),
+        }
+    }
+    Ok(())
 }
 
 /// Completes a parsed command with facts the service establishes itself (never taken from
@@ -71,22 +127,23 @@ impl<A: Aggregate> Prepare<A> for AsIs {
     }
 }
 
-/// The command context from request metadata and the request's meta block.
-pub fn context_of<T>(request: &Request<T>, meta: Option<&Meta>) -> CommandContext {
-    command_context(
-        request,
-        meta.map(|m| m.idempotency_key.as_str()),
-        meta.map(|m| m.actor.as_str()),
-    )
+/// The command context from request metadata and the request's meta block, with the actor
+/// of the call's credential.
+pub fn context_of<T>(
+    request: &Request<T>,
+    meta: Option<&Meta>,
+) -> Result<(CommandContext, Actor), Status> {
+    command_context(request, meta.map(|m| m.idempotency_key.as_str()))
 }
 
 /// The command context of any gRPC command: the correlation id from metadata (or a new
-/// one), the idempotency key and the actor (`anonymous` when none).
+/// one), the idempotency key, and the actor of the verified credential (never a request
+/// field); `UNAUTHENTICATED` without one.
 pub fn command_context<T>(
     request: &Request<T>,
     idempotency_key: Option<&str>,
-    actor: Option<&str>,
-) -> CommandContext {
+) -> Result<(CommandContext, Actor), Status> {
+    let actor = actor_of(request)?;
     let correlation_id = request
         .metadata()
         .get(CORRELATION_HEADER)
@@ -94,32 +151,35 @@ pub fn command_context<T>(
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    CommandContext {
+    let ctx = CommandContext {
         idempotency_key: idempotency_key.filter(|k| !k.is_empty()).map(str::to_owned),
         meta: EventMeta {
             correlation_id,
             causation_id: None,
-            actor: actor
-                .filter(|a| !a.is_empty())
-                .unwrap_or("anonymous")
-                .to_owned(),
+            actor: actor.to_string(),
         },
         creates_stream: false,
-    }
+    };
+    Ok((ctx, actor))
 }
 
 /// Time travel for any aggregate: its events up to the bound, folded with `evolve`, shown
-/// through the domain's `view`.
-pub async fn state_at<A: Aggregate>(
+/// through the domain's `view` to whom the policy lets see it.
+pub async fn state_at<A: Aggregate, Z: Policy<A>>(
     handler: &CommandHandler<A>,
-    r: &StateAtRequest,
-) -> Result<StateAtResponse, CommandError> {
+    policy: &Z,
+    request: &Request<StateAtRequest>,
+) -> Result<StateAtResponse, Status> {
+    let actor = actor_of(request)?;
+    let r = request.get_ref();
     let id = stream_id(&r.stream_id)?;
     let bound = TimeBound::parse(r.version, &r.at)?;
     let (state, applied) = handler.load_until(&id, |e| bound.includes(e)).await?;
     let Some(last) = applied.last() else {
-        return Err(CommandError::NotFound("it did not exist then".into()));
+        return Err(CommandError::NotFound("it did not exist then".into()).into());
     };
+    // Ownership never changes: the state then says who may see it.
+    policy.may_view(&actor, &state)?;
     let view = state.view().ok_or_else(|| {
         CommandError::FailedPrecondition("this aggregate's state is not shown".into())
     })?;
@@ -171,10 +231,11 @@ pub fn parse_command<C: DeserializeOwned>(json: &str) -> Result<C, CommandError>
 }
 
 #[tonic::async_trait]
-impl<A, P> Commands for GenericCommands<A, P>
+impl<A, Z, P> Commands for GenericCommands<A, Z, P>
 where
     A: Aggregate,
     A::Command: DeserializeOwned,
+    Z: Policy<A>,
     P: Prepare<A>,
 {
     async fn execute(
@@ -183,8 +244,9 @@ where
     ) -> Result<Response<ExecuteResponse>, Status> {
         let r = request.get_ref();
         let id = stream_id(&r.stream_id)?;
+        let (ctx, actor) = context_of(&request, r.meta.as_ref())?;
         let command: A::Command = parse_command(&r.command_json)?;
-        let ctx = context_of(&request, r.meta.as_ref());
+        authorize(&self.policy, &self.handler, &actor, &id, &command).await?;
         let command = self
             .prepare
             .prepare(self.handler.store(), &id, command, &ctx)
@@ -201,7 +263,7 @@ where
         request: Request<StateAtRequest>,
     ) -> Result<Response<StateAtResponse>, Status> {
         Ok(Response::new(
-            state_at(&self.handler, request.get_ref()).await?,
+            state_at(&self.handler, &self.policy, &request).await?,
         ))
     }
 }

@@ -7,6 +7,8 @@
 //! - [`cart_service`]: the `CartCommands` gRPC service.
 //! - [`relay`]: tails the store and publishes every committed event to Kafka
 //!   ([`relay_parking`]: the streams it holds behind an event it cannot publish).
+//! - [`internal_auth`]: the credential of service-to-service calls; [`policies`]: who may
+//!   issue which command.
 //! - [`kafka`], [`support`]: plumbing shared with the other services.
 //! - [`error`]: the command side's error enum and its mapping to gRPC status codes.
 
@@ -18,8 +20,10 @@ pub mod event_store;
 pub mod generic_service;
 pub mod group_commit;
 pub mod handler;
+pub mod internal_auth;
 pub mod kafka;
 pub mod payment_service;
+pub mod policies;
 pub mod relay;
 pub mod relay_parking;
 pub mod reviews;

@@ -302,8 +302,10 @@ impl Commands for PaymentService {
     ) -> Result<Response<ExecuteResponse>, Status> {
         let r = request.get_ref();
         let id = stream_id(&r.stream_id)?;
+        let (ctx, actor) = context_of(&request, r.meta.as_ref())?;
+        // Only the checkout saga moves money.
+        crate::policies::PaymentPolicy.permit_any(&actor)?;
         let req: PaymentRequest = parse_command(&r.command_json)?;
-        let ctx = context_of(&request, r.meta.as_ref());
         let key = ctx
             .idempotency_key
             .clone()
@@ -323,7 +325,12 @@ impl Commands for PaymentService {
         request: Request<proto::commands::StateAtRequest>,
     ) -> Result<Response<proto::commands::StateAtResponse>, Status> {
         Ok(Response::new(
-            crate::generic_service::state_at(&self.handler, request.get_ref()).await?,
+            crate::generic_service::state_at(
+                &self.handler,
+                &crate::policies::PaymentPolicy,
+                &request,
+            )
+            .await?,
         ))
     }
 }
@@ -334,6 +341,8 @@ pub struct Tokenizer(Arc<dyn PaymentGateway>);
 #[tonic::async_trait]
 impl PaymentMethods for Tokenizer {
     async fn tokenize(&self, request: Request<CardDetails>) -> Result<Response<CardToken>, Status> {
+        // Anyone the BFF serves may tokenize a card, but only through a credential.
+        crate::internal_auth::actor_of(&request)?;
         let token = self
             .0
             .tokenize(request.get_ref())

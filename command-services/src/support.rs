@@ -1,7 +1,8 @@
 //! Plumbing every binary of the project shares: logging and metrics set-up, the shutdown
 //! signal, the small admin HTTP server (`/healthz`, Prometheus `/metrics`) and the gRPC server
-//! scaffolding (health + reflection).
+//! scaffolding (health + reflection, and the internal credential every other call needs).
 
+use crate::internal_auth::{InternalAuth, RequireCredential};
 use axum::{http::StatusCode, routing::get, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
@@ -235,10 +236,13 @@ pub async fn serve_admin(
 }
 
 /// Runs a tonic router with the standard gRPC health service (reporting `service_name` as
-/// serving) and reflection over every compiled `.proto`, until the token is cancelled.
+/// serving) and reflection (v1 and v1alpha) advertising exactly what the port serves, until
+/// the token is cancelled. Every call but health and reflection must carry an internal
+/// credential ([`RequireCredential`]).
 pub async fn serve_grpc<S>(
     addr: SocketAddr,
     service: S,
+    auth: &InternalAuth,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()>
 where
@@ -257,9 +261,44 @@ where
         addr,
         tonic::service::Routes::new(service),
         &[S::NAME],
+        auth,
         shutdown,
     )
     .await
+}
+
+/// The gRPC health service's name.
+pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+/// The reflection services' names.
+pub const REFLECTION_SERVICES: [&str; 2] = [
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Every service a port with these application services advertises through reflection:
+/// them, health and reflection itself.
+pub fn advertised_services(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .copied()
+        .chain([HEALTH_SERVICE])
+        .chain(REFLECTION_SERVICES)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn reflection_builder(names: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        // Registered above, with the other version's.
+        .include_reflection_service(false);
+    for name in advertised_services(names) {
+        builder = builder.with_service_name(name);
+    }
+    builder
 }
 
 /// [`serve_grpc`] for several services on one port.
@@ -267,6 +306,7 @@ pub async fn serve_grpc_routes(
     addr: SocketAddr,
     routes: tonic::service::Routes,
     names: &[&str],
+    auth: &InternalAuth,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -278,12 +318,17 @@ pub async fn serve_grpc_routes(
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection_v1 = reflection_builder(names).build_v1()?;
+    let reflection_v1alpha = reflection_builder(names).build_v1alpha()?;
     tracing::info!(%addr, services = ?names, "gRPC server listening");
     tonic::transport::Server::builder()
-        .add_routes(routes.add_service(health).add_service(reflection))
+        .layer(RequireCredential::new(auth.clone()))
+        .add_routes(
+            routes
+                .add_service(health)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha),
+        )
         .serve_with_shutdown(addr, async move { shutdown.cancelled().await })
         .await?;
     Ok(())

@@ -1,12 +1,15 @@
 //! The `Users` gRPC service: registration with a unique email (a reservation document
 //! written in the same transaction as `UserRegistered`), log-in, refresh-token rotation,
-//! log-out, profile, password and account deletion, all through the generic handler.
+//! log-out, profile, password and account deletion, all through the generic handler. Profile,
+//! password, deletion and `GetUser` act only for the user of the call's internal credential
+//! (or an admin): never for a user id taken on trust from the request.
 
 use crate::auth::{hash_password, random_secret, sha256_hex, verify_password, Jwt, MIN_PASSWORD};
 use crate::error::CommandError;
 use crate::event_store::SideWrite;
 use crate::generic_service::stream_id;
 use crate::handler::{CommandContext, CommandHandler};
+use crate::internal_auth::actor_of;
 use domain::user::{AddressInput, Role, User, UserCommand};
 use domain::values::{Email, PersonName, UserId};
 use event_schemas::EventMeta;
@@ -257,6 +260,7 @@ impl Users for UserService {
 
     async fn get_user(&self, request: Request<UserRef>) -> Result<Response<UserView>, Status> {
         let id = stream_id(&request.get_ref().user_id)?;
+        actor_of(&request)?.require_owner(&id)?;
         let (state, version) = self.handler.load(&id).await?;
         if state.id.is_none() || state.deleted {
             return Err(Status::not_found("user not found"));
@@ -275,8 +279,10 @@ impl Users for UserService {
         &self,
         request: Request<UpdateProfileRequest>,
     ) -> Result<Response<UserResult>, Status> {
+        let actor = actor_of(&request)?;
         let r = request.into_inner();
         let id = stream_id(&r.user_id)?;
+        actor.require_owner(&id)?;
         let name = PersonName::parse(&r.name).map_err(CommandError::from)?;
         let addresses: Vec<AddressInput> = if r.addresses_json.is_empty() {
             Vec::new()
@@ -289,7 +295,7 @@ impl Users for UserService {
             .handle(
                 &id,
                 &UserCommand::ChangeProfile { name, addresses },
-                &ctx(format!("user:{id}")),
+                &ctx(actor.to_string()),
             )
             .await?;
         Ok(Response::new(UserResult {
@@ -302,8 +308,10 @@ impl Users for UserService {
         &self,
         request: Request<ChangePasswordRequest>,
     ) -> Result<Response<UserResult>, Status> {
+        let actor = actor_of(&request)?;
         let r = request.into_inner();
         let id = stream_id(&r.user_id)?;
+        actor.require_owner(&id)?;
         check_password(&r.new_password)?;
         let (state, _) = self.handler.load(&id).await?;
         if state.id.is_none() || !verify(r.current_password, state.password_hash.clone()).await {
@@ -316,7 +324,7 @@ impl Users for UserService {
                 &UserCommand::ChangePassword {
                     password_hash: hash(r.new_password).await?,
                 },
-                &ctx(format!("user:{id}")),
+                &ctx(actor.to_string()),
             )
             .await?;
         Ok(Response::new(UserResult {
@@ -330,6 +338,8 @@ impl Users for UserService {
         request: Request<UserRef>,
     ) -> Result<Response<UserResult>, Status> {
         let id = stream_id(&request.get_ref().user_id)?;
+        let actor = actor_of(&request)?;
+        actor.require_owner(&id)?;
         let (state, _) = self.handler.load(&id).await?;
         let email = state
             .email
@@ -345,7 +355,7 @@ impl Users for UserService {
             .handle_with(
                 &id,
                 &UserCommand::Delete,
-                &ctx(format!("user:{id}")),
+                &ctx(actor.to_string()),
                 &[release],
             )
             .await?;

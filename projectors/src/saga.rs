@@ -24,6 +24,7 @@
 //! back after its calls were made) never repeats an effect: nothing is charged twice.
 
 use crate::runtime::{decode, Projection, ProjectionError};
+use command_services::internal_auth::{Actor, AuthedChannel, InternalAuthArgs, CHECKOUT_SAGA};
 use command_services::support::lazy_channel;
 use domain::cart::CartEvent;
 use domain::order::{CancelledBy, OrderEvent};
@@ -42,8 +43,6 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use tonic::Code;
 use uuid::Uuid;
-
-const ACTOR: &str = "service:checkout-saga";
 
 /// The longest one command may take; a slower one is retried later (the event is parked).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,14 +79,17 @@ pub struct SagaArgs {
     /// A checkout not confirmed within this many seconds is cancelled and compensated.
     #[arg(long, env = "CHECKOUT_TIMEOUT_SECS", default_value_t = 60)]
     pub checkout_timeout_secs: u64,
+    /// The secret of the saga's service credential (`service:checkout-saga`).
+    #[command(flatten)]
+    pub internal: InternalAuthArgs,
 }
 
 #[derive(Clone)]
 pub struct CheckoutSaga {
-    orders: CommandsClient<Channel>,
-    products: CommandsClient<Channel>,
-    payments: CommandsClient<Channel>,
-    carts: CartCommandsClient<Channel>,
+    orders: CommandsClient<AuthedChannel>,
+    products: CommandsClient<AuthedChannel>,
+    payments: CommandsClient<AuthedChannel>,
+    carts: CartCommandsClient<AuthedChannel>,
     timeout: Duration,
 }
 
@@ -152,11 +154,22 @@ fn backoff(attempts: i32) -> Duration {
 
 impl CheckoutSaga {
     pub fn new(args: &SagaArgs) -> anyhow::Result<Self> {
+        // Every command the saga sends carries its own service identity.
+        let me = args
+            .internal
+            .auth()?
+            .credential(Actor::Service(CHECKOUT_SAGA.into()));
         Ok(Self {
-            orders: CommandsClient::new(channel(&args.order_command_url)?),
-            products: CommandsClient::new(channel(&args.product_command_url)?),
-            payments: CommandsClient::new(channel(&args.payment_command_url)?),
-            carts: CartCommandsClient::new(channel(&args.cart_command_url)?),
+            orders: CommandsClient::with_interceptor(channel(&args.order_command_url)?, me.clone()),
+            products: CommandsClient::with_interceptor(
+                channel(&args.product_command_url)?,
+                me.clone(),
+            ),
+            payments: CommandsClient::with_interceptor(
+                channel(&args.payment_command_url)?,
+                me.clone(),
+            ),
+            carts: CartCommandsClient::with_interceptor(channel(&args.cart_command_url)?, me),
             timeout: Duration::from_secs(args.checkout_timeout_secs),
         })
     }
@@ -171,7 +184,7 @@ impl CheckoutSaga {
     }
 
     async fn exec(
-        client: &CommandsClient<Channel>,
+        client: &CommandsClient<AuthedChannel>,
         stream_id: Uuid,
         command: Value,
         key: String,
@@ -181,7 +194,6 @@ impl CheckoutSaga {
             ExecuteRequest {
                 meta: Some(Meta {
                     idempotency_key: key,
-                    actor: ACTOR.into(),
                 }),
                 stream_id: stream_id.to_string(),
                 command_json: command.to_string(),
@@ -203,7 +215,6 @@ impl CheckoutSaga {
             ReopenCheckoutRequest {
                 meta: Some(CommandMeta {
                     idempotency_key: format!("saga:reopen:{order_id}"),
-                    actor: ACTOR.into(),
                 }),
                 cart_id: cart_id.to_string(),
                 order_id: order_id.to_string(),
@@ -613,7 +624,6 @@ impl CheckoutSaga {
                 ClearCartRequest {
                     meta: Some(CommandMeta {
                         idempotency_key: format!("saga:delete-cart:{cart}"),
-                        actor: ACTOR.into(),
                     }),
                     cart_id: cart.to_string(),
                 },

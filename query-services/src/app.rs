@@ -4,6 +4,7 @@ use crate::cart::CartQueryService;
 use crate::shop::ShopQueryService;
 use crate::watch::VersionWatch;
 use clap::Parser;
+use command_services::internal_auth::InternalAuthArgs;
 use command_services::support::{
     init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
 };
@@ -35,11 +36,15 @@ pub struct QueryServiceArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/commerce"
     )]
     pub database_url: String,
+    /// The secret of service-to-service credentials.
+    #[command(flatten)]
+    pub internal: InternalAuthArgs,
 }
 
 pub async fn query_service_main() -> anyhow::Result<()> {
     init_tracing();
     let args = QueryServiceArgs::parse();
+    let auth = args.internal.auth()?;
     let shutdown = shutdown_token();
     let ready = Readiness::default();
     let admin = tokio::spawn(serve_admin(
@@ -64,6 +69,7 @@ pub async fn query_service_main() -> anyhow::Result<()> {
             serve_grpc(
                 args.grpc_addr,
                 ShopQueryService::new(pool.clone(), watch),
+                &auth,
                 shutdown.clone(),
             )
             .await
@@ -72,6 +78,7 @@ pub async fn query_service_main() -> anyhow::Result<()> {
             serve_grpc(
                 args.grpc_addr,
                 CartQueryService::new(pool.clone(), watch),
+                &auth,
                 shutdown.clone(),
             )
             .await

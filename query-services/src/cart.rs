@@ -1,4 +1,6 @@
-//! `CartQueries`: reads a cart and its lines from the `carts` / `cart_lines` read model.
+//! `CartQueries`: reads a cart and its lines from the `carts` / `cart_lines` read model. A
+//! customer's cart is shown to them (as the call's credential says), admins and services;
+//! an anonymous cart to whoever holds its id.
 
 use crate::watch::VersionWatch;
 use crate::QueryError;
@@ -109,13 +111,19 @@ impl CartQueries for CartQueryService {
         request: Request<GetOpenCartRequest>,
     ) -> Result<Response<Cart>, Status> {
         let started = std::time::Instant::now();
-        let result = open_cart_of(&self.pool, &request.get_ref().customer_id).await;
+        let actor = crate::actor(&request)?;
+        let customer = &request.get_ref().customer_id;
+        let result = match crate::require_owner(&actor, customer) {
+            Ok(()) => open_cart_of(&self.pool, customer).await,
+            Err(e) => Err(e),
+        };
         crate::record("cart", "GetOpenCart", started, result.as_ref().err());
         Ok(Response::new(result?))
     }
 
     async fn get_cart(&self, request: Request<GetCartRequest>) -> Result<Response<Cart>, Status> {
         let started = std::time::Instant::now();
+        let actor = crate::actor(&request)?;
         let r = request.get_ref();
         let mut reached = true;
         if r.at_least_version > 0 {
@@ -136,6 +144,9 @@ impl CartQueries for CartQueryService {
                 "cart not projected at version {} yet",
                 r.at_least_version
             ))),
+            Ok(cart) if !cart.customer_id.is_empty() => {
+                crate::require_owner(&actor, &cart.customer_id).map(|_| cart)
+            }
             other => other,
         };
         crate::record("cart", "GetCart", started, result.as_ref().err());

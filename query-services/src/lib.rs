@@ -3,7 +3,39 @@
 //! - [`cart`]: the `CartQueries` service.
 //! - [`app`]: the `query-service` binary's wiring.
 //!
-//! Errors map to gRPC status codes in one place ([`QueryError`]).
+//! Errors map to gRPC status codes in one place ([`QueryError`]). Every call carries an
+//! internal credential (verified in front of the services, see
+//! `command_services::internal_auth`); catalogue reads are open to any credential, a cart,
+//! an order and what hangs off it to its customer, admins and internal services.
+
+use command_services::internal_auth::Actor;
+
+/// `PermissionDenied` unless the actor may see what `owner` (a user id) owns.
+pub fn require_owner(actor: &Actor, owner: &str) -> Result<(), QueryError> {
+    if actor.may_act_for(owner) {
+        Ok(())
+    } else {
+        Err(QueryError::PermissionDenied(
+            "this belongs to another customer".into(),
+        ))
+    }
+}
+
+/// `PermissionDenied` unless an admin or an internal service.
+pub fn require_back_office(actor: &Actor) -> Result<(), QueryError> {
+    if actor.is_admin() || actor.is_any_service() {
+        Ok(())
+    } else {
+        Err(QueryError::PermissionDenied(
+            "this needs the admin role".into(),
+        ))
+    }
+}
+
+/// The verified actor of a call.
+pub fn actor<T>(request: &tonic::Request<T>) -> Result<Actor, tonic::Status> {
+    command_services::internal_auth::actor_of(request)
+}
 
 pub mod app;
 pub mod cart;
@@ -25,6 +57,9 @@ pub enum QueryError {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
+    /// The caller's credential does not allow this read.
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("database: {0}")]
     Db(sqlx::Error),
 }
@@ -72,6 +107,7 @@ impl From<QueryError> for tonic::Status {
         match e {
             QueryError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
             QueryError::NotFound(m) => tonic::Status::not_found(m),
+            QueryError::PermissionDenied(m) => tonic::Status::permission_denied(m),
             QueryError::Db(e) => {
                 tracing::warn!(error = %e, "read model unavailable");
                 tonic::Status::unavailable("read model temporarily unavailable; retry")

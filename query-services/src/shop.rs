@@ -1,10 +1,13 @@
 //! `Queries`: products (search in [`crate::search`]), orders (with lines, filtered and paged,
 //! and their timelines), payments and notifications from their read models, as JSON
-//! documents built by PostgreSQL.
+//! documents built by PostgreSQL. The catalogue is open to any credential (archived products
+//! to the back office only); an order, its timeline, payments and notifications to its
+//! customer, admins and internal services.
 
 use crate::search::{page_of, Cursor};
 use crate::watch::VersionWatch;
 use crate::QueryError;
+use command_services::internal_auth::Actor;
 use proto::queries::queries_server::{Queries, QueriesServer};
 use proto::queries::{
     ById, ByIds, ByNames, Document, Documents, ListOrdersRequest, NotificationsRequest, Page,
@@ -119,6 +122,30 @@ async fn list_orders(pool: &PgPool, r: &ListOrdersRequest) -> Result<Page, Query
     Ok(page)
 }
 
+/// The customer of an order (`NotFound` when there is no such order).
+async fn order_customer(pool: &PgPool, id: Uuid) -> Result<String, QueryError> {
+    crate::sql_statement("shop");
+    let c: Option<Option<Uuid>> =
+        sqlx::query_scalar("SELECT customer_id FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    match c {
+        Some(c) => Ok(c.map(|c| c.to_string()).unwrap_or_default()),
+        None => Err(QueryError::NotFound("order not found".into())),
+    }
+}
+
+/// May the actor see the order `id` and what hangs off it? Admins and services without a
+/// lookup.
+async fn may_see_order(pool: &PgPool, actor: &Actor, id: Uuid) -> Result<(), QueryError> {
+    if actor.is_admin() || actor.is_any_service() {
+        return Ok(());
+    }
+    let owner = order_customer(pool, id).await?;
+    crate::require_owner(actor, &owner)
+}
+
 /// Parses a batch of ids; a batch is bounded.
 fn uuids(ids: &[String]) -> Result<Vec<Uuid>, QueryError> {
     if ids.len() > 1000 {
@@ -215,10 +242,13 @@ impl Queries for ShopQueryService {
         &self,
         request: Request<SearchProductsRequest>,
     ) -> Result<Response<Page>, Status> {
-        timed(
-            "SearchProducts",
-            crate::search::search(&self.pool, request.get_ref(), PRODUCT_JSON),
-        )
+        let actor = crate::actor(&request)?;
+        timed("SearchProducts", async {
+            if request.get_ref().include_archived {
+                crate::require_back_office(&actor)?;
+            }
+            crate::search::search(&self.pool, request.get_ref(), PRODUCT_JSON).await
+        })
         .await
     }
 
@@ -265,6 +295,7 @@ impl Queries for ShopQueryService {
     }
 
     async fn get_order(&self, request: Request<ById>) -> Result<Response<Document>, Status> {
+        let actor = crate::actor(&request)?;
         timed("GetOrder", async {
             let id = uuid(&request.get_ref().id)?;
             let at_least = request.get_ref().at_least_version;
@@ -294,6 +325,11 @@ impl Queries for ShopQueryService {
                     format!("order not projected at version {at_least} yet")
                 })
             })?;
+            if !(actor.is_admin() || actor.is_any_service()) {
+                let owner: serde_json::Value = serde_json::from_str(&json)
+                    .map_err(|_| QueryError::NotFound("order not found".into()))?;
+                crate::require_owner(&actor, owner["customer_id"].as_str().unwrap_or_default())?;
+            }
             Ok(Document { json })
         })
         .await
@@ -303,15 +339,26 @@ impl Queries for ShopQueryService {
         &self,
         request: Request<ListOrdersRequest>,
     ) -> Result<Response<Page>, Status> {
-        timed("ListOrders", list_orders(&self.pool, request.get_ref())).await
+        let actor = crate::actor(&request)?;
+        timed("ListOrders", async {
+            // Every customer's orders: the back office; one customer's: them too.
+            match request.get_ref().customer_id.trim() {
+                "" => crate::require_back_office(&actor)?,
+                c => crate::require_owner(&actor, c)?,
+            }
+            list_orders(&self.pool, request.get_ref()).await
+        })
+        .await
     }
 
     async fn get_order_timeline(
         &self,
         request: Request<ById>,
     ) -> Result<Response<Documents>, Status> {
+        let actor = crate::actor(&request)?;
         timed("GetOrderTimeline", async {
             let id = uuid(&request.get_ref().id)?;
+            may_see_order(&self.pool, &actor, id).await?;
             crate::sql_statement("shop");
             let json: Vec<String> = sqlx::query_scalar(
                 "SELECT json_build_object('version', version, 'event_type', event_type,
@@ -330,10 +377,17 @@ impl Queries for ShopQueryService {
         &self,
         request: Request<NotificationsRequest>,
     ) -> Result<Response<Documents>, Status> {
+        let actor = crate::actor(&request)?;
         timed("ListNotifications", async {
             let r = request.get_ref();
             let order = optional_uuid(&r.order_id)?;
             let customer = optional_uuid(&r.customer_id)?;
+            match (order, customer) {
+                (None, None) => crate::require_back_office(&actor)?,
+                // Filtered by the customer: theirs only, whatever the order.
+                (_, Some(c)) => crate::require_owner(&actor, &c.to_string())?,
+                (Some(o), None) => may_see_order(&self.pool, &actor, o).await?,
+            }
             let limit = i64::from(r.limit.clamp(1, 500));
             crate::sql_statement("shop");
             let json: Vec<String> = sqlx::query_scalar(
@@ -359,8 +413,10 @@ impl Queries for ShopQueryService {
         &self,
         request: Request<ById>,
     ) -> Result<Response<Documents>, Status> {
+        let actor = crate::actor(&request)?;
         timed("GetPaymentsOfOrder", async {
             let id = uuid(&request.get_ref().id)?;
+            may_see_order(&self.pool, &actor, id).await?;
             crate::sql_statement("shop");
             let json: Vec<String> = sqlx::query_scalar(&format!(
                 "SELECT {PAYMENT_JSON} FROM payments WHERE order_id = $1 ORDER BY created_at DESC"

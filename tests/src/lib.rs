@@ -1,1 +1,42 @@
-//! End-to-end tests live in `tests/tests/`; this library is empty.
+//! End-to-end tests live in `tests/tests/`; this library holds what they share with the
+//! benchmarks: the internal credential of direct gRPC calls to the services.
+
+pub use command_services::internal_auth::AuthedChannel;
+use command_services::internal_auth::{Actor, Credential, InternalAuth};
+
+/// The stack's internal secret: `INTERNAL_SECRET`, else the file `INTERNAL_SECRET_FILE`
+/// names (the stack's `stack.env` sets it), else `$STACK_DIR/internal_secret`.
+pub fn internal_auth() -> anyhow::Result<InternalAuth> {
+    let secret = match std::env::var("INTERNAL_SECRET") {
+        Ok(s) if !s.is_empty() => s,
+        _ => {
+            let path = std::env::var("INTERNAL_SECRET_FILE").unwrap_or_else(|_| {
+                let dir = std::env::var("STACK_DIR").unwrap_or_else(|_| ".stack".into());
+                format!("{dir}/internal_secret")
+            });
+            std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("internal secret {path}: {e}"))?
+                .trim()
+                .to_owned()
+        }
+    };
+    Ok(InternalAuth::new(&secret)?)
+}
+
+/// A credential of the stack's secret acting as `actor`.
+pub fn credential(actor: Actor) -> anyhow::Result<Credential> {
+    Ok(internal_auth()?.credential(actor))
+}
+
+/// A connected channel to `url` whose calls carry a credential for `actor`.
+pub async fn authed_channel(url: &str, actor: Actor) -> anyhow::Result<AuthedChannel> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect()
+        .await?;
+    Ok(AuthedChannel::new(channel, credential(actor)?))
+}
+
+/// The identity of operator tools and benchmarks.
+pub fn operator() -> Actor {
+    Actor::Service(command_services::internal_auth::OPERATOR.into())
+}

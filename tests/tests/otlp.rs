@@ -78,6 +78,8 @@ async fn otlp_trace_export_switches_on_by_environment_variable() {
         ])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
         .env("OTEL_SERVICE_NAME", "bff-otlp-test")
+        // The BFF does not start without the secret of its backend credentials.
+        .env("INTERNAL_SECRET", "otlp-test-internal-secret-".repeat(2))
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -122,15 +122,17 @@ fn stack(args: &Args, verb: &str, service: &str, env: &[(&str, &str)]) -> anyhow
 async fn restart_cart_command(
     args: &Args,
     env: &[(&str, &str)],
-) -> anyhow::Result<CartCommandsClient<tonic::transport::Channel>> {
+) -> anyhow::Result<CartCommandsClient<e2e_tests::AuthedChannel>> {
     stack(args, "stop", "cart-command", &[])?;
     stack(args, "start", "cart-command", env)?;
-    Ok(CartCommandsClient::connect(args.cart_command_url.clone()).await?)
+    Ok(CartCommandsClient::new(
+        e2e_tests::authed_channel(&args.cart_command_url, e2e_tests::operator()).await?,
+    ))
 }
 
 /// `AddItem` from `workers` clients, each on a cart of its own.
 async fn add_items(
-    grpc: &CartCommandsClient<tonic::transport::Channel>,
+    grpc: &CartCommandsClient<e2e_tests::AuthedChannel>,
     workers: usize,
     per_worker: usize,
 ) -> anyhow::Result<(Rate, Vec<String>)> {
@@ -420,7 +422,9 @@ async fn main() -> anyhow::Result<()> {
     //    First, with the relay stopped: what the command path costs the store on its own,
     //    without the relay's change-stream reads and `published` marks; once restarted, the
     //    relay publishes the backlog before the next measurement starts.
-    let grpc = CartCommandsClient::connect(args.cart_command_url.clone()).await?;
+    let grpc = CartCommandsClient::new(
+        e2e_tests::authed_channel(&args.cart_command_url, e2e_tests::operator()).await?,
+    );
     stack(&args, "stop", "relay", &[])?;
     let (no_relay_rate, _) = add_items(&grpc, workers, per_worker).await?;
     stack(&args, "start", "relay", &[])?;

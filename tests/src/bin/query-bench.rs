@@ -156,7 +156,9 @@ where
 }
 
 async fn seed(args: &Args, run: &str) -> anyhow::Result<Vec<Uuid>> {
-    let client = CommandsClient::connect(args.product_command_url.clone()).await?;
+    let client = CommandsClient::new(
+        e2e_tests::authed_channel(&args.product_command_url, e2e_tests::operator()).await?,
+    );
     let ids: Vec<Uuid> = (0..args.products).map(|_| Uuid::now_v7()).collect();
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(ids.iter().enumerate())
         .map(|(i, id)| {
@@ -181,7 +183,6 @@ async fn seed(args: &Args, run: &str) -> anyhow::Result<Vec<Uuid>> {
                     .execute(ExecuteRequest {
                         meta: Some(Meta {
                             idempotency_key: String::new(),
-                            actor: "admin:query-bench".into(),
                         }),
                         stream_id: id.to_string(),
                         command_json: command.to_string(),
