@@ -15,6 +15,10 @@ export PG_PRIVATE=1
 export PORT_OFFSET=${TEST_PORT_OFFSET:-10000} ENVOY_RATE_LIMIT=400
 # Short enough for the timeout test, long enough for a checkout on a busy 2-core machine.
 export CHECKOUT_TIMEOUT_SECS=15
+# The suite registers, logs in and refreshes for hundreds of customers from one address: the
+# per-client account rates go up (the per-account log-in backoff stays as it is).
+export REGISTER_PER_CLIENT_PER_MINUTE=100000 REFRESH_PER_CLIENT_PER_MINUTE=100000
+export LOGIN_FREE_FAILURES_PER_CLIENT=100000 WS_MESSAGES_PER_SECOND=1000
 unset KAFKA_BROKERS MONGODB_URI DATABASE_URL
 
 echo "== format and lints"
