@@ -340,3 +340,35 @@ async fn a_replayed_record_is_never_sent_as_new() {
     assert!(ws.pending.is_empty(), "{:?}", ws.pending);
     ws.close().await;
 }
+
+#[tokio::test]
+async fn a_subscription_is_closed_when_its_token_expires() {
+    let client = http();
+    let (_, _, token) = new_customer(&client).await;
+    let body = gql_as(&client, &token, "mutation { createCart { cartId } }", json!({})).await;
+    let cart = body["data"]["createCart"]["cartId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    // The same token, but valid for three more seconds only.
+    let short = resign_token(&token, |c| {
+        c["exp"] = json!(chrono::Utc::now().timestamp() + 3);
+    });
+    let mut ws = WsClient::connect(&short).await;
+    ws.start("c", CART_CHANGED, json!({ "c": cart })).await;
+    let started = std::time::Instant::now();
+    // The cart arrives while the token is good; then the server closes the connection.
+    let ended = loop {
+        let m = ws.next("c").await;
+        if m["errors"].is_array() || m["complete"] == json!(true) {
+            break m;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "still open: {m}");
+    };
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "closed before the token expired: {ended}"
+    );
+    assert!(ended.to_string().contains("4401"), "closed as expired: {ended}");
+    ws.close().await;
+}
