@@ -13,6 +13,8 @@ export STACK_DIR=${TEST_STACK_DIR:-$ROOT/.stack-test} PROFILE=dev FRESH=1 PG_DB=
 # A PostgreSQL cluster of its own, so the fault tests may restart it.
 export PG_PRIVATE=1
 export PORT_OFFSET=${TEST_PORT_OFFSET:-10000} ENVOY_RATE_LIMIT=400
+# Per bearer token: far above what one test customer sends, low enough for edge.rs to show it.
+export ENVOY_TOKEN_RATE_LIMIT=100
 # Short enough for the timeout test, long enough for a checkout on a busy 2-core machine.
 export CHECKOUT_TIMEOUT_SECS=15
 # The suite registers, logs in and refreshes for hundreds of customers from one address: the

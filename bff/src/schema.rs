@@ -475,9 +475,9 @@ mod tests {
         );
         let wide = format!(
             "{{ {} }}",
-            (0..600)
+            (0..90)
                 .map(|i| format!(
-                    "a{i}: product(id: \"00000000-0000-0000-0000-000000000000\") {{ id }}"
+                    "a{i}: product(id: \"00000000-0000-0000-0000-000000000000\") {{ id name description archived version createdAt }}"
                 ))
                 .collect::<Vec<_>>()
                 .join(" ")

@@ -391,8 +391,20 @@ async fn refresh_tokens_rotate_and_logout_or_a_new_password_revokes_them() {
         Some("UNAUTHENTICATED"),
         "{body}"
     );
+    // That replay revoked the family: the token issued from `first` is dead too.
+    let body = gql(&client, refresh_q, json!({ "t": second })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
 
     // Log-out revokes.
+    let body = gql(&client, login_q, json!({ "e": email, "p": "s3cret-pass" })).await;
+    let second = body["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let body = gql(
         &client,
         "mutation($t: String!) { logout(refreshToken: $t) }",

@@ -110,11 +110,11 @@ async fn queries_past_the_depth_or_complexity_limit_are_refused_with_a_code() {
         Some("QUERY_TOO_DEEP"),
         "{body}"
     );
-    // Hundreds of aliased fields: past the complexity limit.
-    let field = "product(id: \"00000000-0000-0000-0000-000000000000\") { id }";
+    // 90 aliased fields of 6 each (under the alias limit): past the complexity limit.
+    let field = "product(id: \"00000000-0000-0000-0000-000000000000\") { id name description archived version createdAt }";
     let wide = format!(
         "{{ {} }}",
-        (0..600)
+        (0..90)
             .map(|i| format!("a{i}: {field}"))
             .collect::<Vec<_>>()
             .join(" ")
@@ -275,4 +275,52 @@ async fn an_error_quotes_only_a_prefix_of_the_input_and_breaks_nothing() {
     )
     .await;
     assert!(body.to_string().len() < 2000, "{} bytes", body.to_string().len());
+}
+
+#[tokio::test]
+async fn a_burst_with_one_token_is_limited_per_token() {
+    let _g = EDGE.lock().await;
+    let client = http();
+    let token = format!("Bearer burst-{}", new_id());
+    // Bounded: at most 640 small requests, 64 at a time. The test stack gives a token 100 a
+    // second (ENVOY_TOKEN_RATE_LIMIT), the client and everyone 400.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let wave = (0..64).map(|_| {
+            let client = client.clone();
+            let token = token.clone();
+            async move {
+                client
+                    .post(graphql_url())
+                    .header("authorization", token)
+                    .json(&serde_json::json!({ "query": "{ __typename }" }))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        });
+        statuses.extend(futures::future::join_all(wave).await);
+        if statuses.contains(&429) {
+            break;
+        }
+    }
+    let first = statuses.iter().position(|s| *s == 429);
+    assert!(
+        first.is_some_and(|i| i < 350),
+        "the token's bucket, not the client's, ran out: {statuses:?}"
+    );
+    // Others (no token) are not held back by that token's bucket.
+    poll(
+        "a request without the token",
+        std::time::Duration::from_secs(5),
+        || {
+            let client = client.clone();
+            async move {
+                let (status, _) = gql_raw(&client, "{ __typename }", serde_json::json!({})).await;
+                (status == 200).then_some(())
+            }
+        },
+    )
+    .await;
 }
