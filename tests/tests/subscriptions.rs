@@ -356,6 +356,9 @@ async fn a_subscription_is_closed_when_its_token_expires() {
     });
     let mut ws = WsClient::connect(&short).await;
     ws.start("c", CART_CHANGED, json!({ "c": cart })).await;
+    // Beside it, the same subscription with the full token.
+    let mut long = WsClient::connect(&token).await;
+    long.start("l", CART_CHANGED, json!({ "c": cart })).await;
     let started = std::time::Instant::now();
     // The cart arrives while the token is good; then the server closes the connection.
     let ended = loop {
@@ -369,6 +372,19 @@ async fn a_subscription_is_closed_when_its_token_expires() {
         started.elapsed() >= Duration::from_secs(1),
         "closed before the token expired: {ended}"
     );
-    assert!(ended.to_string().contains("4401"), "closed as expired: {ended}");
+    assert_eq!(code_of(&ended).as_deref(), Some("TRANSPORT"), "{ended}");
+    assert_eq!(
+        ended["errors"][0]["extensions"]["closeCode"],
+        json!(4401),
+        "closed as expired: {ended}"
+    );
+    // The connection with the good token is still open: it sees the next change.
+    let first = long.next("l").await;
+    assert_eq!(first["data"]["cartChanged"]["version"], json!(1), "{first}");
+    let body = gql_as(&client, &token, ADD_ITEM, json!({ "c": cart, "p": new_id(), "q": 1 })).await;
+    assert_eq!(body["data"]["addItemToCart"]["version"], json!(2), "{body}");
+    let m = long.next("l").await;
+    assert_eq!(m["data"]["cartChanged"]["version"], json!(2), "{m}");
+    long.close().await;
     ws.close().await;
 }
