@@ -137,7 +137,8 @@ impl From<domain::values::ValueError> for BffError {
 impl ErrorExtensions for BffError {
     fn extend(&self) -> async_graphql::Error {
         let code = self.code();
-        async_graphql::Error::new(bounded(&self.to_string())).extend_with(|_, ext| ext.set("code", code))
+        async_graphql::Error::new(bounded(&self.to_string()))
+            .extend_with(|_, ext| ext.set("code", code))
     }
 }
 

@@ -194,7 +194,8 @@ pub const STANDARD_INTROSPECTION_QUERY: &str = r#"
 
 /// The aliased introspection bomb of issue 12 (1.25 KB, 4.27 MB of answer), for tests.
 pub fn introspection_bomb() -> String {
-    let one = "__schema { types { name fields { name type { name fields { name type { name } } } } } }";
+    let one =
+        "__schema { types { name fields { name type { name fields { name type { name } } } } } }";
     let body: Vec<String> = (0..12).map(|i| format!("s{i}: {one}")).collect();
     format!("{{ {} }}", body.join(" "))
 }
@@ -214,7 +215,8 @@ mod tests {
         let e = check_document(&bomb).unwrap_err();
         assert!(e.starts_with(INTROSPECTION_PREFIX), "{e}");
         // Without aliases, recursion through the schema's lists is what is left: refused.
-        let nested = "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
+        let nested =
+            "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
         assert!(check_document(nested)
             .unwrap_err()
             .starts_with(INTROSPECTION_PREFIX));

@@ -115,8 +115,7 @@ impl Edge {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .last()
+            .rfind(|v| !v.is_empty())
             .and_then(|v| v.parse::<IpAddr>().ok());
         match (trusted, forwarded, peer_ip) {
             (true, Some(ip), _) => ip.to_string(),
@@ -137,7 +136,8 @@ struct AppState {
 
 /// A GraphQL-shaped error response with its own HTTP status.
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     (status, axum::Json(body)).into_response()
 }
 
@@ -167,7 +167,11 @@ async fn graphql(
     };
     let headers = parts.headers.clone();
     let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-    let req = match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(req, &state).await {
+    let req = match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
+        req, &state,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -200,9 +204,11 @@ async fn graphql(
             state.introspection.execute(request).instrument(span).await
         }
         Ok(DocumentKind::Data) => state.schema.execute(request).instrument(span).await,
-        Err(refusal) => async_graphql::Response::from_errors(vec![
-            async_graphql::ServerError::new(refusal, None),
-        ]),
+        Err(refusal) => {
+            async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+                refusal, None,
+            )])
+        }
     };
     metrics::histogram!("graphql_request_duration_seconds").record(started.elapsed().as_secs_f64());
     let outcome = if response.errors.is_empty() {
@@ -345,7 +351,7 @@ pub async fn bff_main() -> anyhow::Result<()> {
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move { token.cancelled().await })
-        .await?;
+    .await?;
     shutdown.cancel();
     let _ = feed.await;
     admin.await??;

@@ -18,12 +18,14 @@ const STALE_FOR: Duration = Duration::from_secs(300);
 /// Most users remembered.
 const MAX_ENTRIES: usize = 100_000;
 
+/// user id → (when asked, the current session version, or None: no live account).
+type Cache = Arc<Mutex<HashMap<String, (Instant, Option<u64>)>>>;
+
 #[derive(Clone)]
 pub struct Sessions {
     users: UsersClient<Channel>,
     fresh_for: Duration,
-    /// user id → (when asked, the current session version, or None: no live account).
-    cache: Arc<Mutex<HashMap<String, (Instant, Option<u64>)>>>,
+    cache: Cache,
 }
 
 impl Sessions {

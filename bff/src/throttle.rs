@@ -319,7 +319,9 @@ mod tests {
     #[test]
     fn guesses_past_the_free_ones_are_throttled_and_a_success_resets() {
         let t = throttle();
-        let codes: Vec<_> = (0..6).map(|_| code(t.login("Ann@x.io", "1.2.3.4"))).collect();
+        let codes: Vec<_> = (0..6)
+            .map(|_| code(t.login("Ann@x.io", "1.2.3.4")))
+            .collect();
         assert_eq!(codes, ["OK", "OK", "OK", "OK", "THROTTLED", "THROTTLED"]);
         // Another client is not held back by this pair.
         let a = t.login("ann@x.io", "5.6.7.8").unwrap();

@@ -8,10 +8,10 @@ use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::{Algorithm as Argon2Algorithm, Argon2, Params, Version};
-use std::sync::LazyLock;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::LazyLock;
 
 /// Shortest accepted password.
 pub const MIN_PASSWORD: usize = 8;
@@ -136,8 +136,13 @@ impl Jwt {
 }
 
 fn argon2() -> Result<Argon2<'static>, AuthError> {
-    let params = Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).map_err(|_| AuthError::Hash)?;
-    Ok(Argon2::new(Argon2Algorithm::Argon2id, Version::V0x13, params))
+    let params =
+        Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).map_err(|_| AuthError::Hash)?;
+    Ok(Argon2::new(
+        Argon2Algorithm::Argon2id,
+        Version::V0x13,
+        params,
+    ))
 }
 
 /// An argon2id hash (PHC string) of a password, with the parameters above.
@@ -235,7 +240,11 @@ mod tests {
     fn issuer_and_audience_are_checked() {
         let j = jwt(60);
         let now = chrono::Utc::now().timestamp();
-        for (iss, aud) in [("someone-else", AUDIENCE), (ISSUER, "another-api"), ("", "")] {
+        for (iss, aud) in [
+            ("someone-else", AUDIENCE),
+            (ISSUER, "another-api"),
+            ("", ""),
+        ] {
             let claims = Claims {
                 sub: "u".into(),
                 role: "customer".into(),

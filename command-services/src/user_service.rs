@@ -238,7 +238,11 @@ impl UserService {
         let Some(family_id) = state.refresh_family_of(token_id).map(str::to_owned) else {
             return invalid_refresh();
         };
-        tracing::warn!(user_id, family_id, "refresh token reused: revoking its family");
+        tracing::warn!(
+            user_id,
+            family_id,
+            "refresh token reused: revoking its family"
+        );
         metrics::counter!("refresh_token_reuse_total").increment(1);
         if let Err(e) = self
             .handler

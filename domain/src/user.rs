@@ -531,7 +531,12 @@ mod tests {
         );
     }
 
-    fn rotate(state: &User, token: &str, hash: &str, new: &str) -> Result<Vec<UserEvent>, UserError> {
+    fn rotate(
+        state: &User,
+        token: &str,
+        hash: &str,
+        new: &str,
+    ) -> Result<Vec<UserEvent>, UserError> {
         state.decide(&UserCommand::RotateRefreshToken {
             token_id: token.into(),
             presented_hash: hash.into(),

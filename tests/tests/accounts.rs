@@ -515,16 +515,31 @@ async fn fifty_aliased_logins_in_one_request_are_throttled() {
 async fn unknown_emails_and_wrong_passwords_get_the_same_answer() {
     let client = http();
     let (_, email, _) = new_customer(&client).await;
-    let wrong = gql(&client, LOGIN_Q, json!({ "e": email, "p": "not-the-password" })).await;
+    let wrong = gql(
+        &client,
+        LOGIN_Q,
+        json!({ "e": email, "p": "not-the-password" }),
+    )
+    .await;
     let unknown = gql(
         &client,
         LOGIN_Q,
         json!({ "e": format!("nobody-{}@example.com", new_id()), "p": "not-the-password" }),
     )
     .await;
-    assert_eq!(error_code(&wrong).as_deref(), Some("UNAUTHENTICATED"), "{wrong}");
-    assert_eq!(wrong["errors"][0]["message"], unknown["errors"][0]["message"]);
-    assert_eq!(wrong["errors"][0]["extensions"], unknown["errors"][0]["extensions"]);
+    assert_eq!(
+        error_code(&wrong).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{wrong}"
+    );
+    assert_eq!(
+        wrong["errors"][0]["message"],
+        unknown["errors"][0]["message"]
+    );
+    assert_eq!(
+        wrong["errors"][0]["extensions"],
+        unknown["errors"][0]["extensions"]
+    );
 }
 
 #[tokio::test]
@@ -567,7 +582,11 @@ async fn of_ten_parallel_refreshes_one_succeeds_and_a_replayed_token_revokes_its
         .unwrap_or_else(|| panic!("{body}"))
         .to_owned();
     let replay = gql(&client, REFRESH_Q, json!({ "t": first })).await;
-    assert_eq!(error_code(&replay).as_deref(), Some("UNAUTHENTICATED"), "{replay}");
+    assert_eq!(
+        error_code(&replay).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{replay}"
+    );
     let body = gql(&client, REFRESH_Q, json!({ "t": second })).await;
     assert_eq!(
         error_code(&body).as_deref(),
@@ -581,14 +600,23 @@ async fn of_ten_parallel_refreshes_one_succeeds_and_a_replayed_token_revokes_its
         .unwrap()
         .to_owned();
     let body = gql(&client, REFRESH_Q, json!({ "t": other })).await;
-    assert!(body["data"]["refreshToken"]["accessToken"].is_string(), "{body}");
+    assert!(
+        body["data"]["refreshToken"]["accessToken"].is_string(),
+        "{body}"
+    );
 }
 
 /// Polls until `token` gets UNAUTHENTICATED for a cart creation (the BFF re-checks a
 /// session within seconds).
 async fn refused_soon(client: &reqwest::Client, token: &str, what: &str) {
     poll(what, Duration::from_secs(15), || async {
-        let body = gql_as(client, token, "mutation { createCart { cartId } }", json!({})).await;
+        let body = gql_as(
+            client,
+            token,
+            "mutation { createCart { cartId } }",
+            json!({}),
+        )
+        .await;
         (error_code(&body).as_deref() == Some("UNAUTHENTICATED")).then_some(())
     })
     .await;
@@ -609,11 +637,26 @@ async fn access_tokens_die_with_the_account_and_with_its_password() {
     )
     .await;
     assert_eq!(body["data"]["changePassword"], true, "{body}");
-    refused_soon(&client, &token, "the old token refused after a password change").await;
+    refused_soon(
+        &client,
+        &token,
+        "the old token refused after a password change",
+    )
+    .await;
     let body = gql_as(&client, &token, "{ me { id } }", json!({})).await;
-    assert_eq!(error_code(&body).as_deref(), Some("UNAUTHENTICATED"), "{body}");
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
     let fresh = login(&client, &email, "n3w-secret").await;
-    let body = gql_as(&client, &fresh, "mutation { createCart { cartId } }", json!({})).await;
+    let body = gql_as(
+        &client,
+        &fresh,
+        "mutation { createCart { cartId } }",
+        json!({}),
+    )
+    .await;
     assert!(body["data"]["createCart"]["cartId"].is_string(), "{body}");
 
     // A deleted account: its token no longer creates carts.
@@ -630,7 +673,11 @@ async fn tokens_of_another_issuer_or_audience_are_refused() {
     for (claim, value) in [("iss", "someone-else"), ("aud", "another-api")] {
         let forged = resign_token(&token, |c| c[claim] = json!(value));
         let body = gql_as(&client, &forged, "{ me { id } }", json!({})).await;
-        assert_eq!(error_code(&body).as_deref(), Some("UNAUTHENTICATED"), "{claim}: {body}");
+        assert_eq!(
+            error_code(&body).as_deref(),
+            Some("UNAUTHENTICATED"),
+            "{claim}: {body}"
+        );
     }
     let body = gql_as(&client, &token, "{ me { id } }", json!({})).await;
     assert!(body["data"]["me"]["id"].is_string(), "{body}");

@@ -153,7 +153,11 @@ async fn a_body_over_the_limit_straight_to_the_bff_gets_413() {
     let resp = http().post(bff_url()).json(&body).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 413);
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    assert_eq!(error_code(&body).as_deref(), Some("PAYLOAD_TOO_LARGE"), "{body}");
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("PAYLOAD_TOO_LARGE"),
+        "{body}"
+    );
     // A body under the limit still works there.
     let resp = http()
         .post(bff_url())
@@ -203,7 +207,8 @@ async fn the_introspection_bomb_is_refused_while_the_standard_introspection_work
         "{body}"
     );
     // 1.25 KB of aliased introspection (4.27 MB of answer before).
-    let one = "__schema { types { name fields { name type { name fields { name type { name } } } } } }";
+    let one =
+        "__schema { types { name fields { name type { name fields { name type { name } } } } } }";
     let bomb = format!(
         "{{ {} }}",
         (0..12)
@@ -223,13 +228,22 @@ async fn the_introspection_bomb_is_refused_while_the_standard_introspection_work
     let text = resp.text().await.unwrap();
     assert!(text.len() < 10_000, "{} bytes answered", text.len());
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(error_code(&body).as_deref(), Some("INTROSPECTION_LIMIT"), "{body}");
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("INTROSPECTION_LIMIT"),
+        "{body}"
+    );
     assert!(body["data"].is_null(), "{body}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // Without aliases, nesting the schema's lists is refused too.
-    let nested = "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
+    let nested =
+        "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
     let (_, body) = gql_raw(&client, nested, serde_json::json!({})).await;
-    assert_eq!(error_code(&body).as_deref(), Some("INTROSPECTION_LIMIT"), "{body}");
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("INTROSPECTION_LIMIT"),
+        "{body}"
+    );
     // Too many aliases in a data query.
     let many = format!(
         "{{ {} }}",
@@ -240,7 +254,11 @@ async fn the_introspection_bomb_is_refused_while_the_standard_introspection_work
     );
     let data_many = many.replacen("{ ", "{ products(first: 1) { totalCount } ", 1);
     let (_, body) = gql_raw(&client, &data_many, serde_json::json!({})).await;
-    assert_eq!(error_code(&body).as_deref(), Some("TOO_MANY_ALIASES"), "{body}");
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("TOO_MANY_ALIASES"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -252,7 +270,14 @@ async fn an_error_quotes_only_a_prefix_of_the_input_and_breaks_nothing() {
     // Requests in flight beside it (on the BFF's connections to the backends) are unharmed.
     let beside = (0..8).map(|_| {
         let client = client.clone();
-        async move { gql_raw(&client, "{ products(first: 1) { totalCount } }", serde_json::json!({})).await }
+        async move {
+            gql_raw(
+                &client,
+                "{ products(first: 1) { totalCount } }",
+                serde_json::json!({}),
+            )
+            .await
+        }
     });
     let (big, others) = tokio::join!(
         gql_raw(&client, register, serde_json::json!({ "e": huge })),
@@ -260,9 +285,18 @@ async fn an_error_quotes_only_a_prefix_of_the_input_and_breaks_nothing() {
     );
     let (status, body) = big;
     assert_eq!(status, 200);
-    assert_eq!(error_code(&body).as_deref(), Some("INVALID_ARGUMENT"), "{}", &body.to_string()[..300.min(body.to_string().len())]);
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("INVALID_ARGUMENT"),
+        "{}",
+        &body.to_string()[..300.min(body.to_string().len())]
+    );
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
-    assert!(message.chars().count() <= 201, "{} characters echoed", message.len());
+    assert!(
+        message.chars().count() <= 201,
+        "{} characters echoed",
+        message.len()
+    );
     for (status, body) in others {
         assert_eq!(status, 200);
         assert!(body["errors"].is_null(), "{body}");
@@ -274,7 +308,11 @@ async fn an_error_quotes_only_a_prefix_of_the_input_and_breaks_nothing() {
         serde_json::json!({ "e": huge }),
     )
     .await;
-    assert!(body.to_string().len() < 2000, "{} bytes", body.to_string().len());
+    assert!(
+        body.to_string().len() < 2000,
+        "{} bytes",
+        body.to_string().len()
+    );
 }
 
 #[tokio::test]

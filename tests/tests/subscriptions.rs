@@ -345,7 +345,13 @@ async fn a_replayed_record_is_never_sent_as_new() {
 async fn a_subscription_is_closed_when_its_token_expires() {
     let client = http();
     let (_, _, token) = new_customer(&client).await;
-    let body = gql_as(&client, &token, "mutation { createCart { cartId } }", json!({})).await;
+    let body = gql_as(
+        &client,
+        &token,
+        "mutation { createCart { cartId } }",
+        json!({}),
+    )
+    .await;
     let cart = body["data"]["createCart"]["cartId"]
         .as_str()
         .unwrap_or_else(|| panic!("{body}"))
@@ -366,7 +372,10 @@ async fn a_subscription_is_closed_when_its_token_expires() {
         if m["errors"].is_array() || m["complete"] == json!(true) {
             break m;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "still open: {m}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still open: {m}"
+        );
     };
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -381,7 +390,13 @@ async fn a_subscription_is_closed_when_its_token_expires() {
     // The connection with the good token is still open: it sees the next change.
     let first = long.next("l").await;
     assert_eq!(first["data"]["cartChanged"]["version"], json!(1), "{first}");
-    let body = gql_as(&client, &token, ADD_ITEM, json!({ "c": cart, "p": new_id(), "q": 1 })).await;
+    let body = gql_as(
+        &client,
+        &token,
+        ADD_ITEM,
+        json!({ "c": cart, "p": new_id(), "q": 1 }),
+    )
+    .await;
     assert_eq!(body["data"]["addItemToCart"]["version"], json!(2), "{body}");
     let m = long.next("l").await;
     assert_eq!(m["data"]["cartChanged"]["version"], json!(2), "{m}");
