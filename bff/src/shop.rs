@@ -549,6 +549,7 @@ impl ShopMutation {
                     },
                 ))
                 .await?;
+            crate::session::forget(ctx, &claims.sub);
             Ok(true)
         }
         .await)
@@ -568,6 +569,7 @@ impl ShopMutation {
                     },
                 ))
                 .await?;
+            crate::session::forget(ctx, &claims.sub);
             Ok(true)
         }
         .await)
