@@ -217,8 +217,13 @@ async fn a_deleted_account_leaves_no_cart_and_no_personal_data() {
         Some("UNAUTHENTICATED"),
         "{body}"
     );
+    // Its access token is refused outright.
     let body = gql_as(&client, &token, "{ me { id } }", json!({})).await;
-    assert_eq!(error_code(&body).as_deref(), Some("NOT_FOUND"), "{body}");
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
     // No read model holds the email or the name.
     let pool = sqlx::PgPool::connect(&env(
         "DATABASE_URL",

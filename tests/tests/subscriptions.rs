@@ -343,6 +343,8 @@ async fn a_replayed_record_is_never_sent_as_new() {
 
 #[tokio::test]
 async fn a_subscription_is_closed_when_its_token_expires() {
+    // (Other tests here stop the cart projector; this one needs carts projected.)
+    let _g = CART_PROJECTOR.lock().await;
     let client = http();
     let (_, _, token) = new_customer(&client).await;
     let body = gql_as(
