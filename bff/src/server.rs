@@ -78,7 +78,7 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn new(args: &BffArgs, backends: &Backends) -> Self {
+    pub fn new(args: &BffArgs) -> Self {
         let trusted_proxies = if args.trusted_proxies.iter().any(|p| p.trim() == "any") {
             None
         } else {
@@ -90,10 +90,7 @@ impl Edge {
             )
         };
         Self {
-            sessions: Sessions::new(
-                backends.users.clone(),
-                std::time::Duration::from_millis(args.session_cache_ms),
-            ),
+            sessions: Sessions::new(std::time::Duration::from_millis(args.session_cache_ms)),
             throttle: Arc::new(Throttle::new(args.throttle.clone())),
             ws: WsLimiter::new(args.ws_messages_per_second),
             trusted_proxies,
@@ -132,6 +129,21 @@ struct AppState {
     jwt: Option<Jwt>,
     backends: Backends,
     edge: Edge,
+}
+
+/// What the session check gets back from `GetUser`.
+type UserLookup = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<tonic::Response<proto::user::UserView>, tonic::Status>,
+            > + Send,
+    >,
+>;
+
+/// How the session check asks the user service for an account (`GetUser`).
+fn users_lookup(backends: &Backends) -> impl FnOnce(String) -> UserLookup {
+    let mut users = backends.users.clone();
+    move |user_id| Box::pin(async move { users.get_user(proto::user::UserRef { user_id }).await })
 }
 
 /// A GraphQL-shaped error response with its own HTTP status.
@@ -180,7 +192,11 @@ async fn graphql(
         state.jwt.as_ref(),
         headers.get("authorization").and_then(|v| v.to_str().ok()),
     );
-    let caller = state.edge.sessions.check(caller).await;
+    let caller = state
+        .edge
+        .sessions
+        .check(caller, users_lookup(&state.backends))
+        .await;
     let correlation_id = headers
         .get("x-request-id")
         .or_else(|| headers.get("x-correlation-id"))
@@ -279,7 +295,7 @@ async fn subscriptions(
                     .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
                     .map(str::to_owned);
                 let caller = Caller::from_header(jwt.as_ref(), from_payload.or(header).as_deref());
-                let caller = edge.sessions.check(caller).await;
+                let caller = edge.sessions.check(caller, users_lookup(&backends)).await;
                 if let Caller::User(c) = &caller {
                     set_expiry.set(c.exp);
                 }
@@ -344,7 +360,7 @@ pub async fn bff_main() -> anyhow::Result<()> {
             None
         }
     };
-    let edge = Edge::new(&args, &backends);
+    let edge = Edge::new(&args);
     let app = app(schema, introspection, jwt, backends, edge);
     axum::serve(
         listener,

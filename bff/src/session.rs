@@ -7,11 +7,10 @@
 //! and expiry alone decide (availability over a check that cannot be made; logged).
 
 use crate::auth::Caller;
-use proto::user::users_client::UsersClient;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 /// How long a last known answer stands in while the user service is unreachable.
 const STALE_FOR: Duration = Duration::from_secs(300);
@@ -23,26 +22,30 @@ type Cache = Arc<Mutex<HashMap<String, (Instant, Option<u64>)>>>;
 
 #[derive(Clone)]
 pub struct Sessions {
-    users: UsersClient<Channel>,
     fresh_for: Duration,
     cache: Cache,
 }
 
 impl Sessions {
-    pub fn new(users: UsersClient<Channel>, fresh_for: Duration) -> Self {
+    pub fn new(fresh_for: Duration) -> Self {
         Self {
-            users,
             fresh_for,
             cache: Arc::default(),
         }
     }
 
-    /// The caller, or `Invalid` when its token's session is over.
-    pub async fn check(&self, caller: Caller) -> Caller {
+    /// The caller, or `Invalid` when its token's session is over. `get_user` asks the user
+    /// service for the account (`GetUser`, with whatever credentials the call needs); it is
+    /// called only when the cache has no fresh answer.
+    pub async fn check<F, Fut>(&self, caller: Caller, get_user: F) -> Caller
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<proto::user::UserView>, tonic::Status>>,
+    {
         let Caller::User(claims) = &caller else {
             return caller;
         };
-        match self.current(&claims.sub).await {
+        match self.current(&claims.sub, get_user).await {
             Some(Some(sv)) if sv == claims.sv => caller,
             Some(_) => Caller::Invalid,
             None => caller,
@@ -59,7 +62,11 @@ impl Sessions {
     }
 
     /// Some(current version or None for no account), or None when it cannot be told.
-    async fn current(&self, user_id: &str) -> Option<Option<u64>> {
+    async fn current<F, Fut>(&self, user_id: &str, get_user: F) -> Option<Option<u64>>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<proto::user::UserView>, tonic::Status>>,
+    {
         let now = Instant::now();
         let known = self.lock().get(user_id).copied();
         if let Some((at, v)) = known {
@@ -67,13 +74,7 @@ impl Sessions {
                 return Some(v);
             }
         }
-        let asked = self
-            .users
-            .clone()
-            .get_user(proto::user::UserRef {
-                user_id: user_id.to_owned(),
-            })
-            .await;
+        let asked = get_user(user_id.to_owned()).await;
         let answer = match asked {
             Ok(u) => Some(u.into_inner().session_version),
             Err(s) if s.code() == tonic::Code::NotFound => None,
