@@ -42,6 +42,9 @@ MONGO_PORT=${MONGO_PORT:-$((27017 + O))}
 ENVOY_PORT=${ENVOY_PORT:-$((8080 + O))}
 ENVOY_ADMIN_PORT=${ENVOY_ADMIN_PORT:-$((9901 + O))}
 ENVOY_RATE_LIMIT=${ENVOY_RATE_LIMIT:-400}
+# Per client address and per bearer token (requests per second), under the shared limit.
+ENVOY_CLIENT_RATE_LIMIT=${ENVOY_CLIENT_RATE_LIMIT:-$ENVOY_RATE_LIMIT}
+ENVOY_TOKEN_RATE_LIMIT=${ENVOY_TOKEN_RATE_LIMIT:-$ENVOY_CLIENT_RATE_LIMIT}
 BFF_PORT=${BFF_PORT:-$((8000 + O))}
 CART_COMMAND_PORT=${CART_COMMAND_PORT:-$((50051 + O))}
 ORDER_COMMAND_PORT=${ORDER_COMMAND_PORT:-$((50052 + O))}
@@ -85,10 +88,16 @@ export PAYMENT_COMMAND_URL=http://$HOST:$PAYMENT_COMMAND_PORT
 export USER_COMMAND_URL=http://$HOST:$USER_COMMAND_PORT
 export SHOP_QUERY_URL=http://$HOST:$SHOP_QUERY_PORT
 # The access-token secret shared by the user service and the BFF, and the first admin:
-# generated once per stack directory unless given.
+# generated once per stack directory unless given, readable by the owner only (0600, like
+# stack.env, which repeats them for the tests).
 mkdir -p "$STACK_DIR"
-[ -s "$STACK_DIR/jwt_secret" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$STACK_DIR/jwt_secret"
-[ -s "$STACK_DIR/admin_password" ] || od -An -tx1 -N12 /dev/urandom | tr -d ' \n' >"$STACK_DIR/admin_password"
+secret_file() {
+  local f=$STACK_DIR/$1 bytes=$2
+  [ -s "$f" ] || (umask 077; od -An -tx1 -N"$bytes" /dev/urandom | tr -d ' \n' >"$f")
+  chmod 600 "$f"
+}
+secret_file jwt_secret 32
+secret_file admin_password 12
 export JWT_SECRET=${JWT_SECRET:-$(cat "$STACK_DIR/jwt_secret")}
 # The secret of service-to-service credentials (the BFF, the saga and every service), apart
 # from the JWT secret; readable by the owner only.
@@ -98,6 +107,13 @@ export INTERNAL_SECRET=${INTERNAL_SECRET:-$(cat "$STACK_DIR/internal_secret")}
 export ADMIN_EMAIL=${ADMIN_EMAIL:-admin@example.com}
 export ADMIN_PASSWORD=${ADMIN_PASSWORD:-$(cat "$STACK_DIR/admin_password")}
 export RUST_LOG=${RUST_LOG:-info}
+# The BFF's throttling of log-in, registration and refresh (see bff/src/throttle.rs): the
+# defaults unless given. The test suite registers and logs in hundreds of customers from one
+# address, so a test stack (scripts/test.sh) raises the per-client rates.
+export REGISTER_PER_CLIENT_PER_MINUTE=${REGISTER_PER_CLIENT_PER_MINUTE:-30}
+export REFRESH_PER_CLIENT_PER_MINUTE=${REFRESH_PER_CLIENT_PER_MINUTE:-120}
+export LOGIN_FREE_FAILURES_PER_CLIENT=${LOGIN_FREE_FAILURES_PER_CLIENT:-50}
+export WS_MESSAGES_PER_SECOND=${WS_MESSAGES_PER_SECOND:-20}
 
 INFRA=(tansu mongo envoy)
 [ "$PG_PRIVATE" = 1 ] && [ -z "$EXTERNAL_PG" ] && INFRA=(postgres "${INFRA[@]}")
@@ -281,6 +297,10 @@ render_envoy() {
       -e "s/port_value: 9901/port_value: $ENVOY_ADMIN_PORT/" \
       -e "s/max_tokens: 400/max_tokens: $ENVOY_RATE_LIMIT/" \
       -e "s/tokens_per_fill: 400/tokens_per_fill: $ENVOY_RATE_LIMIT/" \
+      -e "s/max_tokens: 200/max_tokens: $ENVOY_CLIENT_RATE_LIMIT/" \
+      -e "s/tokens_per_fill: 200/tokens_per_fill: $ENVOY_CLIENT_RATE_LIMIT/" \
+      -e "s/max_tokens: 201/max_tokens: $ENVOY_TOKEN_RATE_LIMIT/" \
+      -e "s/tokens_per_fill: 201/tokens_per_fill: $ENVOY_TOKEN_RATE_LIMIT/" \
       "$ROOT/bff/envoy/envoy.yaml" >"$STACK_DIR/envoy.yaml"
 }
 
@@ -343,6 +363,7 @@ SHOP_QUERY_ADMIN_URL=http://$HOST:$SHOP_QUERY_ADMIN_PORT
 NOTIFICATION_PROJECTOR_ADMIN_URL=http://$HOST:$NOTIFICATION_PROJECTOR_ADMIN_PORT
 ADMIN_EMAIL=$ADMIN_EMAIL
 ADMIN_PASSWORD=$ADMIN_PASSWORD
+JWT_SECRET_FILE=$STACK_DIR/jwt_secret
 EOV
 }
 
@@ -358,7 +379,8 @@ up() {
   echo "$PG_PRIVATE" >"$STACK_DIR/pg_private"
   prepare_postgres
   for s in "${INFRA[@]}" "${SERVICES[@]}"; do start_one "$s"; done
-  print_env >"$STACK_DIR/stack.env"
+  (umask 077; print_env >"$STACK_DIR/stack.env")
+  chmod 600 "$STACK_DIR/stack.env"
   cat <<EOM
 
 The commerce stack is up. Logs: $LOGS   Data: $DATA
@@ -373,7 +395,7 @@ The commerce stack is up. Logs: $LOGS   Data: $DATA
   gRPC cart queries:     $HOST:$CART_QUERY_PORT
   gRPC shop queries:     $HOST:$SHOP_QUERY_PORT
   gRPC commands:         order $ORDER_COMMAND_PORT, product $PRODUCT_COMMAND_PORT, payment $PAYMENT_COMMAND_PORT, user $USER_COMMAND_PORT
-  Admin account:         $ADMIN_EMAIL / $ADMIN_PASSWORD   (log in with the login mutation)
+  Admin account:         $ADMIN_EMAIL, password in $STACK_DIR/admin_password   (log in with the login mutation)
   Operator CLI:          scripts/stack.sh cli --help   (e.g. scripts/stack.sh cli projections status)
                          or: set -a; . $STACK_DIR/stack.env; set +a; $BIN_DIR/commerce --help
 

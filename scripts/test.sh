@@ -21,8 +21,14 @@ export CART_COMMAND_PORT=$((51051 + PORT_OFFSET)) ORDER_COMMAND_PORT=$((51052 + 
   PRODUCT_COMMAND_PORT=$((51053 + PORT_OFFSET)) PAYMENT_COMMAND_PORT=$((51054 + PORT_OFFSET)) \
   USER_COMMAND_PORT=$((51055 + PORT_OFFSET)) CART_QUERY_PORT=$((51061 + PORT_OFFSET)) \
   SHOP_QUERY_PORT=$((51062 + PORT_OFFSET))
+# Per bearer token: far above what one test customer sends, low enough for edge.rs to show it.
+export ENVOY_TOKEN_RATE_LIMIT=100
 # Short enough for the timeout test, long enough for a checkout on a busy 2-core machine.
 export CHECKOUT_TIMEOUT_SECS=15
+# The suite registers, logs in and refreshes for hundreds of customers from one address: the
+# per-client account rates go up (the per-account log-in backoff stays as it is).
+export REGISTER_PER_CLIENT_PER_MINUTE=100000 REFRESH_PER_CLIENT_PER_MINUTE=100000
+export LOGIN_FREE_FAILURES_PER_CLIENT=100000 WS_MESSAGES_PER_SECOND=1000
 unset KAFKA_BROKERS MONGODB_URI DATABASE_URL
 
 echo "== format and lints"

@@ -1,5 +1,6 @@
 //! The BFF's one error enum and its single mapping to GraphQL errors: every error carries
-//! `extensions.code`, and internal details never reach the client.
+//! `extensions.code`, internal details never reach the client, and no message is longer than
+//! [`MAX_MESSAGE_CHARS`] (a backend's message, or an engine error quoting the input, is cut).
 
 use async_graphql::ErrorExtensions;
 use tonic::Code;
@@ -20,6 +21,9 @@ pub enum BffError {
     Unauthenticated(String),
     #[error("{0}")]
     Stale(String),
+    /// Too many attempts (log-in, registration, refresh): retry later.
+    #[error("{0}")]
+    Throttled(String),
     #[error("the resource was changed concurrently; retry")]
     Conflict,
     #[error("a backend service is temporarily unavailable; retry")]
@@ -38,6 +42,7 @@ impl BffError {
             BffError::Forbidden(_) => "FORBIDDEN",
             BffError::Unauthenticated(_) => "UNAUTHENTICATED",
             BffError::Stale(_) => "STALE",
+            BffError::Throttled(_) => "THROTTLED",
             BffError::Conflict => "CONFLICT",
             BffError::Unavailable => "UNAVAILABLE",
             BffError::Internal => "INTERNAL",
@@ -80,9 +85,20 @@ fn is_transport_failure(s: &tonic::Status) -> bool {
         .any(|m| s.message().starts_with(m))
 }
 
+/// The longest error message sent to a client, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 200;
+
+/// `message`, cut to [`MAX_MESSAGE_CHARS`] characters (marked with an ellipsis).
+pub fn bounded(message: &str) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => message.to_owned(),
+        Some((i, _)) => format!("{}…", &message[..i]),
+    }
+}
+
 impl From<tonic::Status> for BffError {
     fn from(s: tonic::Status) -> Self {
-        let msg = s.message().to_owned();
+        let msg = bounded(s.message());
         if is_transport_failure(&s) {
             tracing::warn!(status = ?s, "backend unreachable or gone mid-call");
             return BffError::Unavailable;
@@ -121,7 +137,8 @@ impl From<domain::values::ValueError> for BffError {
 impl ErrorExtensions for BffError {
     fn extend(&self) -> async_graphql::Error {
         let code = self.code();
-        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| ext.set("code", code))
+        async_graphql::Error::new(bounded(&self.to_string()))
+            .extend_with(|_, ext| ext.set("code", code))
     }
 }
 
@@ -141,6 +158,10 @@ pub fn engine_error_code(message: &str) -> &'static str {
         "QUERY_TOO_DEEP"
     } else if message.contains("too complex") {
         "QUERY_TOO_COMPLEX"
+    } else if message.starts_with(crate::limits::INTROSPECTION_PREFIX) {
+        "INTROSPECTION_LIMIT"
+    } else if message.starts_with(crate::limits::ALIAS_PREFIX) {
+        "TOO_MANY_ALIASES"
     } else {
         GRAPHQL_VALIDATION_FAILED
     }
@@ -174,6 +195,15 @@ mod tests {
         assert!(matches!(BffError::from(s), BffError::Conflict));
         let s = tonic::Status::not_found("no cart");
         assert!(matches!(BffError::from(s), BffError::NotFound(_)));
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let huge = "é".repeat(1_000_000);
+        let s = tonic::Status::invalid_argument(format!("invalid email: {huge}"));
+        let e = BffError::from(s);
+        assert!(e.to_string().chars().count() <= MAX_MESSAGE_CHARS + 1);
+        assert_eq!(bounded("short"), "short");
     }
 
     #[test]

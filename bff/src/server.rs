@@ -1,19 +1,24 @@
 //! The BFF's HTTP server: `POST /graphql` executes, `GET /graphql` serves GraphiQL,
 //! `/graphql/ws` speaks graphql-ws, `/healthz` answers health checks. Bodies over 1 MiB are
-//! refused here as well as at Envoy.
+//! refused here (413, the GraphQL body included) as well as at Envoy; documents are checked
+//! against `limits` before they run; a verified token's session is checked (`session`); the
+//! client's address is the last `x-forwarded-for` hop when the peer is a trusted proxy
+//! (Envoy), else the peer itself. It binds loopback by default: only Envoy is public.
 
 use crate::auth::Caller;
 use crate::clients::{BackendArgs, Backends};
-use crate::error::engine_error_code;
+use crate::error::{bounded, engine_error_code};
+use crate::limits::{check_document, DocumentKind};
 use crate::live::LiveEvents;
-use crate::schema::{
-    build_introspection_schema, build_schema, is_introspection_only, AppSchema, RequestContext,
-};
+use crate::schema::{build_introspection_schema, build_schema, AppSchema, RequestContext};
+use crate::session::Sessions;
+use crate::throttle::{Throttle, ThrottleArgs};
+use crate::ws::{Expiry, WsLimiter};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::Data;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -21,7 +26,8 @@ use clap::Parser;
 use command_services::auth::{Jwt, JwtArgs};
 use command_services::kafka::KafkaArgs;
 use command_services::support::{init_tracing, serve_admin, shutdown_token, Readiness};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// Largest request body accepted.
@@ -43,6 +49,77 @@ pub struct BffArgs {
     /// Subscriptions are fed from the event topics.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
+    /// How long the BFF trusts what it last heard of an account's session version (ms).
+    #[arg(long, env = "SESSION_CACHE_MS", default_value_t = 2000)]
+    pub session_cache_ms: u64,
+    /// Messages per second one client may send over graphql-ws (burst: twice that).
+    #[arg(long, env = "WS_MESSAGES_PER_SECOND", default_value_t = 20)]
+    pub ws_messages_per_second: u32,
+    /// Peers whose `x-forwarded-for` is believed (Envoy), comma-separated IPs, or `any`.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        default_value = "127.0.0.1,::1",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// The edge's per-request services, shared by every request.
+#[derive(Clone)]
+pub struct Edge {
+    pub sessions: Sessions,
+    pub throttle: Arc<Throttle>,
+    pub ws: WsLimiter,
+    /// None: trust every peer's `x-forwarded-for`.
+    pub trusted_proxies: Option<Vec<IpAddr>>,
+}
+
+impl Edge {
+    pub fn new(args: &BffArgs) -> Self {
+        let trusted_proxies = if args.trusted_proxies.iter().any(|p| p.trim() == "any") {
+            None
+        } else {
+            Some(
+                args.trusted_proxies
+                    .iter()
+                    .filter_map(|p| p.trim().parse().ok())
+                    .collect(),
+            )
+        };
+        Self {
+            sessions: Sessions::new(std::time::Duration::from_millis(args.session_cache_ms)),
+            throttle: Arc::new(Throttle::new(args.throttle.clone())),
+            ws: WsLimiter::new(args.ws_messages_per_second),
+            trusted_proxies,
+        }
+    }
+
+    /// The client's address: the hop Envoy appended to `x-forwarded-for` when the peer is a
+    /// trusted proxy, else the peer's own address.
+    pub fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
+        let peer_ip = peer.map(|p| p.ip());
+        let trusted = match (&self.trusted_proxies, peer_ip) {
+            (None, _) => true,
+            (Some(list), Some(ip)) => list.contains(&ip),
+            (Some(_), None) => false,
+        };
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|v| !v.is_empty())
+            .and_then(|v| v.parse::<IpAddr>().ok());
+        match (trusted, forwarded, peer_ip) {
+            (true, Some(ip), _) => ip.to_string(),
+            (_, _, Some(ip)) => ip.to_string(),
+            _ => "unknown".into(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -51,6 +128,33 @@ struct AppState {
     introspection: AppSchema,
     jwt: Option<Jwt>,
     backends: Backends,
+    edge: Edge,
+}
+
+/// What the session check gets back from `GetUser`.
+type UserLookup = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<tonic::Response<proto::user::UserView>, tonic::Status>,
+            > + Send,
+    >,
+>;
+
+/// How the session check asks the user service for an account (`GetUser`), acting for the
+/// account itself (the user service answers `GetUser` only to its owner or an admin).
+fn users_lookup(backends: &Backends) -> impl FnOnce(String) -> UserLookup {
+    let backends = backends.clone();
+    move |user_id| {
+        let mut users = backends.acting_for_user(&user_id, "customer").users;
+        Box::pin(async move { users.get_user(proto::user::UserRef { user_id }).await })
+    }
+}
+
+/// A GraphQL-shaped error response with its own HTTP status.
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, axum::Json(body)).into_response()
 }
 
 async fn graphiql() -> impl IntoResponse {
@@ -64,13 +168,39 @@ async fn graphiql() -> impl IntoResponse {
 
 async fn graphql(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    req: GraphQLRequest,
-) -> GraphQLResponse {
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    // The body limit, applied here (the GraphQL extractor reads the body stream itself and
+    // would not see `DefaultBodyLimit`).
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            &format!("the request body is over {MAX_BODY_BYTES} bytes"),
+        );
+    };
+    let headers = parts.headers.clone();
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let req = match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
+        req, &state,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let client = state.edge.client(Some(peer), &headers);
     let caller = Caller::from_header(
         state.jwt.as_ref(),
         headers.get("authorization").and_then(|v| v.to_str().ok()),
     );
+    let caller = state
+        .edge
+        .sessions
+        .check(caller, users_lookup(&state.backends))
+        .await;
     let correlation_id = headers
         .get("x-request-id")
         .or_else(|| headers.get("x-correlation-id"))
@@ -88,14 +218,21 @@ async fn graphql(
         .data(RequestContext {
             correlation_id,
             caller,
-        });
+            client,
+        })
+        .data(state.edge.clone());
     let started = std::time::Instant::now();
-    let schema = if is_introspection_only(&request.query) {
-        &state.introspection
-    } else {
-        &state.schema
+    let mut response = match check_document(&request.query) {
+        Ok(DocumentKind::Introspection) => {
+            state.introspection.execute(request).instrument(span).await
+        }
+        Ok(DocumentKind::Data) => state.schema.execute(request).instrument(span).await,
+        Err(refusal) => {
+            async_graphql::Response::from_errors(vec![async_graphql::ServerError::new(
+                refusal, None,
+            )])
+        }
     };
-    let mut response = schema.execute(request).instrument(span).await;
     metrics::histogram!("graphql_request_duration_seconds").record(started.elapsed().as_secs_f64());
     let outcome = if response.errors.is_empty() {
         "ok"
@@ -105,6 +242,8 @@ async fn graphql(
     metrics::counter!("graphql_requests_total", "outcome" => outcome).increment(1);
     // Errors from the engine itself (syntax, validation, limits) get a code too.
     for e in &mut response.errors {
+        // No error quotes more than a short prefix of what the client sent.
+        e.message = bounded(&e.message);
         let has_code = e
             .extensions
             .as_ref()
@@ -123,14 +262,17 @@ async fn graphql(
             .unwrap_or_default();
         metrics::counter!("graphql_errors_total", "code" => code).increment(1);
     }
-    response.into()
+    GraphQLResponse::from(response).into_response()
 }
 
 /// graphql-ws (and the older subscriptions-transport-ws): the caller is taken from the
 /// upgrade request's `Authorization` header or, as browsers cannot set headers on a
 /// websocket, from `Authorization` (or `authorization`) in the `connection_init` payload.
+/// A connection signed in with a token is closed when the token expires; every message
+/// counts against the client's rate (see `ws`).
 async fn subscriptions(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     protocol: GraphQLProtocol,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -139,6 +281,7 @@ async fn subscriptions(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let client = state.edge.client(Some(peer), &headers);
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
@@ -146,28 +289,37 @@ async fn subscriptions(
                 schema,
                 jwt,
                 backends,
+                edge,
                 ..
             } = state;
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let from_payload = ["Authorization", "authorization"]
-                        .iter()
-                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
-                        .map(str::to_owned);
-                    let caller =
-                        Caller::from_header(jwt.as_ref(), from_payload.or(header).as_deref());
-                    let mut data = Data::default();
-                    // The connection's backends act for its caller.
-                    let backends = backends.acting_for(&caller);
-                    data.insert(crate::catalogue::new_loader(backends.shop.clone()));
-                    data.insert(backends);
-                    data.insert(RequestContext {
-                        correlation_id: uuid::Uuid::now_v7().to_string(),
-                        caller,
-                    });
-                    Ok(data)
-                })
-                .serve()
+            let expiry = Expiry::default();
+            let set_expiry = expiry.clone();
+            let limiter = edge.ws.clone();
+            let init_client = client.clone();
+            let init = move |payload: serde_json::Value| async move {
+                let from_payload = ["Authorization", "authorization"]
+                    .iter()
+                    .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
+                    .map(str::to_owned);
+                let caller = Caller::from_header(jwt.as_ref(), from_payload.or(header).as_deref());
+                let caller = edge.sessions.check(caller, users_lookup(&backends)).await;
+                if let Caller::User(c) = &caller {
+                    set_expiry.set(c.exp);
+                }
+                let mut data = Data::default();
+                // The connection's backends act for its caller.
+                let backends = backends.acting_for(&caller);
+                data.insert(crate::catalogue::new_loader(backends.shop.clone()));
+                data.insert(backends);
+                data.insert(RequestContext {
+                    correlation_id: uuid::Uuid::now_v7().to_string(),
+                    caller,
+                    client: init_client,
+                });
+                data.insert(edge);
+                Ok(data)
+            };
+            crate::ws::serve(socket, schema, protocol, client, limiter, expiry, init)
         })
 }
 
@@ -177,6 +329,7 @@ pub fn app(
     introspection: AppSchema,
     jwt: Option<Jwt>,
     backends: Backends,
+    edge: Edge,
 ) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
@@ -188,6 +341,7 @@ pub fn app(
             introspection,
             jwt,
             backends,
+            edge,
         })
 }
 
@@ -216,9 +370,14 @@ pub async fn bff_main() -> anyhow::Result<()> {
             None
         }
     };
-    axum::serve(listener, app(schema, introspection, jwt, backends))
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await?;
+    let edge = Edge::new(&args);
+    let app = app(schema, introspection, jwt, backends, edge);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { token.cancelled().await })
+    .await?;
     shutdown.cancel();
     let _ = feed.await;
     admin.await??;

@@ -391,6 +391,7 @@ impl ShopMutation {
         name: String,
     ) -> Result<MutationResult> {
         gql(async move {
+            crate::throttle::register(ctx)?;
             let r = backends(ctx)
                 .users
                 .clone()
@@ -424,12 +425,14 @@ impl ShopMutation {
     ) -> Result<AuthPayload> {
         gql(async move {
             let anonymous = anonymous_cart_id.map(|c| CartId::parse(&c)).transpose()?;
+            let attempt = crate::throttle::login_attempt(ctx, &email)?;
             let t = backends(ctx)
                 .users
                 .clone()
                 .login(grpc(ctx, proto::user::LoginRequest { email, password }))
-                .await?
-                .into_inner();
+                .await;
+            crate::throttle::settle(attempt, &t);
+            let t = t?.into_inner();
             let user_id = t.user_id.clone();
             // The cart is adopted by the customer who just signed in.
             let me = backends(ctx).acting_for_user(&t.user_id, &t.role);
@@ -474,6 +477,7 @@ impl ShopMutation {
     /// Trades a refresh token for new tokens (the old refresh token stops working).
     async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
         gql(async move {
+            crate::throttle::refresh(ctx)?;
             let t = backends(ctx)
                 .users
                 .clone()
@@ -547,6 +551,7 @@ impl ShopMutation {
                     },
                 ))
                 .await?;
+            crate::session::forget(ctx, &claims.sub);
             Ok(true)
         }
         .await)
@@ -566,6 +571,7 @@ impl ShopMutation {
                     },
                 ))
                 .await?;
+            crate::session::forget(ctx, &claims.sub);
             Ok(true)
         }
         .await)

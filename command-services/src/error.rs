@@ -1,5 +1,7 @@
 //! The command side's one error enum, and its one mapping to the wire (tonic `Status`).
-//! Messages of `Internal` and `Unavailable` are logged, never sent to clients.
+//! Messages of `Internal` and `Unavailable` are logged, never sent to clients; every other
+//! message is cut to [`MAX_STATUS_MESSAGE`] characters, so no status header can outgrow what
+//! an HTTP/2 peer accepts (an oversized header breaks the whole connection, not one call).
 
 use crate::event_store::StoreError;
 use domain::{DomainError, ErrorKind};
@@ -55,9 +57,30 @@ impl From<StoreError> for CommandError {
     }
 }
 
+/// The longest message a status carries, in characters.
+pub const MAX_STATUS_MESSAGE: usize = 512;
+
+/// `m`, cut to [`MAX_STATUS_MESSAGE`] characters.
+pub fn bounded_message(m: String) -> String {
+    match m.char_indices().nth(MAX_STATUS_MESSAGE) {
+        None => m,
+        Some((i, _)) => format!("{}…", &m[..i]),
+    }
+}
+
 impl From<CommandError> for tonic::Status {
     fn from(e: CommandError) -> Self {
         use tonic::Status;
+        let e = match e {
+            CommandError::InvalidArgument(m) => CommandError::InvalidArgument(bounded_message(m)),
+            CommandError::NotFound(m) => CommandError::NotFound(bounded_message(m)),
+            CommandError::AlreadyExists(m) => CommandError::AlreadyExists(bounded_message(m)),
+            CommandError::FailedPrecondition(m) => {
+                CommandError::FailedPrecondition(bounded_message(m))
+            }
+            CommandError::PermissionDenied(m) => CommandError::PermissionDenied(bounded_message(m)),
+            e => e,
+        };
         match e {
             CommandError::InvalidArgument(m) => Status::invalid_argument(m),
             CommandError::NotFound(m) => Status::not_found(m),

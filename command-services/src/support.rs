@@ -344,6 +344,10 @@ pub fn lazy_channel(
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(timeout)
         .tcp_nodelay(true)
+        // Room for any status header a backend might send (services cut their messages to
+        // 512 characters; the BFF cuts again): an oversized header would be a connection
+        // error (GOAWAY), failing every call in flight on it.
+        .http2_max_header_list_size(4 * 1024 * 1024)
         .connect_lazy())
 }
 

@@ -3,8 +3,14 @@
 //! log-out, profile, password and account deletion, all through the generic handler. Profile,
 //! password, deletion and `GetUser` act only for the user of the call's internal credential
 //! (or an admin): never for a user id taken on trust from the request.
+//! A log-in for an unknown email is checked against a dummy hash (same time, same words as a
+//! wrong password); a refresh rotates its token in one decision and a replayed spent token
+//! revokes its whole family (see `domain::user`).
 
-use crate::auth::{hash_password, random_secret, sha256_hex, verify_password, Jwt, MIN_PASSWORD};
+use crate::auth::{
+    hash_password, random_secret, sha256_hex, verify_against_dummy, verify_password, Jwt,
+    MIN_PASSWORD,
+};
 use crate::error::CommandError;
 use crate::event_store::SideWrite;
 use crate::generic_service::stream_id;
@@ -68,6 +74,17 @@ async fn verify(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .unwrap_or(false)
+}
+
+/// As long as [`verify`], and false: for an email with no (live) account.
+async fn verify_dummy(password: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_against_dummy(&password))
+        .await
+        .unwrap_or(false)
+}
+
+fn invalid_refresh() -> Status {
+    Status::unauthenticated("invalid or expired refresh token")
 }
 
 impl UserService {
@@ -135,7 +152,7 @@ impl UserService {
         Ok(found.and_then(|d| d.get_str("user_id").ok().map(str::to_owned)))
     }
 
-    /// Issues an access token and a new refresh token for a user.
+    /// Issues an access token and a refresh token starting a new family (a log-in).
     async fn tokens(&self, user_id: &str, state: &User) -> Result<Tokens, Status> {
         let token_id = uuid::Uuid::now_v7().to_string();
         let secret = random_secret();
@@ -150,9 +167,20 @@ impl UserService {
                 &ctx(format!("user:{user_id}")),
             )
             .await?;
+        self.tokens_for(user_id, state, &token_id, &secret)
+    }
+
+    /// The wire form of an access token and the refresh token `token_id`/`secret`.
+    fn tokens_for(
+        &self,
+        user_id: &str,
+        state: &User,
+        token_id: &str,
+        secret: &str,
+    ) -> Result<Tokens, Status> {
         let access = self
             .jwt
-            .issue(user_id, state.role.as_str())
+            .issue(user_id, state.role.as_str(), state.session_version)
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Tokens {
             access_token: access,
@@ -163,9 +191,91 @@ impl UserService {
         })
     }
 
+    /// Rotates a refresh token: the presented one dies and its successor (same family) is
+    /// returned. A spent token presented again, or a rotation lost to a concurrent one,
+    /// revokes the family (reuse detection): every session descended from that log-in ends.
+    async fn rotate(&self, token: &str) -> Result<Tokens, Status> {
+        let (user_id, token_id, secret) = Self::parse_refresh(token).ok_or_else(invalid_refresh)?;
+        let presented_hash = sha256_hex(secret);
+        let (state, _) = self.handler.load(&user_id).await?;
+        if state.deleted || state.id.is_none() {
+            return Err(invalid_refresh());
+        }
+        if state.is_spent_refresh_token(token_id, &presented_hash) {
+            return Err(self.revoke_family(&user_id, &state, token_id).await);
+        }
+        let new_token_id = uuid::Uuid::now_v7().to_string();
+        let new_secret = random_secret();
+        let rotated = self
+            .handler
+            .handle(
+                &user_id,
+                &UserCommand::RotateRefreshToken {
+                    token_id: token_id.to_owned(),
+                    presented_hash: presented_hash.clone(),
+                    new_token_id: new_token_id.clone(),
+                    new_token_hash: sha256_hex(&new_secret),
+                    expires_at: chrono::Utc::now() + chrono::Duration::days(REFRESH_TTL_DAYS),
+                    now: chrono::Utc::now(),
+                },
+                &ctx(format!("user:{user_id}")),
+            )
+            .await;
+        match rotated {
+            Ok(_) => self.tokens_for(&user_id, &state, &new_token_id, &new_secret),
+            Err(CommandError::FailedPrecondition(_)) => {
+                // Spent meanwhile (a concurrent rotation won): a reuse as well.
+                let (state, _) = self.handler.load(&user_id).await?;
+                if state.is_spent_refresh_token(token_id, &presented_hash) {
+                    Err(self.revoke_family(&user_id, &state, token_id).await)
+                } else {
+                    Err(invalid_refresh())
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Revokes the family of `token_id`; the error to answer with.
+    async fn revoke_family(&self, user_id: &str, state: &User, token_id: &str) -> Status {
+        let Some(family_id) = state.refresh_family_of(token_id).map(str::to_owned) else {
+            return invalid_refresh();
+        };
+        tracing::warn!(
+            user_id,
+            family_id,
+            "refresh token reused: revoking its family"
+        );
+        metrics::counter!("refresh_token_reuse_total").increment(1);
+        if let Err(e) = self
+            .handler
+            .handle(
+                user_id,
+                &UserCommand::RevokeRefreshFamily { family_id },
+                &ctx(format!("user:{user_id}")),
+            )
+            .await
+        {
+            return e.into();
+        }
+        Status::unauthenticated("refresh token reused: every session of it is revoked")
+    }
+
+    /// `<user_id>.<token_id>.<secret>`, the user id as a stream id.
+    fn parse_refresh(token: &str) -> Option<(String, &str, &str)> {
+        let mut parts = token.splitn(3, '.');
+        let (Some(user_id), Some(token_id), Some(secret)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let user_id = stream_id(user_id).ok()?;
+        Some((user_id, token_id, secret))
+    }
+
     /// The user and token id of a valid, live refresh token.
     async fn check_refresh(&self, token: &str) -> Result<(String, String, User), Status> {
-        let invalid = || Status::unauthenticated("invalid or expired refresh token");
+        let invalid = invalid_refresh;
         let mut parts = token.splitn(3, '.');
         let (Some(user_id), Some(token_id), Some(secret)) =
             (parts.next(), parts.next(), parts.next())
@@ -216,27 +326,31 @@ impl Users for UserService {
 
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<Tokens>, Status> {
         let r = request.into_inner();
-        let email = Email::parse(&r.email).map_err(|_| unauthenticated())?;
-        let user_id = self.user_id_of(&email).await?.ok_or_else(unauthenticated)?;
+        // An unknown (or malformed, or deleted) email costs a password check too, and
+        // gets the same words as a wrong password.
+        let Some(user_id) = (match Email::parse(&r.email) {
+            Ok(email) => self.user_id_of(&email).await?,
+            Err(_) => None,
+        }) else {
+            verify_dummy(r.password).await;
+            return Err(unauthenticated());
+        };
         let (state, _) = self.handler.load(&user_id).await?;
-        if state.deleted || !verify(r.password, state.password_hash.clone()).await {
+        let ok = if state.deleted || state.id.is_none() {
+            verify_dummy(r.password).await
+        } else {
+            verify(r.password, state.password_hash.clone()).await
+        };
+        if !ok {
             return Err(unauthenticated());
         }
         Ok(Response::new(self.tokens(&user_id, &state).await?))
     }
 
     async fn refresh(&self, request: Request<RefreshRequest>) -> Result<Response<Tokens>, Status> {
-        let (user_id, token_id, state) =
-            self.check_refresh(&request.get_ref().refresh_token).await?;
-        // Rotation: the used token dies with this refresh.
-        self.handler
-            .handle(
-                &user_id,
-                &UserCommand::RevokeRefreshToken { token_id },
-                &ctx(format!("user:{user_id}")),
-            )
-            .await?;
-        Ok(Response::new(self.tokens(&user_id, &state).await?))
+        Ok(Response::new(
+            self.rotate(&request.get_ref().refresh_token).await?,
+        ))
     }
 
     async fn logout(
@@ -272,6 +386,7 @@ impl Users for UserService {
             role: state.role.as_str().to_owned(),
             addresses_json: serde_json::to_string(&state.addresses).unwrap_or_default(),
             version,
+            session_version: state.session_version,
         }))
     }
 

@@ -2,6 +2,12 @@
 //! reservation written in the same transaction), a name, addresses, a role, an argon2id
 //! password hash (hashed by the service; the domain never sees a password), the refresh tokens
 //! it has issued, and its deletion.
+//!
+//! Refresh tokens come in families: a log-in starts one, and each rotation revokes the token
+//! presented and issues its successor in the same family, in one decision (so of concurrent
+//! rotations of one token exactly one wins). A spent token presented again is a reuse: the
+//! whole family is revoked. A password change or a deletion raises the session version, which
+//! access tokens carry, so older access tokens are refused.
 
 use crate::values::{
     AddressExtra, AddressLine, City, Country, Email, PersonName, PostalCode, UserId,
@@ -93,6 +99,20 @@ pub enum UserCommand {
     RevokeRefreshToken {
         token_id: String,
     },
+    /// Trades the live token `token_id` (whose secret hashes to `presented_hash`) for a new
+    /// one in its family. Refused unless the token is live, matches and is unexpired at `now`.
+    RotateRefreshToken {
+        token_id: String,
+        presented_hash: String,
+        new_token_id: String,
+        new_token_hash: String,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// Revokes every live token of a family (a spent token of it was presented again).
+    RevokeRefreshFamily {
+        family_id: String,
+    },
     Delete,
 }
 
@@ -126,6 +146,9 @@ pub struct RefreshTokenIssued {
     /// SHA-256 of the token's secret part; the secret itself is never stored.
     pub token_hash: String,
     pub expires_at: DateTime<Utc>,
+    /// The family: the token id of the log-in that started it (absent for that first token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -172,6 +195,8 @@ pub enum UserError {
     Invalid(String),
     #[error("the account is deleted")]
     Deleted,
+    #[error("invalid or expired refresh token")]
+    InvalidRefreshToken,
 }
 
 impl DomainError for UserError {
@@ -180,6 +205,7 @@ impl DomainError for UserError {
             UserError::NotFound | UserError::Deleted => ErrorKind::NotFound,
             UserError::AlreadyExists => ErrorKind::AlreadyExists,
             UserError::Invalid(_) => ErrorKind::InvalidArgument,
+            UserError::InvalidRefreshToken => ErrorKind::FailedPrecondition,
         }
     }
 }
@@ -195,7 +221,34 @@ pub struct User {
     pub addresses: Vec<Address>,
     /// Live refresh tokens: id → (hash, expiry).
     pub refresh_tokens: BTreeMap<String, (String, DateTime<Utc>)>,
+    /// The family of each live refresh token.
+    pub refresh_families: BTreeMap<String, String>,
+    /// Revoked (spent) refresh tokens, newest [`MAX_SPENT_TOKENS`]: id → (hash, family).
+    pub spent_refresh_tokens: BTreeMap<String, (String, String)>,
+    /// Raised by a password change and by deletion; access tokens carry it.
+    pub session_version: u64,
     pub deleted: bool,
+}
+
+/// How many spent refresh tokens the state remembers for reuse detection (token ids are
+/// UUIDv7, so the map's order is their age and the oldest are forgotten first).
+pub const MAX_SPENT_TOKENS: usize = 256;
+
+impl User {
+    /// The family a live or spent refresh token belongs to.
+    pub fn refresh_family_of(&self, token_id: &str) -> Option<&str> {
+        self.refresh_families
+            .get(token_id)
+            .or_else(|| self.spent_refresh_tokens.get(token_id).map(|(_, f)| f))
+            .map(String::as_str)
+    }
+
+    /// Whether `token_id` is a spent token whose secret hashes to `hash` (a replay).
+    pub fn is_spent_refresh_token(&self, token_id: &str, hash: &str) -> bool {
+        self.spent_refresh_tokens
+            .get(token_id)
+            .is_some_and(|(h, _)| h == hash)
+    }
 }
 
 impl Aggregate for User {
@@ -258,7 +311,46 @@ impl Aggregate for User {
                 token_id: token_id.clone(),
                 token_hash: token_hash.clone(),
                 expires_at: *expires_at,
+                family_id: None,
             })],
+            C::RotateRefreshToken {
+                token_id,
+                presented_hash,
+                new_token_id,
+                new_token_hash,
+                expires_at,
+                now,
+            } => match self.refresh_tokens.get(token_id) {
+                Some((hash, expires)) if hash == presented_hash && expires > now => {
+                    let family = self
+                        .refresh_families
+                        .get(token_id)
+                        .cloned()
+                        .unwrap_or_else(|| token_id.clone());
+                    vec![
+                        E::RefreshTokenRevoked(RefreshTokenRevoked {
+                            token_id: token_id.clone(),
+                        }),
+                        E::RefreshTokenIssued(RefreshTokenIssued {
+                            token_id: new_token_id.clone(),
+                            token_hash: new_token_hash.clone(),
+                            expires_at: *expires_at,
+                            family_id: Some(family),
+                        }),
+                    ]
+                }
+                _ => return Err(UserError::InvalidRefreshToken),
+            },
+            C::RevokeRefreshFamily { family_id } => self
+                .refresh_families
+                .iter()
+                .filter(|(_, f)| *f == family_id)
+                .map(|(t, _)| {
+                    E::RefreshTokenRevoked(RefreshTokenRevoked {
+                        token_id: t.clone(),
+                    })
+                })
+                .collect(),
             C::RevokeRefreshToken { token_id } => {
                 if self.refresh_tokens.contains_key(token_id) {
                     vec![E::RefreshTokenRevoked(RefreshTokenRevoked {
@@ -287,19 +379,37 @@ impl Aggregate for User {
             }
             UserEvent::UserPasswordChanged(e) => {
                 self.password_hash = e.password_hash.clone();
-                // A new password logs every session out.
+                // A new password logs every session out, access tokens included.
                 self.refresh_tokens.clear();
+                self.refresh_families.clear();
+                self.session_version += 1;
             }
             UserEvent::RefreshTokenIssued(e) => {
                 self.refresh_tokens
                     .insert(e.token_id.clone(), (e.token_hash.clone(), e.expires_at));
+                self.refresh_families.insert(
+                    e.token_id.clone(),
+                    e.family_id.clone().unwrap_or_else(|| e.token_id.clone()),
+                );
             }
             UserEvent::RefreshTokenRevoked(e) => {
-                self.refresh_tokens.remove(&e.token_id);
+                if let Some((hash, _)) = self.refresh_tokens.remove(&e.token_id) {
+                    let family = self
+                        .refresh_families
+                        .remove(&e.token_id)
+                        .unwrap_or_else(|| e.token_id.clone());
+                    self.spent_refresh_tokens
+                        .insert(e.token_id.clone(), (hash, family));
+                    while self.spent_refresh_tokens.len() > MAX_SPENT_TOKENS {
+                        self.spent_refresh_tokens.pop_first();
+                    }
+                }
             }
             UserEvent::UserDeleted(_) => {
                 self.deleted = true;
                 self.refresh_tokens.clear();
+                self.refresh_families.clear();
+                self.session_version += 1;
             }
         }
         self
@@ -400,6 +510,7 @@ mod tests {
                 token_id: "t1".into(),
                 token_hash: "h".into(),
                 expires_at: Utc::now(),
+                family_id: None,
             }),
             UserEvent::UserPasswordChanged(UserPasswordChanged {
                 password_hash: "h2".into(),
@@ -418,6 +529,73 @@ mod tests {
             }),
             Err(UserError::Deleted)
         );
+    }
+
+    fn rotate(
+        state: &User,
+        token: &str,
+        hash: &str,
+        new: &str,
+    ) -> Result<Vec<UserEvent>, UserError> {
+        state.decide(&UserCommand::RotateRefreshToken {
+            token_id: token.into(),
+            presented_hash: hash.into(),
+            new_token_id: new.into(),
+            new_token_hash: format!("h-{new}"),
+            expires_at: Utc::now() + chrono::Duration::days(1),
+            now: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn rotation_keeps_the_family_and_a_replay_is_recognised() {
+        let issued = UserEvent::RefreshTokenIssued(RefreshTokenIssued {
+            token_id: "t1".into(),
+            token_hash: "h-t1".into(),
+            expires_at: Utc::now() + chrono::Duration::days(1),
+            family_id: None,
+        });
+        let state = given([registered(), issued.clone()]);
+        assert_eq!(
+            rotate(&state, "t1", "wrong", "t2"),
+            Err(UserError::InvalidRefreshToken)
+        );
+        let events = rotate(&state, "t1", "h-t1", "t2").unwrap();
+        let state = events.iter().fold(state, |s, e| s.evolve(e));
+        assert_eq!(state.refresh_family_of("t2"), Some("t1"));
+        assert!(state.is_spent_refresh_token("t1", "h-t1"));
+        assert!(!state.is_spent_refresh_token("t1", "forged"));
+        // The spent token cannot rotate again; revoking its family kills its successor.
+        assert_eq!(
+            rotate(&state, "t1", "h-t1", "t3"),
+            Err(UserError::InvalidRefreshToken)
+        );
+        let revoke = state
+            .decide(&UserCommand::RevokeRefreshFamily {
+                family_id: "t1".into(),
+            })
+            .unwrap();
+        assert_eq!(
+            revoke,
+            vec![UserEvent::RefreshTokenRevoked(RefreshTokenRevoked {
+                token_id: "t2".into()
+            })]
+        );
+        let state = revoke.iter().fold(state, |s, e| s.evolve(e));
+        assert!(state.refresh_tokens.is_empty());
+    }
+
+    #[test]
+    fn a_password_change_or_deletion_raises_the_session_version() {
+        let state = given([
+            registered(),
+            UserEvent::UserPasswordChanged(UserPasswordChanged {
+                password_hash: "h2".into(),
+            }),
+        ]);
+        assert_eq!(state.session_version, 1);
+        let state = state.evolve(&UserEvent::UserDeleted(UserDeleted {}));
+        assert_eq!(state.session_version, 2);
     }
 
     #[test]

@@ -105,9 +105,15 @@ pub fn record(
 impl From<QueryError> for tonic::Status {
     fn from(e: QueryError) -> Self {
         match e {
-            QueryError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
-            QueryError::NotFound(m) => tonic::Status::not_found(m),
-            QueryError::PermissionDenied(m) => tonic::Status::permission_denied(m),
+            QueryError::InvalidArgument(m) => {
+                tonic::Status::invalid_argument(command_services::error::bounded_message(m))
+            }
+            QueryError::NotFound(m) => {
+                tonic::Status::not_found(command_services::error::bounded_message(m))
+            }
+            QueryError::PermissionDenied(m) => {
+                tonic::Status::permission_denied(command_services::error::bounded_message(m))
+            }
             QueryError::Db(e) => {
                 tracing::warn!(error = %e, "read model unavailable");
                 tonic::Status::unavailable("read model temporarily unavailable; retry")

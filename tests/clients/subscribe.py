@@ -40,7 +40,25 @@ async def follow(session, sub_id, query, variables):
     except TransportQueryError as e:
         emit({"id": sub_id, "errors": e.errors or [{"message": str(e)}]})
     except Exception as e:  # the connection went away
-        emit({"id": sub_id, "errors": [{"message": repr(e), "extensions": {"code": "TRANSPORT"}}]})
+        ext = {"code": "TRANSPORT"}
+        code = close_code(e)
+        if code is not None:
+            ext["closeCode"] = code
+        emit({"id": sub_id, "errors": [{"message": repr(e), "extensions": ext}]})
+
+
+def close_code(e):
+    """The websocket close code the server sent, if the error came from a close frame."""
+    seen = 0
+    while e is not None and seen < 10:
+        rcvd = getattr(e, "rcvd", None)
+        if rcvd is not None and getattr(rcvd, "code", None) is not None:
+            return rcvd.code
+        if isinstance(getattr(e, "code", None), int):
+            return e.code
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return None
 
 
 async def main():

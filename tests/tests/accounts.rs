@@ -118,28 +118,11 @@ async fn customers_only_reach_their_own_things() {
 
 /// The same claims as `token`, signed with the real secret, but expired a minute ago.
 fn expired_token(token: &str) -> String {
-    use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-    let secret = std::env::var("JWT_SECRET").unwrap_or_else(|_| {
-        std::fs::read_to_string(repo_root().join(".stack-test/jwt_secret")).unwrap_or_default()
-    });
-    let mut v = Validation::new(Algorithm::HS256);
-    v.validate_exp = false;
-    let mut claims = decode::<serde_json::Value>(
-        token,
-        &DecodingKey::from_secret(secret.trim().as_bytes()),
-        &v,
-    )
-    .expect("the test knows the stack's secret")
-    .claims;
-    let now = chrono::Utc::now().timestamp();
-    claims["iat"] = json!(now - 3600);
-    claims["exp"] = json!(now - 60);
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.trim().as_bytes()),
-    )
-    .unwrap()
+    resign_token(token, |claims| {
+        let now = chrono::Utc::now().timestamp();
+        claims["iat"] = json!(now - 3600);
+        claims["exp"] = json!(now - 60);
+    })
 }
 
 async fn cart_at_version_as(client: &reqwest::Client, token: &str, cart: &str, version: u64) {
@@ -234,8 +217,13 @@ async fn a_deleted_account_leaves_no_cart_and_no_personal_data() {
         Some("UNAUTHENTICATED"),
         "{body}"
     );
+    // Its access token is refused outright.
     let body = gql_as(&client, &token, "{ me { id } }", json!({})).await;
-    assert_eq!(error_code(&body).as_deref(), Some("NOT_FOUND"), "{body}");
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
     // No read model holds the email or the name.
     let pool = sqlx::PgPool::connect(&env(
         "DATABASE_URL",
@@ -408,8 +396,20 @@ async fn refresh_tokens_rotate_and_logout_or_a_new_password_revokes_them() {
         Some("UNAUTHENTICATED"),
         "{body}"
     );
+    // That replay revoked the family: the token issued from `first` is dead too.
+    let body = gql(&client, refresh_q, json!({ "t": second })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
 
     // Log-out revokes.
+    let body = gql(&client, login_q, json!({ "e": email, "p": "s3cret-pass" })).await;
+    let second = body["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let body = gql(
         &client,
         "mutation($t: String!) { logout(refreshToken: $t) }",
@@ -480,4 +480,210 @@ async fn refresh_tokens_rotate_and_logout_or_a_new_password_revokes_them() {
         Some("INVALID_ARGUMENT"),
         "{body}"
     );
+}
+
+const LOGIN_Q: &str =
+    "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }";
+const REFRESH_Q: &str =
+    "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }";
+
+#[tokio::test]
+async fn fifty_aliased_logins_in_one_request_are_throttled() {
+    let client = http();
+    let (_, email, _) = new_customer(&client).await;
+    let fields: Vec<String> = (0..50)
+        .map(|i| format!("l{i}: login(email: $e, password: \"guess-{i}\") {{ accessToken }}"))
+        .collect();
+    let q = format!("mutation($e: String!) {{ {} }}", fields.join(" "));
+    let body = gql(&client, &q, json!({ "e": email })).await;
+    let errors = body["errors"].as_array().cloned().unwrap_or_default();
+    let codes: Vec<&str> = errors
+        .iter()
+        .filter_map(|e| e["extensions"]["code"].as_str())
+        .collect();
+    assert_eq!(codes.len(), 50, "one error per guess: {body}");
+    let throttled = codes.iter().filter(|c| **c == "THROTTLED").count();
+    let guessed = codes.iter().filter(|c| **c == "UNAUTHENTICATED").count();
+    assert!(
+        throttled >= 40 && guessed <= 10,
+        "{guessed} guesses ran, {throttled} throttled: {codes:?}"
+    );
+    let retry = errors
+        .iter()
+        .find(|e| e["extensions"]["code"] == "THROTTLED")
+        .map(|e| e["message"].to_string())
+        .unwrap_or_default();
+    assert!(retry.contains("retry in"), "{retry}");
+}
+
+#[tokio::test]
+async fn unknown_emails_and_wrong_passwords_get_the_same_answer() {
+    let client = http();
+    let (_, email, _) = new_customer(&client).await;
+    let wrong = gql(
+        &client,
+        LOGIN_Q,
+        json!({ "e": email, "p": "not-the-password" }),
+    )
+    .await;
+    let unknown = gql(
+        &client,
+        LOGIN_Q,
+        json!({ "e": format!("nobody-{}@example.com", new_id()), "p": "not-the-password" }),
+    )
+    .await;
+    assert_eq!(
+        error_code(&wrong).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{wrong}"
+    );
+    assert_eq!(
+        wrong["errors"][0]["message"],
+        unknown["errors"][0]["message"]
+    );
+    assert_eq!(
+        wrong["errors"][0]["extensions"],
+        unknown["errors"][0]["extensions"]
+    );
+}
+
+#[tokio::test]
+async fn of_ten_parallel_refreshes_one_succeeds_and_a_replayed_token_revokes_its_family() {
+    let client = http();
+    let (_, email, _) = new_customer(&client).await;
+    let body = gql(&client, LOGIN_Q, json!({ "e": email, "p": "s3cret-pass" })).await;
+    let token = body["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let attempts = (0..10).map(|_| {
+        let client = client.clone();
+        let token = token.clone();
+        async move { gql(&client, REFRESH_Q, json!({ "t": token })).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|b| b["data"]["refreshToken"]["refreshToken"].is_string())
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for b in results
+        .iter()
+        .filter(|b| !b["data"]["refreshToken"]["refreshToken"].is_string())
+    {
+        assert_eq!(error_code(b).as_deref(), Some("UNAUTHENTICATED"), "{b}");
+    }
+
+    // A clean rotation, then the rotated token is replayed: the whole family is revoked, so
+    // the token issued from it stops working.
+    let body = gql(&client, LOGIN_Q, json!({ "e": email, "p": "s3cret-pass" })).await;
+    let first = body["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = gql(&client, REFRESH_Q, json!({ "t": first })).await;
+    let second = body["data"]["refreshToken"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let replay = gql(&client, REFRESH_Q, json!({ "t": first })).await;
+    assert_eq!(
+        error_code(&replay).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{replay}"
+    );
+    let body = gql(&client, REFRESH_Q, json!({ "t": second })).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "the successor of a replayed token is revoked: {body}"
+    );
+    // Another log-in (another family) is not affected.
+    let body = gql(&client, LOGIN_Q, json!({ "e": email, "p": "s3cret-pass" })).await;
+    let other = body["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = gql(&client, REFRESH_Q, json!({ "t": other })).await;
+    assert!(
+        body["data"]["refreshToken"]["accessToken"].is_string(),
+        "{body}"
+    );
+}
+
+/// Polls until `token` gets UNAUTHENTICATED for a cart creation (the BFF re-checks a
+/// session within seconds).
+async fn refused_soon(client: &reqwest::Client, token: &str, what: &str) {
+    poll(what, Duration::from_secs(15), || async {
+        let body = gql_as(
+            client,
+            token,
+            "mutation { createCart { cartId } }",
+            json!({}),
+        )
+        .await;
+        (error_code(&body).as_deref() == Some("UNAUTHENTICATED")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn access_tokens_die_with_the_account_and_with_its_password() {
+    let client = http();
+    // A password change: the token from before it is refused, a new log-in works.
+    let (_, email, token) = new_customer(&client).await;
+    let body = gql_as(&client, &token, "{ me { id } }", json!({})).await;
+    assert!(body["data"]["me"]["id"].is_string(), "{body}");
+    let body = gql_as(
+        &client,
+        &token,
+        "mutation { changePassword(currentPassword: \"s3cret-pass\", newPassword: \"n3w-secret\") }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(body["data"]["changePassword"], true, "{body}");
+    refused_soon(
+        &client,
+        &token,
+        "the old token refused after a password change",
+    )
+    .await;
+    let body = gql_as(&client, &token, "{ me { id } }", json!({})).await;
+    assert_eq!(
+        error_code(&body).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{body}"
+    );
+    let fresh = login(&client, &email, "n3w-secret").await;
+    let body = gql_as(
+        &client,
+        &fresh,
+        "mutation { createCart { cartId } }",
+        json!({}),
+    )
+    .await;
+    assert!(body["data"]["createCart"]["cartId"].is_string(), "{body}");
+
+    // A deleted account: its token no longer creates carts.
+    let (_, _, token) = new_customer(&client).await;
+    let body = gql_as(&client, &token, "mutation { deleteAccount }", json!({})).await;
+    assert_eq!(body["data"]["deleteAccount"], true, "{body}");
+    refused_soon(&client, &token, "a deleted account's token refused").await;
+}
+
+#[tokio::test]
+async fn tokens_of_another_issuer_or_audience_are_refused() {
+    let client = http();
+    let (_, _, token) = new_customer(&client).await;
+    for (claim, value) in [("iss", "someone-else"), ("aud", "another-api")] {
+        let forged = resign_token(&token, |c| c[claim] = json!(value));
+        let body = gql_as(&client, &forged, "{ me { id } }", json!({})).await;
+        assert_eq!(
+            error_code(&body).as_deref(),
+            Some("UNAUTHENTICATED"),
+            "{claim}: {body}"
+        );
+    }
+    let body = gql_as(&client, &token, "{ me { id } }", json!({})).await;
+    assert!(body["data"]["me"]["id"].is_string(), "{body}");
 }

@@ -340,3 +340,68 @@ async fn a_replayed_record_is_never_sent_as_new() {
     assert!(ws.pending.is_empty(), "{:?}", ws.pending);
     ws.close().await;
 }
+
+#[tokio::test]
+async fn a_subscription_is_closed_when_its_token_expires() {
+    // (Other tests here stop the cart projector; this one needs carts projected.)
+    let _g = CART_PROJECTOR.lock().await;
+    let client = http();
+    let (_, _, token) = new_customer(&client).await;
+    let body = gql_as(
+        &client,
+        &token,
+        "mutation { createCart { cartId } }",
+        json!({}),
+    )
+    .await;
+    let cart = body["data"]["createCart"]["cartId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    // The same token, but valid for three more seconds only.
+    let short = resign_token(&token, |c| {
+        c["exp"] = json!(chrono::Utc::now().timestamp() + 3);
+    });
+    let mut ws = WsClient::connect(&short).await;
+    ws.start("c", CART_CHANGED, json!({ "c": cart })).await;
+    // Beside it, the same subscription with the full token.
+    let mut long = WsClient::connect(&token).await;
+    long.start("l", CART_CHANGED, json!({ "c": cart })).await;
+    let started = std::time::Instant::now();
+    // The cart arrives while the token is good; then the server closes the connection.
+    let ended = loop {
+        let m = ws.next("c").await;
+        if m["errors"].is_array() || m["complete"] == json!(true) {
+            break m;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still open: {m}"
+        );
+    };
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "closed before the token expired: {ended}"
+    );
+    assert_eq!(code_of(&ended).as_deref(), Some("TRANSPORT"), "{ended}");
+    assert_eq!(
+        ended["errors"][0]["extensions"]["closeCode"],
+        json!(4401),
+        "closed as expired: {ended}"
+    );
+    // The connection with the good token is still open: it sees the next change.
+    let first = long.next("l").await;
+    assert_eq!(first["data"]["cartChanged"]["version"], json!(1), "{first}");
+    let body = gql_as(
+        &client,
+        &token,
+        ADD_ITEM,
+        json!({ "c": cart, "p": new_id(), "q": 1 }),
+    )
+    .await;
+    assert_eq!(body["data"]["addItemToCart"]["version"], json!(2), "{body}");
+    let m = long.next("l").await;
+    assert_eq!(m["data"]["cartChanged"]["version"], json!(2), "{m}");
+    long.close().await;
+    ws.close().await;
+}

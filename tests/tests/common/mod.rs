@@ -272,6 +272,45 @@ pub async fn gql_as(client: &reqwest::Client, token: &str, query: &str, variable
     resp.json::<Value>().await.unwrap()
 }
 
+/// The stack's access-token secret: `JWT_SECRET`, else the file `JWT_SECRET_FILE` names
+/// (stack.env has it), else the test stack's file.
+pub fn jwt_secret() -> String {
+    if let Ok(s) = std::env::var("JWT_SECRET") {
+        return s.trim().to_owned();
+    }
+    let file = std::env::var("JWT_SECRET_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".stack-test/jwt_secret"));
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// The same claims as `token` with `change` applied, signed with the stack's secret.
+pub fn resign_token(token: &str, change: impl FnOnce(&mut Value)) -> String {
+    use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+    let secret = jwt_secret();
+    let mut v = Validation::new(Algorithm::HS256);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    let mut claims = decode::<Value>(token, &DecodingKey::from_secret(secret.as_bytes()), &v)
+        .expect("the test knows the stack's secret")
+        .claims;
+    change(&mut claims);
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// The BFF's own port (not through Envoy).
+pub fn bff_url() -> String {
+    env("BFF_URL", "http://127.0.0.1:18000/graphql")
+}
+
 /// Logs in; returns the access token.
 pub async fn login(client: &reqwest::Client, email: &str, password: &str) -> String {
     let body = gql(
