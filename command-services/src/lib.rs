@@ -13,6 +13,7 @@
 pub mod app;
 pub mod auth;
 pub mod cart_service;
+pub mod credentials;
 pub mod error;
 pub mod event_store;
 pub mod generic_service;
@@ -20,6 +21,7 @@ pub mod group_commit;
 pub mod handler;
 pub mod kafka;
 pub mod payment_service;
+pub mod pii;
 pub mod relay;
 pub mod relay_parking;
 pub mod reviews;

@@ -1,12 +1,16 @@
 //! The `Users` gRPC service: registration with a unique email (a reservation document
 //! written in the same transaction as `UserRegistered`), log-in, refresh-token rotation,
-//! log-out, profile, password and account deletion, all through the generic handler.
+//! log-out, profile, password and account deletion, all through the generic handler. The
+//! password hash is kept in the private `credentials` collection ([`crate::credentials`]),
+//! never in an event; deleting the account destroys the person's key ([`crate::pii`]).
 
 use crate::auth::{hash_password, random_secret, sha256_hex, verify_password, Jwt, MIN_PASSWORD};
+use crate::credentials;
 use crate::error::CommandError;
 use crate::event_store::SideWrite;
 use crate::generic_service::stream_id;
 use crate::handler::{CommandContext, CommandHandler};
+use crate::pii::Keyring;
 use domain::user::{AddressInput, Role, User, UserCommand};
 use domain::values::{Email, PersonName, UserId};
 use event_schemas::EventMeta;
@@ -88,13 +92,14 @@ impl UserService {
         let name = PersonName::parse(name)?;
         check_password(password)?;
         let user_id = UserId::generate();
+        let password_hash = hash(password.to_owned()).await?;
         let command = UserCommand::Register {
             user_id,
             email: email.clone(),
             name,
-            password_hash: hash(password.to_owned()).await?,
             role,
         };
+        let credential = credentials::set(&user_id.to_string(), &password_hash);
         let reservation = SideWrite::Insert {
             collection: EMAIL_RESERVATIONS,
             doc: doc! { "_id": email.as_str(), "user_id": user_id.to_string() },
@@ -105,7 +110,7 @@ impl UserService {
                 &user_id.to_string(),
                 &command,
                 &ctx(format!("user:{user_id}")),
-                &[reservation],
+                &[reservation, credential],
             )
             .await
         {
@@ -216,7 +221,11 @@ impl Users for UserService {
         let email = Email::parse(&r.email).map_err(|_| unauthenticated())?;
         let user_id = self.user_id_of(&email).await?.ok_or_else(unauthenticated)?;
         let (state, _) = self.handler.load(&user_id).await?;
-        if state.deleted || !verify(r.password, state.password_hash.clone()).await {
+        let stored = credentials::password_hash(self.handler.store(), &user_id).await?;
+        let Some(stored) = stored.filter(|_| !state.deleted) else {
+            return Err(unauthenticated());
+        };
+        if !verify(r.password, stored).await {
             return Err(unauthenticated());
         }
         Ok(Response::new(self.tokens(&user_id, &state).await?))
@@ -306,17 +315,22 @@ impl Users for UserService {
         let id = stream_id(&r.user_id)?;
         check_password(&r.new_password)?;
         let (state, _) = self.handler.load(&id).await?;
-        if state.id.is_none() || !verify(r.current_password, state.password_hash.clone()).await {
+        let stored = credentials::password_hash(self.handler.store(), &id).await?;
+        let current_ok = match stored.filter(|_| state.id.is_some()) {
+            Some(stored) => verify(r.current_password, stored).await,
+            None => false,
+        };
+        if !current_ok {
             return Err(Status::unauthenticated("the current password is wrong"));
         }
+        let credential = credentials::set(&id, &hash(r.new_password).await?);
         let o = self
             .handler
-            .handle(
+            .handle_with(
                 &id,
-                &UserCommand::ChangePassword {
-                    password_hash: hash(r.new_password).await?,
-                },
+                &UserCommand::ChangePassword,
                 &ctx(format!("user:{id}")),
+                &[credential],
             )
             .await?;
         Ok(Response::new(UserResult {
@@ -340,15 +354,23 @@ impl Users for UserService {
             collection: EMAIL_RESERVATIONS,
             id: email.as_str().to_owned(),
         };
+        // So are the password hash and the person's key (crypto-shredding: every sealed field
+        // about them reads as erased from now on).
         let o = self
             .handler
             .handle_with(
                 &id,
                 &UserCommand::Delete,
                 &ctx(format!("user:{id}")),
-                &[release],
+                &[release, credentials::remove(&id), Keyring::forget(&id)],
             )
             .await?;
+        self.handler.store().keyring().forgotten(&id);
+        // What was written before sealing existed is blanked in the store; a failure here is
+        // logged, the deletion itself stands (the key is gone).
+        if let Err(e) = credentials::scrub_legacy(self.handler.store(), &id).await {
+            tracing::warn!(user_id = %id, error = %e, "legacy personal fields not scrubbed");
+        }
         Ok(Response::new(UserResult {
             user_id: o.stream_id,
             version: o.version,
