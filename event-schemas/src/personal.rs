@@ -51,12 +51,6 @@ pub fn registry() -> &'static [PersonalFields] {
             subject: Subject::Stream,
             fields: &["name", "addresses"],
         },
-        PersonalFields {
-            stream_type: "product",
-            event_type: "ProductReviewed",
-            subject: Subject::Field("customer_id"),
-            fields: &["reviewer_name"],
-        },
     ]
 }
 

@@ -49,8 +49,8 @@ pub mod history {
     #[serde(deny_unknown_fields)]
     #[schemars(title = "UserRegistered")]
     pub struct UserRegisteredV1 {
-        pub user_id: uuid::Uuid,
-        pub email: String,
+        pub user_id: domain::values::UserId,
+        pub email: domain::values::Email,
         pub name: String,
         pub role: domain::user::Role,
         pub password_hash: String,
