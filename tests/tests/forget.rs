@@ -19,6 +19,9 @@ use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// The second test restarts the user service: the two run one after the other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn database() -> mongodb::Database {
     mongodb::Client::with_uri_str(mongodb_uri())
         .await
@@ -69,6 +72,7 @@ async fn order_totals(pool: &sqlx::PgPool, customer: &str) -> (i64, i64) {
 
 #[tokio::test]
 async fn a_deleted_account_is_forgotten_everywhere_but_its_orders_stay() {
+    let _serial = SERIAL.lock().await;
     let client = http();
     let pool = pg().await;
     let (user_id, email, token) = new_customer(&client).await;
@@ -216,6 +220,7 @@ async fn a_deleted_account_is_forgotten_everywhere_but_its_orders_stay() {
 
 #[tokio::test]
 async fn login_reads_private_credentials_across_restarts_and_password_changes() {
+    let _serial = SERIAL.lock().await;
     let client = http();
     let (user_id, email, token) = new_customer(&client).await;
     let body = gql_as(
