@@ -26,6 +26,7 @@ pub mod relay;
 pub mod relay_parking;
 pub mod reviews;
 pub mod support;
+pub mod tokens;
 pub mod user_service;
 
 /// Where the event store is.

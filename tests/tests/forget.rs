@@ -57,7 +57,10 @@ fn topic_until(topic: &str, done: impl Fn(&Record) -> bool) -> Vec<Record> {
 }
 
 fn is_event(r: &Record, stream: &str, event_type: &str) -> bool {
-    r.key == stream && r.value["type"].as_str().is_some_and(|t| t.ends_with(event_type))
+    r.key == stream
+        && r.value["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(event_type))
 }
 
 async fn order_totals(pool: &sqlx::PgPool, customer: &str) -> (i64, i64) {
@@ -77,7 +80,10 @@ async fn a_deleted_account_is_forgotten_everywhere_but_its_orders_stay() {
     let pool = pg().await;
     let (user_id, email, token) = new_customer(&client).await;
     let name = format!("Zed{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let street = format!("{} Forget Street", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let street = format!(
+        "{} Forget Street",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let body = gql_as(
         &client,
         &token,
@@ -100,16 +106,20 @@ async fn a_deleted_account_is_forgotten_everywhere_but_its_orders_stay() {
     assert_eq!(before.1, 3 * 1250);
 
     // Sealed at rest and in transit, in the clear where the read side needs it.
-    let recipient = poll("the recipient projected", Duration::from_secs(60), || async {
-        sqlx::query_as::<_, (Option<String>, String)>(
-            "SELECT email, name FROM notification_recipients WHERE customer_id = $1::uuid",
-        )
-        .bind(&user_id)
-        .fetch_optional(&pool)
-        .await
-        .unwrap()
-        .filter(|(_, n)| n.starts_with(&name))
-    })
+    let recipient = poll(
+        "the recipient projected",
+        Duration::from_secs(60),
+        || async {
+            sqlx::query_as::<_, (Option<String>, String)>(
+                "SELECT email, name FROM notification_recipients WHERE customer_id = $1::uuid",
+            )
+            .bind(&user_id)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+            .filter(|(_, n)| n.starts_with(&name))
+        },
+    )
     .await;
     assert_eq!(recipient.0.as_deref(), Some(email.as_str()));
     for needle in [&email, &name, &street] {
@@ -121,7 +131,10 @@ async fn a_deleted_account_is_forgotten_everywhere_but_its_orders_stay() {
     let registered = stored_events(&user_id).await;
     let data = registered[0].get_document("data").unwrap();
     assert_eq!(
-        data.get_document("email").unwrap().get_str("sealed").unwrap(),
+        data.get_document("email")
+            .unwrap()
+            .get_str("sealed")
+            .unwrap(),
         "A256GCM"
     );
     assert!(data.get("password_hash").is_none(), "{data:?}");
@@ -159,7 +172,10 @@ async fn a_deleted_account_is_forgotten_everywhere_but_its_orders_stay() {
         .await;
         assert_eq!(run.code, 0, "{}", run.stderr);
         for needle in [&email, &name, &street] {
-            assert!(!run.stdout.contains(needle.as_str()), "{needle} in the {source} export");
+            assert!(
+                !run.stdout.contains(needle.as_str()),
+                "{needle} in the {source} export"
+            );
         }
         let events: Vec<Value> = run
             .stdout
@@ -179,10 +195,23 @@ async fn a_deleted_account_is_forgotten_everywhere_but_its_orders_stay() {
     }
 
     // The folded stream (the CLI's time travel) shows the erasure too.
-    let run = commerce(&["-o", "json", "stream", "show", &user_id, "--at-version", "2"]).await;
+    let run = commerce(&[
+        "-o",
+        "json",
+        "stream",
+        "show",
+        &user_id,
+        "--at-version",
+        "2",
+    ])
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     for needle in [&email, &name, &street] {
-        assert!(!run.stdout.contains(needle.as_str()), "{needle}: {}", run.stdout);
+        assert!(
+            !run.stdout.contains(needle.as_str()),
+            "{needle}: {}",
+            run.stdout
+        );
     }
 
     // The read side forgot, and a rebuilt read model keeps every other fact.
@@ -204,7 +233,10 @@ async fn a_deleted_account_is_forgotten_everywhere_but_its_orders_stay() {
         json!({ "e": email }),
     )
     .await;
-    assert!(body["data"].is_null() || body["errors"].is_array(), "{body}");
+    assert!(
+        body["data"].is_null() || body["errors"].is_array(),
+        "{body}"
+    );
     for aggregate in ["user", "cart", "order", "payment", "product"] {
         let topic = format!("commerce.{aggregate}.events");
         let records = read_topic_until(&topic, Duration::from_secs(3), |_| false);
@@ -268,5 +300,8 @@ async fn login_reads_private_credentials_across_restarts_and_password_changes() 
         json!({ "e": email }),
     )
     .await;
-    assert!(body["data"].is_null() || body["errors"].is_array(), "{body}");
+    assert!(
+        body["data"].is_null() || body["errors"].is_array(),
+        "{body}"
+    );
 }

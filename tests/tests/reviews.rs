@@ -182,7 +182,10 @@ async fn only_customers_who_received_a_product_review_it_once() {
         .collect();
     assert!(fields.contains(&"reviewerName"), "{fields:?}");
     for id_field in ["customerId", "orderId"] {
-        assert!(!fields.contains(&id_field), "a public review shows {id_field}");
+        assert!(
+            !fields.contains(&id_field),
+            "a public review shows {id_field}"
+        );
     }
     let body = gql(
         &client,
