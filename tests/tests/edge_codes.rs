@@ -129,7 +129,7 @@ async fn ids_of_the_wrong_kind_malformed_empty_or_huge_are_not_found_or_invalid_
         ),
         field(
             "checkout",
-            format!("mutation($id: ID!) {{ checkout(cartId: $id, paymentToken: \"pm_unused\") {{ orderId }} }}"),
+            "mutation($id: ID!) { checkout(cartId: $id, paymentToken: \"pm_unused\") { orderId } }",
         ),
         field(
             "updateProduct",
