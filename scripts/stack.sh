@@ -50,6 +50,8 @@ CART_COMMAND_PORT=${CART_COMMAND_PORT:-$((50051 + O))}
 ORDER_COMMAND_PORT=${ORDER_COMMAND_PORT:-$((50052 + O))}
 PRODUCT_COMMAND_PORT=${PRODUCT_COMMAND_PORT:-$((50053 + O))}
 PAYMENT_COMMAND_PORT=${PAYMENT_COMMAND_PORT:-$((50054 + O))}
+# The payment service's card tokenization endpoint (HTTP), behind Envoy's /pay/v1/tokens.
+PAYMENT_TOKENS_PORT=${PAYMENT_TOKENS_PORT:-$((8090 + O))}
 USER_COMMAND_PORT=${USER_COMMAND_PORT:-$((50055 + O))}
 CART_QUERY_PORT=${CART_QUERY_PORT:-$((50061 + O))}
 SHOP_QUERY_PORT=${SHOP_QUERY_PORT:-$((50062 + O))}
@@ -171,7 +173,8 @@ cmd_of() {
       local agg=${1%-command} up; up=$(echo "$agg" | tr a-z A-Z)
       local port=${up}_COMMAND_PORT admin=${up}_COMMAND_ADMIN_PORT
       printf '%s\n' "$BIN_DIR/command-service" --aggregate "$agg" \
-        --grpc-addr "$HOST:${!port}" --admin-addr "$HOST:${!admin}" ;;
+        --grpc-addr "$HOST:${!port}" --admin-addr "$HOST:${!admin}" \
+        --tokens-addr "$HOST:$PAYMENT_TOKENS_PORT" ;;
     shop-query) printf '%s\n' "$BIN_DIR/query-service" --service shop \
         --grpc-addr "$HOST:$SHOP_QUERY_PORT" --admin-addr "$HOST:$SHOP_QUERY_ADMIN_PORT" ;;
     product-projector|order-projector) printf '%s\n' "$BIN_DIR/projector" --projection "${1%-projector}" \
@@ -294,6 +297,7 @@ stop_one() {
 render_envoy() {
   sed -e "s/port_value: 8080/port_value: $ENVOY_PORT/" \
       -e "s/port_value: 8000/port_value: $BFF_PORT/" \
+      -e "s/port_value: 8090/port_value: $PAYMENT_TOKENS_PORT/" \
       -e "s/port_value: 9901/port_value: $ENVOY_ADMIN_PORT/" \
       -e "s/max_tokens: 400/max_tokens: $ENVOY_RATE_LIMIT/" \
       -e "s/tokens_per_fill: 400/tokens_per_fill: $ENVOY_RATE_LIMIT/" \

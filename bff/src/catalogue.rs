@@ -174,14 +174,15 @@ pub struct BrandOf(String);
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ReviewsOf(String);
 
-/// A review by a customer who received the product.
+/// A review by a customer who received the product. Public: it names the reviewer by a
+/// display name ("Ann B.", or "Verified buyer" once their account is deleted), never by id.
 #[derive(SimpleObject, Clone, Deserialize)]
 pub struct Review {
     #[serde(skip_serializing)]
     #[graphql(skip)]
     pub product_id: String,
-    pub customer_id: String,
-    pub order_id: String,
+    /// The reviewer's first name and last initial.
+    pub reviewer_name: String,
     /// 1 to 5 stars.
     pub rating: i32,
     pub title: String,

@@ -6,6 +6,7 @@
 use crate::output::Format;
 use crate::Endpoints;
 use chrono::{DateTime, Utc};
+use command_services::pii::{open_installed, Reveal};
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
 use futures::TryStreamExt;
 use mongodb::bson::{self, doc, Document};
@@ -37,6 +38,10 @@ pub enum EventsCommand {
         /// high watermark cannot be trusted).
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         quiet: Duration,
+        /// Open sealed personal fields whose key is alive (plaintext in the export). Without
+        /// it they stay sealed; either way, fields of erased people read `null`.
+        #[arg(long)]
+        reveal: bool,
     },
     /// Follow new events matching the filters on Kafka, as JSON lines.
     Tail {
@@ -164,6 +169,8 @@ pub struct Sink {
     jsonl: Option<Box<dyn Write + Send>>,
     csv: Option<csv::Writer<Box<dyn Write + Send>>>,
     pub written: u64,
+    /// Which sealed personal fields are opened (erased ones always read `null`).
+    pub reveal: Reveal,
     /// Progress on stderr while writing to a file.
     bar: Option<indicatif::ProgressBar>,
 }
@@ -189,6 +196,7 @@ impl Sink {
                 jsonl: Some(w),
                 csv: None,
                 written: 0,
+                reveal: Reveal::ErasedOnly,
                 bar,
             },
             FileFormat::Csv => {
@@ -210,6 +218,7 @@ impl Sink {
                     jsonl: None,
                     csv: Some(c),
                     written: 0,
+                    reveal: Reveal::ErasedOnly,
                     bar,
                 }
             }
@@ -266,8 +275,12 @@ pub async fn run(cmd: EventsCommand, ep: &Endpoints, _out: Format) -> anyhow::Re
             format,
             out,
             quiet,
+            reveal,
         } => {
             let mut sink = Sink::new(format, out.as_deref())?;
+            if reveal {
+                sink.reveal = Reveal::All;
+            }
             match source {
                 Source::Store => export_store(ep, &filter, &mut sink).await?,
                 Source::Kafka => {
@@ -313,7 +326,8 @@ async fn export_store(ep: &Endpoints, filter: &Filter, sink: &mut Sink) -> anyho
         .sort(doc! { "occurred_at": 1, "_id": 1 })
         .await?;
     while let Some(d) = cursor.try_next().await? {
-        let env = command_services::event_store::from_document(d)?.upcast()?;
+        let mut env = command_services::event_store::from_document(d)?.upcast()?;
+        open_installed(&mut env, sink.reveal).await?;
         sink.write(&env)?;
     }
     Ok(())
@@ -379,7 +393,10 @@ pub fn read_kafka(
         if !filter.matches(&env) || !seen.insert(env.event_id) {
             continue;
         }
-        sink.write(&env.upcast()?)?;
+        let mut env = env.upcast()?;
+        // Blocking code on a runtime's blocking thread: the key lookup runs on the runtime.
+        tokio::runtime::Handle::current().block_on(open_installed(&mut env, sink.reveal))?;
+        sink.write(&env)?;
         if follow {
             sink.flush()?;
         }

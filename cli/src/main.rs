@@ -153,6 +153,8 @@ async fn main() {
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     event_schemas::upcast::check().map_err(anyhow::Error::msg)?;
     let (out, ep) = (cli.output, &cli.endpoints);
+    // Sealed personal fields are opened with the store's person keys (connected on first use).
+    command_services::pii::install(&ep.mongodb_uri, &ep.mongodb_db);
     match cli.command {
         Command::Events(c) => events::run(c, ep, out).await,
         Command::Stream(c) => stream::run(c, ep, out).await,

@@ -47,6 +47,9 @@ pub struct CommandServiceArgs {
     /// Serves `/healthz`.
     #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:9201")]
     pub admin_addr: SocketAddr,
+    /// The payment service's card tokenization endpoint (HTTP, `POST /pay/v1/tokens`).
+    #[arg(long, env = "TOKENS_ADDR", default_value = "127.0.0.1:8090")]
+    pub tokens_addr: SocketAddr,
     /// Attempts per command when concurrent writers collide (reload, decide, append).
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 20)]
     pub max_attempts: u32,
@@ -123,9 +126,22 @@ pub async fn command_service_main() -> anyhow::Result<()> {
             .await
         }
         AggregateKind::Payment => {
+            let db = store.database().clone();
             let handler = Arc::new(CommandHandler::<Payment>::new(store, args.max_attempts));
-            let (routes, names) = PaymentService::new(handler, Arc::new(SimulatedGateway)).routes();
-            serve_grpc_routes(args.grpc_addr, routes, &names, &auth, shutdown.clone()).await
+            let gateway: Arc<dyn crate::payment_service::PaymentGateway> =
+                Arc::new(SimulatedGateway);
+            let tokens = tokio::spawn(crate::tokens::serve_tokens(
+                args.tokens_addr,
+                gateway.clone(),
+                db,
+                shutdown.clone(),
+            ));
+            let (routes, names) = PaymentService::new(handler, gateway).routes();
+            let served =
+                serve_grpc_routes(args.grpc_addr, routes, &names, &auth, shutdown.clone()).await;
+            shutdown.cancel();
+            tokens.await??;
+            served
         }
         AggregateKind::User => {
             let jwt = Jwt::new(

@@ -11,10 +11,15 @@
 //! another writer got there first: that is reported as [`StoreError::Conflict`], never as an
 //! overwrite.
 //!
+//! Personal fields (see `event_schemas::personal`) are sealed by [`crate::pii::Keyring`] before
+//! they are written and opened when a stream is loaded; [`EventStore::unpublished`] (the
+//! relay's read) leaves them sealed, so Kafka only ever carries the sealed form.
+//!
 //! Each document also carries `published: false` until the relay has handed it to Kafka; the
 //! relay's catch-up read finds whatever a crash left behind through that flag.
 
 use crate::group_commit::{GroupCommit, GroupCommitConfig};
+use crate::pii::{Keyring, PiiError};
 use chrono::{DateTime, Utc};
 use event_schemas::EventEnvelope;
 use futures::TryStreamExt;
@@ -70,6 +75,15 @@ pub fn error_code(e: &mongodb::error::Error) -> Option<i32> {
     }
 }
 
+impl From<PiiError> for StoreError {
+    fn from(e: PiiError) -> Self {
+        match e {
+            PiiError::Unavailable(m) => StoreError::Unavailable(m),
+            PiiError::Corrupt(m) => StoreError::Corrupt(m),
+        }
+    }
+}
+
 impl From<mongodb::error::Error> for StoreError {
     fn from(e: mongodb::error::Error) -> Self {
         match error_code(&e) {
@@ -92,6 +106,12 @@ pub enum SideWrite {
     Delete {
         collection: &'static str,
         id: String,
+    },
+    /// Write a document by `_id`, replacing any there (or inserting it).
+    Replace {
+        collection: &'static str,
+        id: String,
+        doc: Document,
     },
 }
 
@@ -133,6 +153,8 @@ pub struct EventStore {
     idempotency: Collection<Document>,
     /// Groups single-event appends; `None` writes each with its own `insert_one`.
     group: Option<GroupCommit>,
+    /// Seals personal fields on append, opens them on load.
+    keyring: Keyring,
 }
 
 impl EventStore {
@@ -160,6 +182,7 @@ impl EventStore {
             events,
             group,
             idempotency: db.collection("idempotency_keys"),
+            keyring: Keyring::new(&db),
             client,
             db,
         };
@@ -231,6 +254,11 @@ impl EventStore {
         &self.events
     }
 
+    /// The keyring sealing and opening personal fields.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
     /// Is the store reachable? Used by health checks, never on the request path.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.run_command(doc! { "ping": 1 }).await?;
@@ -256,7 +284,8 @@ impl EventStore {
     }
 
     /// The events of a stream after `after_version`, in version order, whatever its type
-    /// (operator tools); aggregates load theirs with [`EventStore::load_typed`].
+    /// (operator tools), personal fields opened (`null` where erased); aggregates load theirs
+    /// with [`EventStore::load_typed`].
     pub async fn load(
         &self,
         stream_id: &str,
@@ -279,6 +308,9 @@ impl EventStore {
                 )));
             }
             out.push(env);
+        }
+        for env in &mut out {
+            self.keyring.open(env).await?;
         }
         Ok(out)
     }
@@ -360,10 +392,12 @@ impl EventStore {
         if events.is_empty() {
             return Ok(());
         }
-        let mut docs = events
-            .iter()
-            .map(to_document)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut docs = Vec::with_capacity(events.len());
+        for env in events {
+            let mut sealed = env.clone();
+            self.keyring.seal(&mut sealed).await?;
+            docs.push(to_document(&sealed)?);
+        }
         if let (Some(key), Some(doc)) = (idempotency_key, docs.last_mut()) {
             doc.insert(IDEMPOTENCY_FIELD, key);
         }
@@ -401,6 +435,18 @@ impl EventStore {
                         self.db
                             .collection::<Document>(collection)
                             .delete_one(doc! { "_id": id })
+                            .session(&mut session)
+                            .await?;
+                    }
+                    SideWrite::Replace {
+                        collection,
+                        id,
+                        doc,
+                    } => {
+                        self.db
+                            .collection::<Document>(collection)
+                            .replace_one(doc! { "_id": id }, doc.clone())
+                            .upsert(true)
                             .session(&mut session)
                             .await?;
                     }

@@ -450,7 +450,7 @@ mod tests {
             access_token_ttl: 60,
         })
         .unwrap();
-        let access = jwt.issue(&user().to_string(), "admin").unwrap();
+        let access = jwt.issue(&user().to_string(), "admin", 0).unwrap();
         assert_eq!(auth().verify(&access), Err(CredentialError::Invalid));
     }
 

@@ -15,6 +15,7 @@
 pub mod app;
 pub mod auth;
 pub mod cart_service;
+pub mod credentials;
 pub mod error;
 pub mod event_store;
 pub mod generic_service;
@@ -23,11 +24,13 @@ pub mod handler;
 pub mod internal_auth;
 pub mod kafka;
 pub mod payment_service;
+pub mod pii;
 pub mod policies;
 pub mod relay;
 pub mod relay_parking;
 pub mod reviews;
 pub mod support;
+pub mod tokens;
 pub mod user_service;
 
 /// Where the event store is.

@@ -1,5 +1,7 @@
 //! The payment service: the `PaymentGateway` trait, a deterministic simulated gateway in the
-//! style of Stripe's test cards, card tokenization, and the generic `Commands` API for
+//! style of Stripe's test cards, card tokenization (an HTTP endpoint of its own, see
+//! [`crate::tokens`]; `PaymentMethods.Describe` tells the BFF a reference's brand and last
+//! four digits), and the generic `Commands` API for
 //! payments, where authorize / capture / void / refund call the gateway before the outcome is
 //! recorded. Every step is idempotent: a payment already authorized, captured or voided is
 //! not sent to the gateway again.
@@ -223,7 +225,7 @@ impl PaymentService {
     }
 
     pub fn routes(self) -> (tonic::service::Routes, [&'static str; 2]) {
-        let methods = Tokenizer(self.gateway.clone());
+        let methods = Tokenizer(self.handler.store().database().clone());
         let routes = tonic::service::Routes::new(CommandsServer::new(self))
             .add_service(PaymentMethodsServer::new(methods));
         (
@@ -254,7 +256,21 @@ impl PaymentService {
                 if state.status != PaymentStatus::New {
                     return Ok(None);
                 }
-                let outcome = self.gateway.authorize(token.as_str(), amount, id).await?;
+                // A payment method reference from the tokenization endpoint names the
+                // gateway's token, which only this service holds.
+                let token = match token.as_str() {
+                    r if r.starts_with(crate::tokens::REFERENCE_PREFIX) => {
+                        crate::tokens::resolve(self.handler.store().database(), r)
+                            .await
+                            .map_err(|e| CommandError::Unavailable(e.to_string()))?
+                            .ok_or_else(|| {
+                                CommandError::InvalidArgument("unknown payment token".into())
+                            })?
+                            .gateway_token
+                    }
+                    legacy => legacy.to_owned(),
+                };
+                let outcome = self.gateway.authorize(&token, amount, id).await?;
                 Some(PaymentCommand::Authorize {
                     payment_id: PaymentId::parse(id)?,
                     order_id,
@@ -335,20 +351,29 @@ impl Commands for PaymentService {
     }
 }
 
-/// The `PaymentMethods` service: card tokenization through the gateway.
-pub struct Tokenizer(Arc<dyn PaymentGateway>);
+/// The `PaymentMethods` service: what a payment method reference (from the tokenization
+/// endpoint) is, without its gateway token. Cards themselves never come this way.
+pub struct Tokenizer(mongodb::Database);
 
 #[tonic::async_trait]
 impl PaymentMethods for Tokenizer {
-    async fn tokenize(&self, request: Request<CardDetails>) -> Result<Response<CardToken>, Status> {
-        // Anyone the BFF serves may tokenize a card, but only through a credential.
+    async fn describe(&self, request: Request<CardToken>) -> Result<Response<CardToken>, Status> {
+        // Only through a credential (the BFF, for whoever it serves).
         crate::internal_auth::actor_of(&request)?;
-        let token = self
-            .0
-            .tokenize(request.get_ref())
+        let reference = &request.get_ref().token;
+        let unknown = || Status::invalid_argument("unknown payment token");
+        if !reference.starts_with(crate::tokens::REFERENCE_PREFIX) || reference.len() > 64 {
+            return Err(unknown());
+        }
+        let method = crate::tokens::resolve(&self.0, reference)
             .await
-            .map_err(CommandError::from)?;
-        Ok(Response::new(token))
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?
+            .ok_or_else(unknown)?;
+        Ok(Response::new(CardToken {
+            token: reference.clone(),
+            brand: method.brand,
+            last4: method.last4,
+        }))
     }
 }
 

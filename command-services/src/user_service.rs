@@ -5,17 +5,21 @@
 //! (or an admin): never for a user id taken on trust from the request.
 //! A log-in for an unknown email is checked against a dummy hash (same time, same words as a
 //! wrong password); a refresh rotates its token in one decision and a replayed spent token
-//! revokes its whole family (see `domain::user`).
+//! revokes its whole family (see `domain::user`). The password hash is kept in the private
+//! `credentials` collection ([`crate::credentials`]), never in an event; deleting the account
+//! destroys the person's key ([`crate::pii`]).
 
 use crate::auth::{
     hash_password, random_secret, sha256_hex, verify_against_dummy, verify_password, Jwt,
     MIN_PASSWORD,
 };
+use crate::credentials;
 use crate::error::CommandError;
 use crate::event_store::SideWrite;
 use crate::generic_service::stream_id;
 use crate::handler::{CommandContext, CommandHandler};
 use crate::internal_auth::actor_of;
+use crate::pii::Keyring;
 use domain::user::{AddressInput, Role, User, UserCommand};
 use domain::values::{Email, PersonName, UserId};
 use event_schemas::EventMeta;
@@ -108,13 +112,14 @@ impl UserService {
         let name = PersonName::parse(name)?;
         check_password(password)?;
         let user_id = UserId::generate();
+        let password_hash = hash(password.to_owned()).await?;
         let command = UserCommand::Register {
             user_id,
             email: email.clone(),
             name,
-            password_hash: hash(password.to_owned()).await?,
             role,
         };
+        let credential = credentials::set(&user_id.to_string(), &password_hash);
         let reservation = SideWrite::Insert {
             collection: EMAIL_RESERVATIONS,
             doc: doc! { "_id": email.as_str(), "user_id": user_id.to_string() },
@@ -125,7 +130,7 @@ impl UserService {
                 &user_id.to_string(),
                 &command,
                 &ctx(format!("user:{user_id}")),
-                &[reservation],
+                &[reservation, credential],
             )
             .await
         {
@@ -336,10 +341,10 @@ impl Users for UserService {
             return Err(unauthenticated());
         };
         let (state, _) = self.handler.load(&user_id).await?;
-        let ok = if state.deleted || state.id.is_none() {
-            verify_dummy(r.password).await
-        } else {
-            verify(r.password, state.password_hash.clone()).await
+        let stored = credentials::password_hash(self.handler.store(), &user_id).await?;
+        let ok = match stored.filter(|_| !state.deleted && state.id.is_some()) {
+            Some(stored) => verify(r.password, stored).await,
+            None => verify_dummy(r.password).await,
         };
         if !ok {
             return Err(unauthenticated());
@@ -429,17 +434,22 @@ impl Users for UserService {
         actor.require_owner(&id)?;
         check_password(&r.new_password)?;
         let (state, _) = self.handler.load(&id).await?;
-        if state.id.is_none() || !verify(r.current_password, state.password_hash.clone()).await {
+        let stored = credentials::password_hash(self.handler.store(), &id).await?;
+        let current_ok = match stored.filter(|_| state.id.is_some()) {
+            Some(stored) => verify(r.current_password, stored).await,
+            None => false,
+        };
+        if !current_ok {
             return Err(Status::unauthenticated("the current password is wrong"));
         }
+        let credential = credentials::set(&id, &hash(r.new_password).await?);
         let o = self
             .handler
-            .handle(
+            .handle_with(
                 &id,
-                &UserCommand::ChangePassword {
-                    password_hash: hash(r.new_password).await?,
-                },
+                &UserCommand::ChangePassword,
                 &ctx(actor.to_string()),
+                &[credential],
             )
             .await?;
         Ok(Response::new(UserResult {
@@ -465,15 +475,23 @@ impl Users for UserService {
             collection: EMAIL_RESERVATIONS,
             id: email.as_str().to_owned(),
         };
+        // So are the password hash and the person's key (crypto-shredding: every sealed field
+        // about them reads as erased from now on).
         let o = self
             .handler
             .handle_with(
                 &id,
                 &UserCommand::Delete,
                 &ctx(actor.to_string()),
-                &[release],
+                &[release, credentials::remove(&id), Keyring::forget(&id)],
             )
             .await?;
+        self.handler.store().keyring().forgotten(&id);
+        // What was written before sealing existed is blanked in the store; a failure here is
+        // logged, the deletion itself stands (the key is gone).
+        if let Err(e) = credentials::scrub_legacy(self.handler.store(), &id).await {
+            tracing::warn!(user_id = %id, error = %e, "legacy personal fields not scrubbed");
+        }
         Ok(Response::new(UserResult {
             user_id: o.stream_id,
             version: o.version,

@@ -1,13 +1,18 @@
 //! The user aggregate: an account with an email (unique across users, enforced by the store's
-//! reservation written in the same transaction), a name, addresses, a role, an argon2id
-//! password hash (hashed by the service; the domain never sees a password), the refresh tokens
-//! it has issued, and its deletion.
+//! reservation written in the same transaction), a name, addresses, a role, the refresh
+//! tokens it has issued, and its deletion. The password hash is no part of the aggregate: the
+//! user service keeps it in a private collection (`credentials`), so no event carries it; a
+//! password change is recorded as a fact with no payload.
 //!
 //! Refresh tokens come in families: a log-in starts one, and each rotation revokes the token
 //! presented and issues its successor in the same family, in one decision (so of concurrent
 //! rotations of one token exactly one wins). A spent token presented again is a reuse: the
 //! whole family is revoked. A password change or a deletion raises the session version, which
 //! access tokens carry, so older access tokens are refused.
+//!
+//! The personal fields of the events (email, name, addresses) are `Option`: the store seals
+//! them with a key per person, and once the account is deleted and its key destroyed they
+//! read as `null` (erased), while every other fact stays.
 
 use crate::values::{
     AddressExtra, AddressLine, City, Country, Email, PersonName, PostalCode, UserId,
@@ -81,16 +86,14 @@ pub enum UserCommand {
         user_id: UserId,
         email: Email,
         name: PersonName,
-        password_hash: String,
         role: Role,
     },
     ChangeProfile {
         name: PersonName,
         addresses: Vec<AddressInput>,
     },
-    ChangePassword {
-        password_hash: String,
-    },
+    /// The service has stored the new hash in its credentials; the event records the fact.
+    ChangePassword,
     IssueRefreshToken {
         token_id: String,
         token_hash: String,
@@ -120,24 +123,26 @@ pub enum UserCommand {
 #[serde(deny_unknown_fields)]
 pub struct UserRegistered {
     pub user_id: UserId,
-    pub email: Email,
-    pub name: String,
+    /// Personal: sealed at rest, `null` once erased.
+    pub email: Option<Email>,
+    /// Personal: sealed at rest, `null` once erased.
+    pub name: Option<String>,
     pub role: Role,
-    pub password_hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserProfileChanged {
-    pub name: String,
-    pub addresses: Vec<Address>,
+    /// Personal: sealed at rest, `null` once erased.
+    pub name: Option<String>,
+    /// Personal: sealed at rest (as one value), `null` once erased.
+    pub addresses: Option<Vec<Address>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// The password was changed (v2: the hash is kept by the user service, not in the event).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UserPasswordChanged {
-    pub password_hash: String,
-}
+pub struct UserPasswordChanged {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +178,14 @@ pub enum UserEvent {
 }
 
 impl DomainEvent for UserEvent {
+    fn schema_version(&self) -> u32 {
+        match self {
+            // v2: without the password hash.
+            UserEvent::UserRegistered(_) | UserEvent::UserPasswordChanged(_) => 2,
+            _ => 1,
+        }
+    }
+
     fn event_type(&self) -> &'static str {
         match self {
             UserEvent::UserRegistered(_) => "UserRegistered",
@@ -217,7 +230,6 @@ pub struct User {
     pub email: Option<Email>,
     pub name: String,
     pub role: Role,
-    pub password_hash: String,
     pub addresses: Vec<Address>,
     /// Live refresh tokens: id → (hash, expiry).
     pub refresh_tokens: BTreeMap<String, (String, DateTime<Utc>)>,
@@ -264,7 +276,6 @@ impl Aggregate for User {
             user_id,
             email,
             name,
-            password_hash,
             role,
         } = command
         {
@@ -273,10 +284,9 @@ impl Aggregate for User {
             }
             return Ok(vec![E::UserRegistered(UserRegistered {
                 user_id: *user_id,
-                email: email.clone(),
-                name: name.as_str().to_owned(),
+                email: Some(email.clone()),
+                name: Some(name.as_str().to_owned()),
                 role: *role,
-                password_hash: password_hash.clone(),
             })]);
         }
         if self.id.is_none() {
@@ -294,15 +304,11 @@ impl Aggregate for User {
                     )));
                 }
                 vec![E::UserProfileChanged(UserProfileChanged {
-                    name: name.as_str().to_owned(),
-                    addresses: addresses.iter().map(Address::from).collect(),
+                    name: Some(name.as_str().to_owned()),
+                    addresses: Some(addresses.iter().map(Address::from).collect()),
                 })]
             }
-            C::ChangePassword { password_hash } => {
-                vec![E::UserPasswordChanged(UserPasswordChanged {
-                    password_hash: password_hash.clone(),
-                })]
-            }
+            C::ChangePassword => vec![E::UserPasswordChanged(UserPasswordChanged {})],
             C::IssueRefreshToken {
                 token_id,
                 token_hash,
@@ -368,17 +374,15 @@ impl Aggregate for User {
         match event {
             UserEvent::UserRegistered(e) => {
                 self.id = Some(e.user_id);
-                self.email = Some(e.email.clone());
-                self.name = e.name.clone();
+                self.email = e.email.clone();
+                self.name = e.name.clone().unwrap_or_default();
                 self.role = e.role;
-                self.password_hash = e.password_hash.clone();
             }
             UserEvent::UserProfileChanged(e) => {
-                self.name = e.name.clone();
-                self.addresses = e.addresses.clone();
+                self.name = e.name.clone().unwrap_or_default();
+                self.addresses = e.addresses.clone().unwrap_or_default();
             }
-            UserEvent::UserPasswordChanged(e) => {
-                self.password_hash = e.password_hash.clone();
+            UserEvent::UserPasswordChanged(_) => {
                 // A new password logs every session out, access tokens included.
                 self.refresh_tokens.clear();
                 self.refresh_families.clear();
@@ -423,10 +427,9 @@ mod tests {
     fn registered() -> UserEvent {
         UserEvent::UserRegistered(UserRegistered {
             user_id: UserId::from(uuid::Uuid::from_u128(1)),
-            email: Email::parse("ann@example.com").unwrap(),
-            name: "Ann".into(),
+            email: Some(Email::parse("ann@example.com").unwrap()),
+            name: Some("Ann".into()),
             role: Role::Customer,
-            password_hash: "$argon2id$...".into(),
         })
     }
 
@@ -440,7 +443,6 @@ mod tests {
             user_id: UserId::generate(),
             email: Email::parse("ann@example.com").unwrap(),
             name: PersonName::parse("Ann").unwrap(),
-            password_hash: "h".into(),
             role: Role::Customer,
         });
         assert_eq!(then, Err(UserError::AlreadyExists));
@@ -490,14 +492,14 @@ mod tests {
         assert_eq!(
             then,
             vec![UserEvent::UserProfileChanged(UserProfileChanged {
-                name: "Ann B".into(),
-                addresses: vec![Address {
+                name: Some("Ann B".into()),
+                addresses: Some(vec![Address {
                     line1: "1 Main St".into(),
                     line2: String::new(),
                     city: "Springfield".into(),
                     postal_code: "12345".into(),
                     country: "US".into(),
-                }],
+                }]),
             })]
         );
     }
@@ -512,9 +514,7 @@ mod tests {
                 expires_at: Utc::now(),
                 family_id: None,
             }),
-            UserEvent::UserPasswordChanged(UserPasswordChanged {
-                password_hash: "h2".into(),
-            }),
+            UserEvent::UserPasswordChanged(UserPasswordChanged {}),
         ]);
         assert!(state.refresh_tokens.is_empty());
     }
@@ -524,9 +524,7 @@ mod tests {
         let state = given([registered(), UserEvent::UserDeleted(UserDeleted {})]);
         assert_eq!(state.decide(&UserCommand::Delete), Err(UserError::Deleted));
         assert_eq!(
-            state.decide(&UserCommand::ChangePassword {
-                password_hash: "x".into()
-            }),
+            state.decide(&UserCommand::ChangePassword),
             Err(UserError::Deleted)
         );
     }
@@ -589,9 +587,7 @@ mod tests {
     fn a_password_change_or_deletion_raises_the_session_version() {
         let state = given([
             registered(),
-            UserEvent::UserPasswordChanged(UserPasswordChanged {
-                password_hash: "h2".into(),
-            }),
+            UserEvent::UserPasswordChanged(UserPasswordChanged {}),
         ]);
         assert_eq!(state.session_version, 1);
         let state = state.evolve(&UserEvent::UserDeleted(UserDeleted {}));

@@ -3,10 +3,12 @@
 //!
 //! The payload types themselves live in `domain` (each aggregate's `decide` returns them);
 //! this crate wraps them in an [`EventEnvelope`] and names their topics. [`upcast`] turns old
-//! payload shapes into current ones on read.
+//! payload shapes into current ones on read; [`personal`] names the personal fields that are
+//! sealed with a key per person.
 
 pub mod cloudevents;
 mod envelope;
+pub mod personal;
 pub mod schemas;
 pub mod upcast;
 

@@ -114,6 +114,7 @@ pub fn catalogue_markdown() -> String {
             s.event_type, s.schema_version, fields, meaning
         ));
     }
+    out.push_str(&crate::personal::catalogue_markdown());
     out
 }
 
@@ -136,9 +137,15 @@ pub fn all() -> Vec<EventSchema> {
         EventSchema::of::<CartDeleted>("cart", "CartDeleted", 1),
         EventSchema::of::<CartClaimed>("cart", "CartClaimed", 1),
         EventSchema::of::<CartCheckoutFailed>("cart", "CartCheckoutFailed", 1),
-        EventSchema::of::<u::UserRegistered>("user", "UserRegistered", 1),
+        EventSchema::of::<crate::upcast::history::UserRegisteredV1>("user", "UserRegistered", 1),
+        EventSchema::of::<u::UserRegistered>("user", "UserRegistered", 2),
         EventSchema::of::<u::UserProfileChanged>("user", "UserProfileChanged", 1),
-        EventSchema::of::<u::UserPasswordChanged>("user", "UserPasswordChanged", 1),
+        EventSchema::of::<crate::upcast::history::UserPasswordChangedV1>(
+            "user",
+            "UserPasswordChanged",
+            1,
+        ),
+        EventSchema::of::<u::UserPasswordChanged>("user", "UserPasswordChanged", 2),
         EventSchema::of::<u::RefreshTokenIssued>("user", "RefreshTokenIssued", 1),
         EventSchema::of::<u::RefreshTokenRevoked>("user", "RefreshTokenRevoked", 1),
         EventSchema::of::<u::UserDeleted>("user", "UserDeleted", 1),

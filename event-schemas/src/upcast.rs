@@ -8,6 +8,11 @@
 //! - v2: `sku` renamed to `product_id`;
 //! - v3 (current, [`domain::cart::CartItemAdded`]): `qty` renamed to `quantity`.
 //!
+//! `user.UserRegistered` and `user.UserPasswordChanged`: v1 carried the argon2 hash
+//! (`password_hash`); v2 (current) does not (the user service keeps it privately): the
+//! upcaster drops it. Old plaintext personal fields (written before sealing) read as they are;
+//! sealed ones are opened before decoding (see [`crate::personal`]).
+//!
 //! [`check`] runs at start-up of every service that reads events: each event type's chain
 //! must be complete (one upcaster per version from 1 to the current one) and each upcaster's
 //! fixture must upcast into a payload the current type accepts.
@@ -38,6 +43,26 @@ pub mod history {
         pub product_id: uuid::Uuid,
         pub qty: u32,
     }
+
+    /// `UserRegistered` v1: with the argon2 hash of the password.
+    #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schemars(title = "UserRegistered")]
+    pub struct UserRegisteredV1 {
+        pub user_id: domain::values::UserId,
+        pub email: domain::values::Email,
+        pub name: String,
+        pub role: domain::user::Role,
+        pub password_hash: String,
+    }
+
+    /// `UserPasswordChanged` v1: with the argon2 hash of the new password.
+    #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schemars(title = "UserPasswordChanged")]
+    pub struct UserPasswordChangedV1 {
+        pub password_hash: String,
+    }
 }
 
 /// Turns a payload of `from` into one of `from + 1`.
@@ -52,7 +77,11 @@ pub struct Upcaster {
 
 /// The current schema version of every event type that has more than one.
 pub fn current_versions() -> &'static [(&'static str, &'static str, u32)] {
-    &[("cart", "CartItemAdded", 3)]
+    &[
+        ("cart", "CartItemAdded", 3),
+        ("user", "UserRegistered", 2),
+        ("user", "UserPasswordChanged", 2),
+    ]
 }
 
 /// The schema version the code writes for an event type.
@@ -76,6 +105,13 @@ fn rename(mut v: Value, from: &str, to: &str) -> Result<Value, String> {
     Ok(v)
 }
 
+fn drop_field(mut v: Value, field: &str) -> Result<Value, String> {
+    v.as_object_mut()
+        .ok_or("payload is not an object")?
+        .remove(field);
+    Ok(v)
+}
+
 /// Every upcaster, in chain order per event type.
 pub fn upcasters() -> Vec<Upcaster> {
     vec![
@@ -92,6 +128,28 @@ pub fn upcasters() -> Vec<Upcaster> {
             from: 2,
             apply: |v| rename(v, "qty", "quantity"),
             fixture: || serde_json::json!({ "product_id": "0190f5b6-3c1e-7a2b-9c4d-5e6f70819203", "qty": 2 }),
+        },
+        Upcaster {
+            stream_type: "user",
+            event_type: "UserRegistered",
+            from: 1,
+            apply: |v| drop_field(v, "password_hash"),
+            fixture: || {
+                serde_json::json!({
+                    "user_id": "0190f5b6-3c1e-7a2b-9c4d-5e6f70819203",
+                    "email": "ann@example.com",
+                    "name": "Ann",
+                    "role": "customer",
+                    "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+                })
+            },
+        },
+        Upcaster {
+            stream_type: "user",
+            event_type: "UserPasswordChanged",
+            from: 1,
+            apply: |v| drop_field(v, "password_hash"),
+            fixture: || serde_json::json!({ "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA" }),
         },
     ]
 }
@@ -163,6 +221,7 @@ pub fn check() -> Result<(), String> {
             let tagged = serde_json::json!({ "event_type": event, "data": data });
             let decoded = match *stream {
                 "cart" => serde_json::from_value::<domain::cart::CartEvent>(tagged).map(|_| ()),
+                "user" => serde_json::from_value::<domain::user::UserEvent>(tagged).map(|_| ()),
                 _ => Ok(()),
             };
             decoded

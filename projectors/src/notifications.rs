@@ -169,15 +169,15 @@ async fn apply_user(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), 
                  ON CONFLICT (customer_id) DO UPDATE SET email = $2, name = $3",
             )
             .bind(id)
-            .bind(e.email.as_str())
-            .bind(&e.name)
+            .bind(e.email.as_ref().map(|m| m.as_str()))
+            .bind(e.name.as_deref().unwrap_or(""))
             .execute(&mut *conn)
             .await?;
         }
         UserEvent::UserProfileChanged(e) => {
             sqlx::query("UPDATE notification_recipients SET name = $2 WHERE customer_id = $1")
                 .bind(id)
-                .bind(&e.name)
+                .bind(e.name.as_deref().unwrap_or(""))
                 .execute(&mut *conn)
                 .await?;
         }

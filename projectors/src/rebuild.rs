@@ -20,6 +20,7 @@ use crate::lag::{load_checkpoints, partitions, Checkpoints};
 use crate::registry::{self, ReadModel};
 use crate::runtime::ProjectionError;
 use command_services::kafka::KafkaArgs;
+use command_services::pii::{PiiError, Reveal};
 use event_schemas::cloudevents;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -405,7 +406,17 @@ async fn apply_records(
             continue;
         }
         match m.payload().map(cloudevents::decode) {
-            Some(Ok(env)) => envs.push(env),
+            Some(Ok(mut env)) => {
+                // Sealed personal fields open with the person's key; erased ones read null.
+                match command_services::pii::open_installed(&mut env, Reveal::All).await {
+                    Ok(()) => envs.push(env),
+                    Err(e @ PiiError::Unavailable(_)) => return Err(e.into()),
+                    Err(PiiError::Corrupt(reason)) => {
+                        tracing::warn!(%reason, "a sealed field does not open; skipped");
+                        skipped += 1;
+                    }
+                }
+            }
             _ => skipped += 1,
         }
     }

@@ -25,6 +25,7 @@
 use crate::lag::ProjectorHealth;
 use crate::parked::{self, pg_text, Record};
 use command_services::kafka::KafkaArgs;
+use command_services::pii::{PiiError, Reveal};
 use command_services::support::Readiness;
 use event_schemas::{cloudevents, dead_letter_topic, EventEnvelope};
 use futures::StreamExt;
@@ -489,7 +490,9 @@ impl<P: Projection> ProjectorRuntime<P> {
     }
 
     /// Checks the read side against this event store's identity (see [`Self::run`]).
+    /// Its keys also open the events' sealed personal fields (`command_services::pii`).
     pub fn with_store(mut self, uri: &str, db: &str) -> Self {
+        command_services::pii::install(uri, db);
         self.store = Some((uri.to_owned(), db.to_owned()));
         self
     }
@@ -1046,6 +1049,16 @@ impl<P: Projection> ProjectorRuntime<P> {
             let decoded = match &r.payload {
                 None => Err("empty record".to_owned()),
                 Some(bytes) => cloudevents::decode(bytes).map_err(|e| e.to_string()),
+            };
+            // Sealed personal fields are opened (erased ones read as null) before applying.
+            let decoded = match decoded {
+                Ok(mut e) => match command_services::pii::open_installed(&mut e, Reveal::All).await
+                {
+                    Ok(()) => Ok(e),
+                    Err(PiiError::Unavailable(m)) => return Err(ProjectionError::Transient(m)),
+                    Err(PiiError::Corrupt(m)) => Err(m),
+                },
+                Err(e) => Err(e),
             };
             items.push(match decoded {
                 Ok(e) => {

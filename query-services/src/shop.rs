@@ -165,14 +165,25 @@ pub const STOCK_BY_ID: &str =
 pub const RATINGS_BY_ID: &str = "SELECT json_build_object('id', id, 'average', rating_avg,
                      'count', rating_count)::text FROM products WHERE id = ANY($1)";
 
-/// The ten newest reviews of each product (`$1`: ids).
+/// The ten newest reviews of each product (`$1`: ids), each with the reviewer's display name
+/// and no ids: the first word of their name and the initial of the last ("Ann B."), taken from
+/// the one place the read side keeps names (`notification_recipients`, blanked when the
+/// account is deleted), or "Verified buyer" when there is none (erased, or not yet projected).
 pub const REVIEWS_BY_ID: &str =
-    "SELECT json_build_object('product_id', product_id, 'customer_id', customer_id,
-                     'order_id', order_id, 'rating', rating, 'title', title, 'body', body,
+    "SELECT json_build_object('product_id', product_id, 'reviewer_name', reviewer_name,
+                     'rating', rating, 'title', title, 'body', body,
                      'created_at', created_at)::text
-                 FROM (SELECT r.*, row_number() OVER (PARTITION BY product_id
-                                                      ORDER BY created_at DESC, customer_id) AS n
-                       FROM reviews r WHERE product_id = ANY($1)) newest
+                 FROM (SELECT r.*,
+                              CASE WHEN btrim(coalesce(u.name, '')) = '' THEN 'Verified buyer'
+                                   WHEN strpos(btrim(u.name), ' ') = 0 THEN btrim(u.name)
+                                   ELSE split_part(btrim(u.name), ' ', 1) || ' ' ||
+                                        left(regexp_replace(btrim(u.name), '^.* ', ''), 1) || '.'
+                              END AS reviewer_name,
+                              row_number() OVER (PARTITION BY product_id
+                                                 ORDER BY created_at DESC, r.customer_id) AS n
+                       FROM reviews r
+                       LEFT JOIN notification_recipients u ON u.customer_id = r.customer_id
+                       WHERE product_id = ANY($1)) newest
                  WHERE n <= 10 ORDER BY product_id, n";
 
 /// Brands and how many products each sells (`$1`: names).

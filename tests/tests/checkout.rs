@@ -160,9 +160,10 @@ async fn a_retried_checkout_with_a_key_places_one_order() {
     let product = new_product(&client, &admin, 100, 5).await;
     let (_, _, token) = new_customer(&client).await;
     let cart = customer_cart(&client, &token, &product, 1).await;
-    let checkout = "mutation($c: ID!) { checkout(cartId: $c, idempotencyKey: \"k-1\", payment: { number: \"4242424242424242\", expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId cartVersion } }";
-    let first = gql_as(&client, &token, checkout, json!({ "c": cart })).await;
-    let second = gql_as(&client, &token, checkout, json!({ "c": cart })).await;
+    let checkout = "mutation($c: ID!, $t: String!) { checkout(cartId: $c, idempotencyKey: \"k-1\", paymentToken: $t) { orderId cartVersion } }";
+    let t = card_token(&client, GOOD_CARD).await;
+    let first = gql_as(&client, &token, checkout, json!({ "c": cart, "t": t })).await;
+    let second = gql_as(&client, &token, checkout, json!({ "c": cart, "t": t })).await;
     assert_eq!(first["data"], second["data"], "{first} {second}");
     let order = first["data"]["checkout"]["orderId"].as_str().unwrap();
     order_in(&client, &token, order, &["CONFIRMED"], Some("CAPTURED")).await;
@@ -276,12 +277,12 @@ async fn a_declined_card_reopens_the_cart_for_another_try() {
     let product = new_product(&client, &admin, 800, 3).await;
     let (_, _, token) = new_customer(&client).await;
     let cart = customer_cart(&client, &token, &product, 2).await;
-    let checkout = "mutation($c: ID!, $n: String!) { checkout(cartId: $c, payment: { number: $n, expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId } }";
+    let checkout = CHECKOUT;
     let body = gql_as(
         &client,
         &token,
         checkout,
-        json!({ "c": cart, "n": DECLINED_CARD }),
+        json!({ "c": cart, "t": card_token(&client, DECLINED_CARD).await }),
     )
     .await;
     let declined = body["data"]["checkout"]["orderId"]
@@ -323,7 +324,7 @@ async fn a_declined_card_reopens_the_cart_for_another_try() {
         &client,
         &token,
         checkout,
-        json!({ "c": cart, "n": GOOD_CARD }),
+        json!({ "c": cart, "t": card_token(&client, GOOD_CARD).await }),
     )
     .await;
     let order = body["data"]["checkout"]["orderId"]

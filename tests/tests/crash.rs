@@ -185,8 +185,8 @@ async fn a_checkout_whose_payment_step_times_out_is_compensated() {
     let body = gql_as(
         &client,
         &token,
-        "mutation($c: ID!) { checkout(cartId: $c, payment: { number: \"4242424242424242\", expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId } }",
-        json!({ "c": cart }),
+        "mutation($c: ID!, $t: String!) { checkout(cartId: $c, paymentToken: $t) { orderId } }",
+        json!({ "c": cart, "t": card_token(&client, GOOD_CARD).await }),
     )
     .await;
     let order = body["data"]["checkout"]["orderId"]

@@ -30,7 +30,7 @@ const ADJUST: &str = "mutation($id: ID!, $d: Int!, $r: String!) {
     adjustStock(id: $id, delta: $d, reason: $r) { version } }";
 const ADD_KEYED: &str = "mutation($c: ID!, $p: ID!, $q: Int!, $k: String) {
     addItemToCart(cartId: $c, productId: $p, quantity: $q, idempotencyKey: $k) { cartId version } }";
-const CHECKOUT: &str = "mutation($c: ID!) { checkout(cartId: $c, payment: { number: \"4242424242424242\", expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId cartVersion } }";
+const CHECKOUT: &str = "mutation($c: ID!, $t: String!) { checkout(cartId: $c, paymentToken: $t) { orderId cartVersion } }";
 
 /// Which input a case aims at.
 #[derive(Debug, Clone, Copy)]
@@ -601,7 +601,8 @@ async fn checkout_of(
     }
     let before = stored_events(&cart).await.len();
     cart_as(client, token, &cart, before as u64).await;
-    let body = gql_as(client, token, CHECKOUT, json!({ "c": cart })).await;
+    let payment = card_token(client, GOOD_CARD).await;
+    let body = gql_as(client, token, CHECKOUT, json!({ "c": cart, "t": payment })).await;
     let after = stored_events(&cart).await;
     let view = cart_as(client, token, &cart, before as u64).await;
     assert_eq!(view["status"], "OPEN", "the cart stays open: {view}");

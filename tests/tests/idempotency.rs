@@ -153,8 +153,8 @@ async fn a_client_key_shaped_like_a_saga_key_changes_nothing_in_the_saga() {
     let body = gql_as(
         &client,
         &token,
-        "mutation($c: ID!, $k: String) { checkout(cartId: $c, idempotencyKey: $k, payment: { number: \"4242424242424242\", expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId } }",
-        json!({ "c": cart, "k": checkout_key }),
+        "mutation($c: ID!, $k: String, $t: String!) { checkout(cartId: $c, idempotencyKey: $k, paymentToken: $t) { orderId } }",
+        json!({ "c": cart, "k": checkout_key, "t": card_token(&client, GOOD_CARD).await }),
     )
     .await;
     assert_eq!(

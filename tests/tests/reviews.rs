@@ -1,6 +1,7 @@
 //! Reviews and ratings: only a customer who received the product (in a delivered order of
 //! theirs) can review it, once, with 1 to 5 stars; refused reviews append nothing; the
-//! catalogue's rating and review list, and the rating sort, follow.
+//! catalogue's rating and review list, and the rating sort, follow; public reviews name the
+//! reviewer by a display name ("Test C."), never by customer or order id.
 
 mod common;
 
@@ -146,7 +147,7 @@ async fn only_customers_who_received_a_product_review_it_once() {
     let shown = poll("two reviews in the catalogue", Duration::from_secs(30), || async {
         let body = gql(
             &client,
-            "query($p: ID!) { product(id: $p) { rating { average count } reviews { rating title body } } }",
+            "query($p: ID!) { product(id: $p) { rating { average count } reviews { rating title body reviewerName } } }",
             json!({ "p": kettle }),
         )
         .await;
@@ -164,6 +165,28 @@ async fn only_customers_who_received_a_product_review_it_once() {
     stars.sort();
     assert_eq!(stars, vec![2, 5]);
     assert_eq!(shown["reviews"][0]["title"], json!("Solid"));
+    for r in shown["reviews"].as_array().unwrap() {
+        assert_eq!(r["reviewerName"], json!("Test C."), "{r}");
+    }
+    let body = gql(
+        &client,
+        "{ __type(name: \"Review\") { fields { name } } }",
+        json!({}),
+    )
+    .await;
+    let fields: Vec<&str> = body["data"]["__type"]["fields"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"reviewerName"), "{fields:?}");
+    for id_field in ["customerId", "orderId"] {
+        assert!(
+            !fields.contains(&id_field),
+            "a public review shows {id_field}"
+        );
+    }
     let body = gql(
         &client,
         "query($c: String!) { products(filter: { category: $c }, sort: RATING) { edges { node { id rating { average } } } } }",

@@ -153,14 +153,12 @@ async fn codes_with(header: Option<String>) -> Vec<(&'static str, Code)> {
         ),
     ));
     out.push((
-        "payment Tokenize",
+        "payment Describe",
         code(
             PaymentMethodsClient::new(c)
-                .tokenize(proto::payment::CardDetails {
-                    number: GOOD_CARD.into(),
-                    exp_month: 12,
-                    exp_year: 2099,
-                    cvc: "123".into(),
+                .describe(proto::payment::CardToken {
+                    token: "pm_unknown".into(),
+                    ..Default::default()
                 })
                 .await,
         ),
@@ -600,12 +598,11 @@ async fn checkout_prices_come_from_the_catalogue_not_the_caller() {
     let product = new_product(&client, &admin, 4999, 10).await;
     let cart = customer_cart(&client, &alice_token, &product, 2).await;
     let alice = customer(&alice_id);
+    let token = card_token(&client, GOOD_CARD).await;
     let card = PaymentMethodsClient::new(as_actor(&payment_command_url(), &alice).await)
-        .tokenize(proto::payment::CardDetails {
-            number: GOOD_CARD.into(),
-            exp_month: 12,
-            exp_year: 2099,
-            cvc: "123".into(),
+        .describe(proto::payment::CardToken {
+            token,
+            ..Default::default()
         })
         .await
         .unwrap()

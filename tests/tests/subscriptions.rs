@@ -150,8 +150,8 @@ async fn order_statuses_reach_their_owner_only_in_order_and_again_after_reconnec
     let body = gql_as(
         &client,
         &owner,
-        "mutation($c: ID!) { checkout(cartId: $c, payment: { number: \"4242424242424242\", expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId } }",
-        json!({ "c": cart }),
+        "mutation($c: ID!, $t: String!) { checkout(cartId: $c, paymentToken: $t) { orderId } }",
+        json!({ "c": cart, "t": card_token(&client, GOOD_CARD).await }),
     )
     .await;
     let order = body["data"]["checkout"]["orderId"]

@@ -20,6 +20,44 @@ pub fn graphql_url() -> String {
     env("GRAPHQL_URL", "http://127.0.0.1:18080/graphql")
 }
 
+/// The payment gateway's tokenization endpoint, behind Envoy beside the GraphQL API.
+pub fn tokens_url() -> String {
+    graphql_url().replace("/graphql", "/pay/v1/tokens")
+}
+
+/// Tokenizes a card at the payment gateway's endpoint (never through GraphQL); returns the
+/// payment token (`pm_...`) checkout takes.
+pub async fn card_token(client: &reqwest::Client, number: &str) -> String {
+    match tokenize(client, number).await {
+        Ok(token) => token,
+        Err(e) => panic!("tokenizing: {e}"),
+    }
+}
+
+/// [`card_token`], or `None` when the endpoint does not answer 201 (for fault tests).
+pub async fn try_card_token(client: &reqwest::Client, number: &str) -> Option<String> {
+    tokenize(client, number).await.ok()
+}
+
+async fn tokenize(client: &reqwest::Client, number: &str) -> Result<String, String> {
+    let resp = client
+        .post(tokens_url())
+        .json(&json!({ "number": number, "exp_month": 12, "exp_year": 2099, "cvc": "123" }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    match body["token"].as_str() {
+        Some(token) if status == 201 => Ok(token.to_owned()),
+        _ => Err(format!("{status} {body}")),
+    }
+}
+
+/// `checkout` with a payment token (`$c`: cart, `$t`: token).
+pub const CHECKOUT: &str =
+    "mutation($c: ID!, $t: String!) { checkout(cartId: $c, paymentToken: $t) { orderId } }";
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -470,7 +508,8 @@ pub async fn customer_cart(
     cart
 }
 
-/// A cart of the customer's with `quantity` of `product`, checked out with `card`.
+/// A cart of the customer's with `quantity` of `product`, checked out with `card` (tokenized
+/// at the payment gateway's endpoint first).
 /// Returns the order id.
 pub async fn buy(
     client: &reqwest::Client,
@@ -480,13 +519,8 @@ pub async fn buy(
     card: &str,
 ) -> String {
     let cart = customer_cart(client, token, product, quantity).await;
-    let body = gql_as(
-        client,
-        token,
-        "mutation($c: ID!, $n: String!) { checkout(cartId: $c, payment: { number: $n, expMonth: 12, expYear: 2099, cvc: \"123\" }) { orderId } }",
-        json!({ "c": cart, "n": card }),
-    )
-    .await;
+    let payment = card_token(client, card).await;
+    let body = gql_as(client, token, CHECKOUT, json!({ "c": cart, "t": payment })).await;
     body["data"]["checkout"]["orderId"]
         .as_str()
         .unwrap_or_else(|| panic!("checkout failed: {body}"))
