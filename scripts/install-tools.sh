@@ -55,4 +55,13 @@ printf '#!/bin/sh\nexec "%s/bin/python" "$@"\n' "$CLIENTS" >"$BIN/gql-python"
 chmod +x "$BIN/gql-python"
 ln -sf "$VENV/bin/secantusd-py" "$BIN/secantusd-py"
 ln -sf "$VENV/bin/envoy" "$BIN/envoy"
+# A real Compose for the compose test (`docker-compose config` needs no engine): Debian's.
+if ! command -v docker-compose >/dev/null; then
+  log "installing docker-compose (Debian)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq docker-compose >/dev/null || log "could not install docker-compose"
+  else
+    sudo -n apt-get install -y -qq docker-compose >/dev/null || log "could not install docker-compose"
+  fi
+fi
 log "tools ready in $BIN"

@@ -690,6 +690,13 @@ impl<P: Projection> ProjectorRuntime<P> {
                 self.check_cluster(&now).await?;
                 *cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
             }
+            // A new dead-letter producer on every (re)assignment: after a broker restart the
+            // old one is an idempotent producer the broker no longer knows, and its first
+            // dead letter would only time out (30 s) before the batch is retried.
+            match self.kafka.producer() {
+                Ok(p) => producer = p,
+                Err(e) => tracing::warn!(error = %e, "recreating the producer"),
+            }
             let mut checkpoints = self.load_checkpoints().await?;
             let mut epochs = self.load_epochs().await?;
             *known.lock().unwrap_or_else(|e| e.into_inner()) = epochs.clone();
