@@ -69,6 +69,8 @@ export function restartWs() {
 export const client = new Client({
   url: httpUrl,
   fetch: authFetch,
+  // GET /graphql is GraphiQL here: every operation is a POST.
+  preferGetMethod: false,
   requestPolicy: "cache-and-network",
   exchanges: [
     cacheExchange,
