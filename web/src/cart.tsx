@@ -37,6 +37,7 @@ interface CartState {
   ensureCart: () => Promise<string>;
   /// Applies a mutation's result at once (read-your-writes), before the subscription says so.
   refresh: (version: number) => void;
+  forgetCart: () => void;
 }
 
 const Ctx = createContext<CartState | null>(null);
@@ -54,7 +55,10 @@ export function CartProvider({ children }: { children: ReactNode }) {
   const [cart, setCart] = useState<Cart | null>(null);
   const [minVersion, setMinVersion] = useState<number | undefined>(undefined);
 
-  useEffect(() => setCart(null), [cartId]);
+  useEffect(() => {
+    setCart(null);
+    setMinVersion(undefined);
+  }, [cartId]);
 
   const [queried] = useQuery<{ cart: Cart | null }>({
     query: CART_QUERY,
@@ -75,10 +79,10 @@ export function CartProvider({ children }: { children: ReactNode }) {
     }
   }, [queried.data, live.data, cartId]);
 
-  // A cart that is gone or checked out (or not ours any more) is forgotten.
+  // A cart that is not ours (any more) is forgotten; one not found may just not be projected
+  // yet (the subscription waits for it), or be gone: adding to it says which (`forgetCart`).
   useEffect(() => {
-    const code = errorCode(queried.error);
-    if (code === "NOT_FOUND" || code === "FORBIDDEN") setSession({ cartId: undefined });
+    if (errorCode(queried.error) === "FORBIDDEN") setSession({ cartId: undefined });
   }, [queried.error]);
   useEffect(() => {
     if (cart?.status === "CHECKED_OUT" && getSession().cartId === cart.id) setSession({ cartId: undefined });
@@ -113,6 +117,7 @@ export function CartProvider({ children }: { children: ReactNode }) {
     products,
     total,
     refresh: (v) => setMinVersion(v),
+    forgetCart: () => setSession({ cartId: undefined }),
     ensureCart: async () => {
       const existing = getSession().cartId;
       if (existing) return existing;

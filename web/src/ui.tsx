@@ -1,5 +1,7 @@
 // Small shared pieces: alerts, page titles, form fields, the sign-in helpers.
-import { useEffect, type ReactNode } from "react";
+import { useEffect, useRef, type ReactNode } from "react";
+import type { CombinedError } from "urql";
+import { errorCode } from "./client";
 import { Link } from "react-router-dom";
 import { useClient } from "urql";
 import { restartWs } from "./client";
@@ -118,4 +120,22 @@ export function useLogout() {
 
 export function Empty({ children }: { children: ReactNode }) {
   return <div className="empty">{children}</div>;
+}
+
+/// Just after a write the read model may not have the new product, cart or order yet: while a
+/// query answers NOT_FOUND or STALE, ask again shortly (at most `tries` times in a row).
+export function useRetryWhilePending(error: CombinedError | undefined, again: () => void, tries = 60) {
+  const code = errorCode(error);
+  const pending = code === "NOT_FOUND" || code === "STALE";
+  const count = useRef(0);
+  useEffect(() => {
+    if (!pending) {
+      count.current = 0;
+      return;
+    }
+    if (++count.current > tries) return;
+    const t = setTimeout(again, 400);
+    return () => clearTimeout(t);
+  }, [pending, error, again, tries]);
+  return pending && count.current <= tries;
 }

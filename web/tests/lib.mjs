@@ -97,3 +97,26 @@ export async function placeOrder(token, productId, quantity = 1) {
   );
   return d.checkout.orderId;
 }
+
+/// Runs a journey in a fresh page; on failure keeps a screenshot and the page's text in
+/// tests/output/ (what the user saw), then fails.
+export async function journey(browser, name, fn, viewport) {
+  const page = await newPage(browser, viewport);
+  const seen = [];
+  page.on("pageerror", (e) => seen.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => m.type() === "error" && seen.push(`console: ${m.text()}`));
+  try {
+    await fn(page);
+  } catch (e) {
+    const { mkdirSync, writeFileSync } = await import("node:fs");
+    const dir = new URL("./output/", import.meta.url);
+    mkdirSync(dir, { recursive: true });
+    const file = name.replace(/[^a-z0-9]+/gi, "-");
+    await page.screenshot({ path: new URL(`${file}.png`, dir).pathname, fullPage: true }).catch(() => {});
+    const text = await page.innerText("body").catch(() => "");
+    writeFileSync(new URL(`${file}.txt`, dir), `${page.url()}\n\n${text}\n\n${seen.join("\n")}\n`);
+    throw e;
+  } finally {
+    await page.context().close();
+  }
+}

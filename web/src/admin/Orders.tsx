@@ -124,7 +124,7 @@ export function AdminOrders() {
 
 export function AdminOrder() {
   const { id = "" } = useParams();
-  const { res, status: current, refetch } = useLiveOrder(id);
+  const { res, status: current, refetch, pending } = useLiveOrder(id);
   const [carrier, setCarrier] = useState("");
   const [tracking, setTracking] = useState("");
   const [refund, setRefund] = useState("");
@@ -133,7 +133,7 @@ export function AdminOrder() {
   const [, deliver] = useMutation<{ markDelivered: { version: number } }>(`mutation($o: ID!) { markDelivered(orderId: $o) { version } }`);
   const [, refundPay] = useMutation<{ refundPayment: { version: number } }>(`mutation($o: ID!, $a: Int!, $k: String) { refundPayment(orderId: $o, amountMinor: $a, idempotencyKey: $k) { version } }`);
   const o = res.data?.order;
-  if (!o) return res.error ? <Alert message={errorMessage(res.error)} /> : <Loading />;
+  if (!o) return res.error && !pending ? <Alert message={errorMessage(res.error)} /> : <Loading what="Loading the order" />;
   const st = current ?? o.status;
   const cur = o.total.currency;
   const done = (r: { error?: Parameters<typeof errorMessage>[0]; data?: Record<string, { version: number }> | null }, ok: string) => {

@@ -1,12 +1,12 @@
 // Products in the back office: the catalogue with stock, a form to add a product, and a
 // product's page to edit its details, change its price, adjust its stock or archive it.
-import { useEffect, useState, type FormEvent } from "react";
+import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams, useSearchParams } from "react-router-dom";
 import { useClient, useQuery } from "urql";
 import { errorMessage } from "../client";
 import { money, parseAmount } from "../format";
 import { PRODUCTS, type ProductCard } from "../shop/Catalogue";
-import { Alert, Empty, Field, Loading, Title } from "../ui";
+import { Alert, Empty, Field, Loading, Title, useRetryWhilePending } from "../ui";
 
 interface Details {
   name: string;
@@ -191,6 +191,8 @@ export function AdminProductEdit() {
   const [reason, setReason] = useState("");
   const [msg, setMsg] = useState<{ text: string; ok: boolean } | null>(params.get("created") ? { text: "Product created.", ok: true } : null);
   const p = res.data?.product;
+  const again = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
+  const pending = useRetryWhilePending(res.error, again);
   useEffect(() => {
     if (!p) return;
     document.title = `${p.name} · Back office`;
@@ -203,7 +205,7 @@ export function AdminProductEdit() {
     });
     setPrice((p.price.amountMinor / 100).toFixed(2));
   }, [p]);
-  if (!p || !d) return res.error ? <Alert message={errorMessage(res.error)} /> : <Loading />;
+  if (!p || !d) return res.error && !pending ? <Alert message={errorMessage(res.error)} /> : <Loading />;
 
   const run = async (query: string, variables: object, ok: string) => {
     const r = await client.mutation(query, variables).toPromise();

@@ -1,11 +1,11 @@
 // An order: its status, live (`orderStatusChanged`), its lines, payment and history; the
 // customer may cancel it before it ships and review its products once delivered.
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { Link, useParams } from "react-router-dom";
 import { useMutation, useQuery, useSubscription } from "urql";
-import { errorCode, errorMessage } from "../client";
+import { errorMessage } from "../client";
 import { date, money, shortId, status } from "../format";
-import { Alert, Field, Loading, Title } from "../ui";
+import { Alert, Field, Loading, Title, useRetryWhilePending } from "../ui";
 
 export const ORDER = `query Order($id: ID!, $v: Int) {
   order(id: $id, atLeastVersion: $v) {
@@ -50,14 +50,10 @@ export function useLiveOrder(id: string) {
     if (liveStatus && (!res.data || liveStatus.version > res.data.order.version)) setMinVersion(liveStatus.version);
   }, [liveStatus, res.data]);
   // Just after checkout the read model may not have the order yet: ask again shortly.
-  const code = errorCode(res.error);
-  useEffect(() => {
-    if (code !== "NOT_FOUND" && code !== "STALE") return;
-    const t = setTimeout(() => refetch({ requestPolicy: "network-only" }), 500);
-    return () => clearTimeout(t);
-  }, [code, res.error, refetch]);
+  const again = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
+  const pending = useRetryWhilePending(res.error, again);
   const current = liveStatus && (!res.data || liveStatus.version >= res.data.order.version) ? liveStatus.status : res.data?.order.status;
-  return { res, status: current, refetch: (v: number) => setMinVersion(v), pending: code === "NOT_FOUND" || code === "STALE" };
+  return { res, status: current, refetch: (v: number) => setMinVersion(v), pending };
 }
 
 export function ProductName({ id }: { id: string }) {

@@ -1,12 +1,12 @@
 // A product: details, price, live stock, add to cart, and its reviews.
-import { useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { Link, useParams } from "react-router-dom";
 import { useMutation, useQuery } from "urql";
-import { errorMessage } from "../client";
+import { errorCode, errorMessage } from "../client";
 import { useCart } from "../cart";
 import { date, money } from "../format";
 import { ProductArt, Stars } from "../art";
-import { Alert, Loading } from "../ui";
+import { Alert, Loading, useRetryWhilePending } from "../ui";
 
 const PRODUCT = `query Product($id: ID!) {
   product(id: $id) {
@@ -34,8 +34,10 @@ interface ProductData {
 
 export function ProductPage() {
   const { id = "" } = useParams();
-  const [res] = useQuery<ProductData>({ query: PRODUCT, variables: { id } });
-  const { ensureCart, refresh } = useCart();
+  const [res, refetch] = useQuery<ProductData>({ query: PRODUCT, variables: { id } });
+  const again = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
+  const pending = useRetryWhilePending(res.error, again);
+  const { ensureCart, refresh, forgetCart } = useCart();
   const [qty, setQty] = useState(1);
   const [added, setAdded] = useState<string | null>(null);
   const [addError, setAddError] = useState<string | null>(null);
@@ -43,15 +45,21 @@ export function ProductPage() {
     `mutation Add($cart: ID!, $p: ID!, $q: Int!) { addItemToCart(cartId: $cart, productId: $p, quantity: $q) { cartId version } }`,
   );
   const p = res.data?.product;
-  if (!p) return res.error ? <Alert message={errorMessage(res.error)} /> : <Loading what="Loading the product" />;
-  document.title = `${p.name} · Commerce`;
+  useEffect(() => {
+    if (p) document.title = `${p.name} · Commerce`;
+  }, [p]);
+  if (!p) return res.error && !pending ? <Alert message={errorMessage(res.error)} /> : <Loading what="Loading the product" />;
 
   const onAdd = async () => {
     setAdded(null);
     setAddError(null);
     try {
-      const cart = await ensureCart();
-      const r = await add({ cart, p: p.id, q: qty });
+      let r = await add({ cart: await ensureCart(), p: p.id, q: qty });
+      if (errorCode(r.error) === "NOT_FOUND") {
+        // A cart id kept from before that the shop no longer has (a new cart is opened).
+        forgetCart();
+        r = await add({ cart: await ensureCart(), p: p.id, q: qty });
+      }
       if (r.error) setAddError(errorMessage(r.error));
       else {
         refresh(r.data!.addItemToCart.version);
