@@ -1,6 +1,6 @@
 // Orders in the back office: the list with a status filter and paging, a live feed of new
 // orders (`orderPlaced`), and an order's page with fulfilment (ship, delivered) and refunds.
-import { useEffect, useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useParams, useSearchParams } from "react-router-dom";
 import { useMutation, useSubscription, useQuery } from "urql";
 import { errorMessage } from "../client";
@@ -25,9 +25,12 @@ function LiveFeed({ onNew }: { onNew: () => void }) {
     (prev = [], d) => [d.orderPlaced, ...prev.filter((p) => p.orderId !== d.orderPlaced.orderId)].slice(0, 20),
   );
   const n = feed.data?.length ?? 0;
+  // Each new order once (not on every render: `onNew` refetches the list, which re-renders).
+  const notify = useRef(onNew);
+  notify.current = onNew;
   useEffect(() => {
-    if (n) onNew();
-  }, [n, onNew]);
+    if (n) notify.current();
+  }, [n]);
   return (
     <aside className="panel feed" aria-labelledby="feed-title">
       <h2 id="feed-title">
