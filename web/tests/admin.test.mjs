@@ -83,7 +83,7 @@ test("a new order appears in the live feed and is shipped and delivered", () =>
     await page.getByLabel("Tracking number").fill("JD014600");
     await page.getByRole("button", { name: "Ship order" }).click();
     await page.getByTestId("order-status").filter({ hasText: "Shipped" }).waitFor();
-    await page.getByText("DHL, tracking number JD014600").waitFor();
+    await page.getByText("DHL, tracking number JD014600", { exact: true }).waitFor();
     await page.getByRole("button", { name: "Mark delivered" }).click();
     await page.getByTestId("order-status").filter({ hasText: "Delivered" }).waitFor();
 
