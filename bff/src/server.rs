@@ -1,6 +1,7 @@
 //! The BFF's HTTP server: `POST /graphql` executes, `GET /graphql` serves GraphiQL,
-//! `/graphql/ws` speaks graphql-ws, `/healthz` answers health checks. Bodies over 1 MiB are
-//! refused here as well as at Envoy.
+//! `/graphql/ws` speaks graphql-ws, `/healthz` answers health checks; with `--web-dir`, every
+//! other path is the web app (a file of the directory, else its `index.html`, so the app's own
+//! routes load on a reload). Bodies over 1 MiB are refused here as well as at Envoy.
 
 use crate::auth::Caller;
 use crate::clients::{BackendArgs, Backends};
@@ -22,6 +23,8 @@ use command_services::auth::{Jwt, JwtArgs};
 use command_services::kafka::KafkaArgs;
 use command_services::support::{init_tracing, serve_admin, shutdown_token, Readiness};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use tower_http::services::{ServeDir, ServeFile};
 use tracing::Instrument;
 
 /// Largest request body accepted.
@@ -43,6 +46,9 @@ pub struct BffArgs {
     /// Subscriptions are fed from the event topics.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// The built web app (`web/dist`), served at `/`; unset, only the API is served.
+    #[arg(long, env = "WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -210,7 +216,13 @@ pub async fn bff_main() -> anyhow::Result<()> {
             None
         }
     };
-    axum::serve(listener, app(schema, introspection, jwt, backends))
+    let mut router = app(schema, introspection, jwt, backends);
+    if let Some(dir) = &args.web_dir {
+        tracing::info!(dir = %dir.display(), "serving the web app on /");
+        router = router
+            .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))));
+    }
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await?;
     shutdown.cancel();
