@@ -23,6 +23,8 @@ export CART_COMMAND_PORT=$((51051 + PORT_OFFSET)) ORDER_COMMAND_PORT=$((51052 + 
   SHOP_QUERY_PORT=$((51062 + PORT_OFFSET))
 # Short enough for the timeout test, long enough for a checkout on a busy 2-core machine.
 export CHECKOUT_TIMEOUT_SECS=15
+# The browser tests' Chromium is installed with the other tools.
+export INSTALL_BROWSER=1
 unset KAFKA_BROKERS MONGODB_URI DATABASE_URL
 
 echo "== format and lints"
@@ -43,3 +45,7 @@ export ENVOY_BIN=${TOOLS_DIR:-$HOME/.cache/commerce-tools}/bin/envoy
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
+
+echo "== browser tests (web/tests, against the same stack)"
+web/build.sh
+(cd web && npm test)
