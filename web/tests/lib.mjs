@@ -16,8 +16,11 @@ export async function launch() {
   return chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
 }
 
-export async function newPage(browser, viewport = { width: 1280, height: 900 }) {
-  const context = await browser.newContext({ viewport, locale: "en-GB" });
+/// A page in a context of its own; `device` is a viewport, optionally with `hasTouch`,
+/// `isMobile` (a phone).
+export async function newPage(browser, device = { width: 1280, height: 900 }) {
+  const { hasTouch = false, isMobile = false, ...viewport } = device;
+  const context = await browser.newContext({ viewport, hasTouch, isMobile, locale: "en-GB" });
   context.setDefaultTimeout(DEADLINE_MS);
   context.setDefaultNavigationTimeout(DEADLINE_MS);
   return context.newPage();
@@ -100,8 +103,8 @@ export async function placeOrder(token, productId, quantity = 1) {
 
 /// Runs a journey in a fresh page; on failure keeps a screenshot and the page's text in
 /// tests/output/ (what the user saw), then fails.
-export async function journey(browser, name, fn, viewport) {
-  const page = await newPage(browser, viewport);
+export async function journey(browser, name, fn, device) {
+  const page = await newPage(browser, device);
   const seen = [];
   page.on("pageerror", (e) => seen.push(`pageerror: ${e.message}`));
   page.on("console", (m) => m.type() === "error" && seen.push(`console: ${m.text()}`));
