@@ -1,6 +1,8 @@
 // The GraphQL client: urql over `fetch` for queries and mutations (same origin, `/graphql`)
 // and graphql-ws for subscriptions (`/graphql/ws`, the token in `connection_init`). An
-// expired access token is renewed once with the refresh token and the request retried.
+// expired access token is renewed once with the refresh token and the request retried (and a
+// websocket closed for an expired token, 4401, reconnects with a renewed one). Cards go to the
+// payment gateway's tokenization endpoint (`/pay/v1/tokens`), never to the GraphQL API.
 import { Client, cacheExchange, fetchExchange, subscriptionExchange, CombinedError } from "urql";
 import { createClient as createWsClient } from "graphql-ws";
 import { clearAuth, getSession, setSession } from "./session";
@@ -59,6 +61,13 @@ export const ws = createWsClient({
     const token = getSession().accessToken;
     return token ? { Authorization: `Bearer ${token}` } : {};
   },
+  on: {
+    closed: (event) => {
+      if ((event as CloseEvent | undefined)?.code === 4401 && getSession().refreshToken) {
+        refreshing ??= refresh().finally(() => (refreshing = null));
+      }
+    },
+  },
 });
 
 // After signing in or out, subscriptions reconnect with the new identity.
@@ -100,6 +109,8 @@ export function errorMessage(error: CombinedError | undefined | null): string | 
       return "Please sign in.";
     case "FORBIDDEN":
       return "You are not allowed to do that.";
+    case "THROTTLED":
+      return e?.message ?? "Too many attempts; please wait a moment.";
     case "UNAVAILABLE":
     case "CONFLICT":
     case "STALE":
@@ -111,4 +122,29 @@ export function errorMessage(error: CombinedError | undefined | null): string | 
 
 export function errorCode(error: CombinedError | undefined | null): string | undefined {
   return error?.graphQLErrors[0]?.extensions?.code as string | undefined;
+}
+
+export interface CardInput {
+  number: string;
+  expMonth: number;
+  expYear: number;
+  cvc: string;
+}
+
+/// Sends the card to the payment gateway, which answers a token to check out with; or the
+/// gateway's reason for refusing the card.
+export async function tokenizeCard(card: CardInput): Promise<{ token: string } | { error: string }> {
+  try {
+    const res = await fetch("/pay/v1/tokens", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ number: card.number, exp_month: card.expMonth, exp_year: card.expYear, cvc: card.cvc }),
+    });
+    const body = await res.json().catch(() => null);
+    if (res.ok && typeof body?.token === "string") return { token: body.token };
+    const message: string | undefined = body?.error?.message;
+    return { error: message ? `The card was refused: ${message}.` : "The card could not be checked. Please try again." };
+  } catch {
+    return { error: "The payment service cannot be reached right now. Please try again." };
+  }
 }

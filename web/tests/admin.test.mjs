@@ -44,6 +44,7 @@ test("an admin creates a product and it is in the store", () =>
     await page.getByLabel("Reason").fill("delivery");
     await page.getByRole("button", { name: "Adjust stock" }).click();
     await page.getByText("Stock adjusted.").waitFor();
+    await page.getByText("On hand 12 · reserved 0 · available 12").waitFor();
 
     await page.getByRole("link", { name: "View in the store" }).click();
     await page.getByRole("heading", { name, level: 1 }).waitFor();

@@ -87,16 +87,25 @@ export async function newCustomer(name = "Test Customer") {
   return { email, password, token: await login(email, password) };
 }
 
+/// A card's token from the payment gateway's tokenization endpoint (beside the API).
+export async function cardToken(number = "4242424242424242") {
+  const res = await fetch(new URL("/pay/v1/tokens", GRAPHQL_URL), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ number, exp_month: 12, exp_year: 2035, cvc: "123" }),
+  });
+  const body = await res.json();
+  if (res.status !== 201 || !body.token) throw new Error(`tokenization answered ${res.status}: ${JSON.stringify(body)}`);
+  return body.token;
+}
+
 /// A customer's checkout of one product, through the API: the order's id.
 export async function placeOrder(token, productId, quantity = 1) {
   const cart = (await retrying(() => gql(`mutation { createCart { cartId } }`, {}, token))).createCart.cartId;
   await retrying(() => gql(`mutation($c: ID!, $p: ID!, $q: Int!) { addItemToCart(cartId: $c, productId: $p, quantity: $q) { version } }`, { c: cart, p: productId, q: quantity }, token));
+  const t = await cardToken();
   const d = await retrying(() =>
-    gql(
-      `mutation($c: ID!, $k: String) { checkout(cartId: $c, payment: { number: "4242424242424242", expMonth: 12, expYear: 2035, cvc: "123" }, idempotencyKey: $k) { orderId } }`,
-      { c: cart, k: `web-${cart}` },
-      token,
-    ),
+    gql(`mutation($c: ID!, $t: String!, $k: String) { checkout(cartId: $c, paymentToken: $t, idempotencyKey: $k) { orderId } }`, { c: cart, t, k: `web-${cart}` }, token),
   );
   return d.checkout.orderId;
 }

@@ -1,6 +1,6 @@
 // Products in the back office: the catalogue with stock, a form to add a product, and a
 // product's page to edit its details, change its price, adjust its stock or archive it.
-import { useCallback, useEffect, useState, type FormEvent } from "react";
+import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams, useSearchParams } from "react-router-dom";
 import { useClient, useQuery } from "urql";
 import { errorMessage } from "../client";
@@ -191,6 +191,19 @@ export function AdminProductEdit() {
   const [reason, setReason] = useState("");
   const [msg, setMsg] = useState<{ text: string; ok: boolean } | null>(params.get("created") ? { text: "Product created.", ok: true } : null);
   const p = res.data?.product;
+  // After a change, the read model is read again until it has the version the change made.
+  const [want, setWant] = useState(0);
+  const tries = useRef(0);
+  const behind = !!p && p.version < want;
+  useEffect(() => {
+    if (!behind) {
+      tries.current = 0;
+      return;
+    }
+    if (++tries.current > 100) return;
+    const t = setTimeout(() => refetch({ requestPolicy: "network-only" }), 300);
+    return () => clearTimeout(t);
+  }, [behind, res.data, refetch]);
   const again = useCallback(() => refetch({ requestPolicy: "network-only" }), [refetch]);
   const pending = useRetryWhilePending(res.error, again);
   useEffect(() => {
@@ -208,9 +221,10 @@ export function AdminProductEdit() {
   if (!p || !d) return res.error && !pending ? <Alert message={errorMessage(res.error)} /> : <Loading />;
 
   const run = async (query: string, variables: object, ok: string) => {
-    const r = await client.mutation(query, variables).toPromise();
+    const r = await client.mutation<Record<string, { version: number }>>(query, variables).toPromise();
     setMsg(r.error ? { text: errorMessage(r.error) ?? "Failed.", ok: false } : { text: ok, ok: true });
-    if (!r.error) refetch({ requestPolicy: "network-only" });
+    const v = r.data && Object.values(r.data)[0]?.version;
+    if (v) setWant(v);
     return !r.error;
   };
   return (

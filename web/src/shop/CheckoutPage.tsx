@@ -1,9 +1,10 @@
 // Checkout: the delivery address (kept in the customer's profile, which is where the API
-// keeps addresses) and the card, which the payment gateway tokenizes; then the order page.
+// keeps addresses) and the card, which goes to the payment gateway's tokenization endpoint
+// (never to the GraphQL API), then checkout with the token; then the order page.
 import { useEffect, useState, type FormEvent } from "react";
 import { Link, Navigate, useNavigate } from "react-router-dom";
 import { useClient, useQuery } from "urql";
-import { errorMessage } from "../client";
+import { errorMessage, tokenizeCard } from "../client";
 import { useCart } from "../cart";
 import { money } from "../format";
 import { useSession } from "../session";
@@ -71,10 +72,12 @@ export function CheckoutPage() {
           .toPromise();
         if (u.error) return setError(errorMessage(u.error));
       }
+      const t = await tokenizeCard({ number: card.number.replace(/[\s-]+/g, ""), expMonth, expYear, cvc: card.cvc.trim() });
+      if ("error" in t) return setError(t.error);
       const r = await client
         .mutation<{ checkout: { orderId: string } }>(
-          `mutation($c: ID!, $p: CardInput!, $k: String) { checkout(cartId: $c, payment: $p, idempotencyKey: $k) { orderId cartVersion } }`,
-          { c: cart.id, p: { number: card.number.replace(/\s+/g, ""), expMonth, expYear, cvc: card.cvc }, k: `checkout-${cart.id}-${cart.version}` },
+          `mutation($c: ID!, $t: String!, $k: String) { checkout(cartId: $c, paymentToken: $t, idempotencyKey: $k) { orderId cartVersion } }`,
+          { c: cart.id, t: t.token, k: `checkout-${cart.id}-${cart.version}` },
         )
         .toPromise();
       if (r.error || !r.data) return setError(errorMessage(r.error) ?? "Checkout failed.");

@@ -12,7 +12,7 @@ const PRODUCT = `query Product($id: ID!) {
   product(id: $id) {
     id name description categories archived attributes { key value }
     price { amountMinor currency } stock { available } rating { average count } brand { name productCount }
-    reviews(first: 10) { rating title body createdAt customerId }
+    reviews(first: 10) { rating title body createdAt reviewerName }
   }
 }`;
 
@@ -28,7 +28,7 @@ interface ProductData {
     stock: { available: number };
     rating: { average: number; count: number };
     brand: { name: string; productCount: number } | null;
-    reviews: { rating: number; title: string; body: string; createdAt: string; customerId: string }[];
+    reviews: { rating: number; title: string; body: string; createdAt: string; reviewerName: string }[];
   };
 }
 
@@ -133,11 +133,13 @@ export function ProductPage() {
         ) : (
           <ul>
             {p.reviews.map((r) => (
-              <li key={r.customerId + r.createdAt} className="review">
+              <li key={r.reviewerName + r.createdAt} className="review">
                 <Stars average={r.rating} count={1} />
                 <strong> {r.title || "Review"}</strong>
                 <p>{r.body}</p>
-                <small className="muted">{date(r.createdAt)}</small>
+                <small className="muted">
+                  {r.reviewerName}, {date(r.createdAt)}
+                </small>
               </li>
             ))}
           </ul>
