@@ -40,12 +40,22 @@ export function ProductArt({ name, size = "card" }: { name: string; size?: "card
   );
 }
 
-export function Stars({ average, count }: { average: number; count: number }) {
-  const full = Math.round(average);
+/// An average over `count` reviews, or (without `count`) one review's stars.
+export function Stars({ average, count }: { average: number; count?: number }) {
+  const full = Math.max(0, Math.min(5, Math.round(average)));
+  const label =
+    count === undefined
+      ? `${average} out of 5 stars`
+      : count
+        ? `Rated ${average.toFixed(1)} out of 5 from ${count} review${count === 1 ? "" : "s"}`
+        : "No reviews yet";
   return (
-    <span className="stars" aria-label={count ? `Rated ${average.toFixed(1)} out of 5 from ${count} review${count === 1 ? "" : "s"}` : "No reviews yet"}>
-      <span aria-hidden="true">{"★".repeat(full)}{"☆".repeat(5 - full)}</span>
-      <span className="muted" aria-hidden="true"> {count ? `(${count})` : ""}</span>
+    <span className="stars" role="img" aria-label={label}>
+      <span aria-hidden="true">
+        {"★".repeat(full)}
+        {"☆".repeat(5 - full)}
+      </span>
+      {count ? <span className="muted" aria-hidden="true">{` (${count})`}</span> : null}
     </span>
   );
 }

@@ -31,8 +31,10 @@ export function status(s: string): string {
   return STATUS[s] ?? s;
 }
 
+/// An order's reference for people: the end of its id (ids start with their time, so the
+/// ends are what tell orders of one day apart).
 export function shortId(id: string): string {
-  return id.slice(0, 8).toUpperCase();
+  return id.replace(/-/g, "").slice(-8).toUpperCase();
 }
 
 // Parses "12.50" into minor units (1250); null when it is not an amount.

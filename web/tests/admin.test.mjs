@@ -2,7 +2,7 @@
 //! new order arrive in the live feed, ships it and marks it delivered; a customer cannot
 //! get in.
 import { test, before, after } from "node:test";
-import { ADMIN_EMAIL, ADMIN_PASSWORD, BASE_URL, adminToken, createProduct, journey, launch, newCustomer, placeOrder, uniqueWord } from "./lib.mjs";
+import { ADMIN_EMAIL, ADMIN_PASSWORD, BASE_URL, adminToken, createProduct, journey, launch, newCustomer, placeOrder, uniqueWord, shortId } from "./lib.mjs";
 
 let browser;
 before(async () => {
@@ -71,7 +71,7 @@ test("a new order appears in the live feed and is shipped and delivered", () =>
     });
     const customer = await newCustomer("Carla Feed");
     const orderId = await placeOrder(customer.token, productId, 2);
-    const short = orderId.slice(0, 8).toUpperCase();
+    const short = shortId(orderId);
 
     const feed = page.getByRole("list", { name: "New orders" });
     await feed.getByRole("link", { name: short }).waitFor();

@@ -4,7 +4,7 @@
 //! become Confirmed; then finds the order under their orders and signs out.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE_URL, adminToken, createProduct, gql, launch, journey, retrying, uniqueWord } from "./lib.mjs";
+import { BASE_URL, adminToken, createProduct, gql, launch, journey, retrying, uniqueWord, shortId } from "./lib.mjs";
 
 let browser;
 let word;
@@ -94,7 +94,7 @@ test("a customer registers, shops, checks out and sees the order confirmed", () 
     await page.getByTestId("cart-count").filter({ hasText: /^0$/ }).waitFor();
     await page.getByRole("link", { name: "Orders", exact: true }).click();
     await page.getByRole("heading", { name: "Your orders" }).waitFor();
-    await page.getByRole("link", { name: orderId.slice(0, 8).toUpperCase() }).waitFor();
+    await page.getByRole("link", { name: shortId(orderId) }).waitFor();
 
     // The address given at checkout is in the profile; signing out ends the session.
     await page.getByRole("link", { name: "Account", exact: true }).click();

@@ -67,6 +67,11 @@ export async function adminToken() {
   return login(ADMIN_EMAIL, ADMIN_PASSWORD);
 }
 
+/// An order's reference as the pages show it (as src/format.ts `shortId`).
+export function shortId(id) {
+  return id.replace(/-/g, "").slice(-8).toUpperCase();
+}
+
 /// A word no other product has, so a search finds exactly what a test made.
 export function uniqueWord(prefix) {
   return `${prefix}${randomUUID().replace(/-/g, "").slice(0, 8)}`;

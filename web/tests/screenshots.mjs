@@ -4,7 +4,7 @@
 //! (scripts/screenshots.sh), which gives it a fresh stack of its own.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { ADMIN_EMAIL, ADMIN_PASSWORD, GRAPHQL_URL, adminToken, cardToken, gql, launch, login, newPage, retrying } from "./lib.mjs";
+import { ADMIN_EMAIL, ADMIN_PASSWORD, GRAPHQL_URL, adminToken, cardToken, gql, launch, login, newPage, retrying, shortId } from "./lib.mjs";
 import { WEB_DIR, serveApp } from "./serve.mjs";
 
 const OUT = process.env.SCREENSHOTS_DIR ?? join(WEB_DIR, "..", "docs", "screenshots");
@@ -177,8 +177,8 @@ try {
   await page.getByText("Orders placed from now on appear here.").waitFor();
   const grace = await login("grace@example.com", "correct horse battery");
   const live = await order(grace, [[ids["Ceramic V60 Dripper"], 1], [ids["Sencha Green Tea"], 2]]);
-  await page.getByRole("list", { name: "New orders" }).getByRole("link", { name: live.slice(0, 8).toUpperCase() }).waitFor();
-  await page.getByRole("cell", { name: live.slice(0, 8).toUpperCase() }).waitFor();
+  await page.getByRole("list", { name: "New orders" }).getByRole("link", { name: shortId(live) }).waitFor();
+  await page.getByRole("cell", { name: shortId(live) }).waitFor();
   await shot(page, "admin-orders");
   await page.goto(`${base}/admin/orders/${live}`);
   await page.getByTestId("order-status").filter({ hasText: "Confirmed" }).waitFor({ timeout: 60000 });

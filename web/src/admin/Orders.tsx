@@ -19,7 +19,7 @@ interface Placed {
   placedAt: string;
 }
 
-function LiveFeed({ onNew }: { onNew: () => void }) {
+function LiveFeed({ onNew }: { onNew: (orderId: string) => void }) {
   const [feed] = useSubscription<{ orderPlaced: Placed }, Placed[]>(
     { query: `subscription { orderPlaced { orderId customerId itemCount placedAt total { amountMinor currency } } }` },
     (prev = [], d) => [d.orderPlaced, ...prev.filter((p) => p.orderId !== d.orderPlaced.orderId)].slice(0, 20),
@@ -28,9 +28,10 @@ function LiveFeed({ onNew }: { onNew: () => void }) {
   // Each new order once (not on every render: `onNew` refetches the list, which re-renders).
   const notify = useRef(onNew);
   notify.current = onNew;
+  const newest = feed.data?.[0]?.orderId;
   useEffect(() => {
-    if (n) notify.current();
-  }, [n]);
+    if (newest) notify.current(newest);
+  }, [n, newest]);
   return (
     <aside className="panel feed" aria-labelledby="feed-title">
       <h2 id="feed-title">
@@ -64,6 +65,19 @@ export function AdminOrders() {
     document.title = "Orders · Back office";
   }, []);
   const data = res.data?.orders;
+  // A new order from the feed: the list is read again until the read model has it.
+  const [expect, setExpect] = useState<string | null>(null);
+  const tries = useRef(0);
+  const missing = !!expect && !st && !after && !!data && !data.edges.some((e) => e.node.id === expect);
+  useEffect(() => {
+    if (!missing) {
+      tries.current = 0;
+      return;
+    }
+    if (++tries.current > 60) return;
+    const t = setTimeout(() => refetch({ requestPolicy: "network-only" }), tries.current === 1 ? 0 : 400);
+    return () => clearTimeout(t);
+  }, [missing, res.data, refetch]);
   return (
     <div className="admin-grid">
       <section aria-labelledby="orders-title">
@@ -120,7 +134,7 @@ export function AdminOrders() {
           </div>
         )}
       </section>
-      <LiveFeed onNew={() => refetch({ requestPolicy: "network-only" })} />
+      <LiveFeed onNew={setExpect} />
     </div>
   );
 }

@@ -56,6 +56,7 @@ export function Catalogue() {
     inStock: params.get("inStock") === "1",
     sort: params.get("sort") ?? "",
   });
+  const [narrow] = useState(() => window.matchMedia("(max-width: 860px)").matches);
   useEffect(() => {
     document.title = q ? `“${q}” · Commerce` : "Shop · Commerce";
   }, [q]);
@@ -111,8 +112,12 @@ export function Catalogue() {
         <p className="muted">{data ? `${data.totalCount} product${data.totalCount === 1 ? "" : "s"}` : " "}</p>
       </section>
       <div className="catalogue-body">
-        <aside aria-labelledby="filters-title" className="filters panel">
-          <h2 id="filters-title">Filters</h2>
+        <aside aria-label="Filters" className="filters panel">
+          {/* Folded on a phone, so the products come first. */}
+          <details open={!narrow}>
+            <summary>
+              <h2>Filters</h2>
+            </summary>
           <form onSubmit={apply}>
             <div className="field">
               <label htmlFor="f-category">Category</label>
@@ -151,6 +156,7 @@ export function Catalogue() {
               Apply filters
             </button>
           </form>
+          </details>
         </aside>
         <section aria-label="Products" className="results">
           <Alert message={errorMessage(res.error)} />
