@@ -110,6 +110,7 @@ const { ids, ada } = await seed();
 const { base, stop } = await serveApp(GRAPHQL_URL);
 const browser = await launch();
 const shot = async (page, name, full = false) => {
+  await page.evaluate(() => document.activeElement instanceof HTMLElement && document.activeElement.blur());
   await page.screenshot({ path: join(OUT, `${name}.png`), fullPage: full });
   console.log(`[screenshots] ${name}.png`);
 };
