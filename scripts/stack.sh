@@ -3,7 +3,8 @@
 # Kafka, SecantusDB or a real mongod for MongoDB, the running PostgreSQL, Envoy, and every
 # service), waits on health checks, and keeps logs, PIDs and data under $STACK_DIR.
 #
-#   scripts/stack.sh up                 install what is missing, build, start everything
+#   scripts/stack.sh up                 install what is missing, build (the web app too, unless
+#                                       SKIP_WEB=1), start everything
 #   scripts/stack.sh down [--wipe]      stop everything by PID (--wipe deletes the data too:
 #                                       the store, the broker's and the read models' database)
 #   scripts/stack.sh status             what runs, with PIDs
@@ -116,6 +117,8 @@ export REGISTER_PER_CLIENT_PER_MINUTE=${REGISTER_PER_CLIENT_PER_MINUTE:-30}
 export REFRESH_PER_CLIENT_PER_MINUTE=${REFRESH_PER_CLIENT_PER_MINUTE:-120}
 export LOGIN_FREE_FAILURES_PER_CLIENT=${LOGIN_FREE_FAILURES_PER_CLIENT:-50}
 export WS_MESSAGES_PER_SECOND=${WS_MESSAGES_PER_SECOND:-20}
+# The storefront and back office the BFF serves at / (built by web/build.sh during `up`).
+export WEB_DIR=${WEB_DIR:-$ROOT/web/dist}
 
 INFRA=(tansu mongo envoy)
 [ "$PG_PRIVATE" = 1 ] && [ -z "$EXTERNAL_PG" ] && INFRA=(postgres "${INFRA[@]}")
@@ -374,6 +377,7 @@ EOV
 up() {
   "$ROOT/scripts/install-tools.sh"
   build
+  [ "${SKIP_WEB:-0}" = 1 ] || "$ROOT/web/build.sh"
   if [ "${FRESH:-0}" = 1 ]; then
     down >/dev/null 2>&1 || true
     rm -rf "$DATA"
@@ -389,6 +393,7 @@ up() {
 
 The commerce stack is up. Logs: $LOGS   Data: $DATA
 
+  Storefront:            http://$HOST:$ENVOY_PORT/   (back office: /admin)
   GraphQL (via Envoy):   http://$HOST:$ENVOY_PORT/graphql   (GraphiQL: open it in a browser)
   Subscriptions (ws):    ws://$HOST:$ENVOY_PORT/graphql/ws
   Envoy admin:           http://$HOST:$ENVOY_ADMIN_PORT

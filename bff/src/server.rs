@@ -4,6 +4,8 @@
 //! against `limits` before they run; a verified token's session is checked (`session`); the
 //! client's address is the last `x-forwarded-for` hop when the peer is a trusted proxy
 //! (Envoy), else the peer itself. It binds loopback by default: only Envoy is public.
+//! With `--web-dir`, every other path is the web app (a file of the directory, else its
+//! `index.html`, so the app's own routes load on a reload).
 
 use crate::auth::Caller;
 use crate::clients::{BackendArgs, Backends};
@@ -27,7 +29,9 @@ use command_services::auth::{Jwt, JwtArgs};
 use command_services::kafka::KafkaArgs;
 use command_services::support::{init_tracing, serve_admin, shutdown_token, Readiness};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
+use tower_http::services::{ServeDir, ServeFile};
 use tracing::Instrument;
 
 /// Largest request body accepted.
@@ -65,6 +69,9 @@ pub struct BffArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// The built web app (`web/dist`), served at `/`; unset, only the API is served.
+    #[arg(long, env = "WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 /// The edge's per-request services, shared by every request.
@@ -371,10 +378,15 @@ pub async fn bff_main() -> anyhow::Result<()> {
         }
     };
     let edge = Edge::new(&args);
-    let app = app(schema, introspection, jwt, backends, edge);
+    let mut router = app(schema, introspection, jwt, backends, edge);
+    if let Some(dir) = &args.web_dir {
+        tracing::info!(dir = %dir.display(), "serving the web app on /");
+        router = router
+            .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))));
+    }
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move { token.cancelled().await })
     .await?;
