@@ -17,6 +17,16 @@ fn rfc3339(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// The next whole millisecond, once the clock has reached it.
+fn next_millisecond() -> chrono::DateTime<Utc> {
+    let now = Utc::now().timestamp_millis();
+    let next = chrono::DateTime::<Utc>::from_timestamp_millis(now + 1).unwrap_or_else(Utc::now);
+    while Utc::now() < next {
+        std::hint::spin_loop();
+    }
+    next
+}
+
 fn lines(s: &str) -> Vec<Value> {
     s.lines()
         .filter(|l| !l.trim().is_empty())
@@ -35,7 +45,9 @@ async fn export_of_one_type_in_a_window_matches_the_store() {
         json!({ "c": before, "p": new_id(), "q": 1 }),
     )
     .await;
-    let since = Utc::now();
+    // The store keeps milliseconds: the window starts at the next millisecond boundary, and
+    // nothing is written until the clock has passed it (so `before` lies outside).
+    let since = next_millisecond();
     let mut carts = Vec::new();
     for i in 0..4 {
         let cart = create_cart(&client).await;
@@ -49,7 +61,7 @@ async fn export_of_one_type_in_a_window_matches_the_store() {
         }
         carts.push(cart);
     }
-    let until = Utc::now() + chrono::Duration::milliseconds(1);
+    let until = next_millisecond();
     let after = create_cart(&client).await;
     gql(
         &client,
