@@ -328,31 +328,13 @@ async fn ids_of_the_wrong_kind_malformed_empty_or_huge_are_not_found_or_invalid_
 }
 
 /// Posts with a bearer token; returns the HTTP status and the body (whatever the status).
-/// Hundreds of requests with one token outrun Envoy's per-token rate limit: a 429 is retried,
-/// as a well-behaved client would, until the deadline.
 async fn gql_raw_as(
     client: &reqwest::Client,
     token: &str,
     query: &str,
     variables: Value,
 ) -> (u16, Value) {
-    poll(
-        "an answer that is not 429",
-        Duration::from_secs(30),
-        || async {
-            let resp = client
-                .post(graphql_url())
-                .bearer_auth(token)
-                .json(&json!({ "query": query, "variables": variables }))
-                .send()
-                .await
-                .expect("GraphQL endpoint reachable");
-            let status = resp.status().as_u16();
-            let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-            (status != 429).then_some((status, body))
-        },
-    )
-    .await
+    post_graphql(client, Some(token), query, &variables).await
 }
 
 /// A cursor of the right shape (base64url JSON, as the query service writes them) with a

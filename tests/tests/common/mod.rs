@@ -72,17 +72,37 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// Posts a GraphQL request through Envoy, with a bearer token if given; returns the HTTP
+/// status and the JSON body. A 429 of Envoy's rate limits (shared, per client, per token) is
+/// retried until a deadline, as a well-behaved client would: the suite sends thousands of
+/// requests from one address. The tests of the limits themselves send their own requests.
+pub async fn post_graphql(
+    client: &reqwest::Client,
+    token: Option<&str>,
+    query: &str,
+    variables: &Value,
+) -> (u16, Value) {
+    let body = json!({ "query": query, "variables": variables });
+    poll(
+        "an answer that is not 429",
+        Duration::from_secs(30),
+        || async {
+            let mut req = client.post(graphql_url()).json(&body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.expect("GraphQL endpoint reachable");
+            let status = resp.status().as_u16();
+            let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+            (status != 429).then_some((status, body))
+        },
+    )
+    .await
+}
+
 /// Posts a GraphQL request through Envoy; returns the HTTP status and the JSON body.
 pub async fn gql_raw(client: &reqwest::Client, query: &str, variables: Value) -> (u16, Value) {
-    let resp = client
-        .post(graphql_url())
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("GraphQL endpoint reachable");
-    let status = resp.status().as_u16();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    (status, body)
+    post_graphql(client, None, query, &variables).await
 }
 
 /// Posts a GraphQL request and insists on HTTP 200.
@@ -299,15 +319,9 @@ pub fn new_id() -> String {
 
 /// Posts a GraphQL request with a bearer token; returns the JSON body (HTTP 200 required).
 pub async fn gql_as(client: &reqwest::Client, token: &str, query: &str, variables: Value) -> Value {
-    let resp = client
-        .post(graphql_url())
-        .bearer_auth(token)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .expect("GraphQL endpoint reachable");
-    assert_eq!(resp.status().as_u16(), 200);
-    resp.json::<Value>().await.unwrap()
+    let (status, body) = post_graphql(client, Some(token), query, &variables).await;
+    assert_eq!(status, 200, "HTTP status of {query}: {body}");
+    body
 }
 
 /// The stack's access-token secret: `JWT_SECRET`, else the file `JWT_SECRET_FILE` names
