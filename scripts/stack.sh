@@ -416,6 +416,9 @@ down() {
   local wipe=0
   [ "${1:-}" = --wipe ] && wipe=1
   local all=("${INFRA[@]}" "${SERVICES[@]}") i
+  # A private PostgreSQL is stopped whatever PG_PRIVATE says now (its pid file tells): the
+  # wipe below must never pull its data directory from under a running postmaster.
+  [[ " ${all[*]} " == *" postgres "* ]] || all=(postgres "${all[@]}")
   for ((i = ${#all[@]} - 1; i >= 0; i--)); do stop_one "${all[$i]}"; done
   if [ $wipe = 1 ]; then
     rm -rf "$DATA"

@@ -37,7 +37,7 @@ pub struct Brand {
     pub product_count: i64,
 }
 
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 #[graphql(complex)]
 pub struct Product {
     pub id: ID,
@@ -160,11 +160,14 @@ pub fn new_loader(shop: QueriesClient<Channel>) -> CatalogueDataLoader {
     )
 }
 
-fn loader<'a>(ctx: &'a Context<'_>) -> Result<&'a CatalogueDataLoader, BffError> {
+pub fn loader<'a>(ctx: &'a Context<'_>) -> Result<&'a CatalogueDataLoader, BffError> {
     ctx.data_opt::<CatalogueDataLoader>()
         .ok_or(BffError::Internal)
 }
 
+/// A product by id, for what links to one (a cart line).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProductOf(pub String);
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct StockOf(String);
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -232,6 +235,28 @@ struct RatingDoc {
 struct BrandDoc {
     name: String,
     product_count: i64,
+}
+
+impl Loader<ProductOf> for CatalogueLoader {
+    type Value = Product;
+    type Error = BffError;
+
+    async fn load(&self, keys: &[ProductOf]) -> Result<HashMap<ProductOf, Product>, BffError> {
+        let ids = keys.iter().map(|k| k.0.clone()).collect();
+        let docs = self
+            .shop
+            .clone()
+            .get_products(ByIds { ids })
+            .await?
+            .into_inner();
+        docs.json
+            .iter()
+            .map(|j| {
+                let d: ProductDoc = parse_doc(j)?;
+                Ok((ProductOf(d.id.clone()), d.into()))
+            })
+            .collect()
+    }
 }
 
 impl Loader<StockOf> for CatalogueLoader {
@@ -496,8 +521,16 @@ impl CatalogueQuery {
         after: Option<String>,
         last: Option<i32>,
         before: Option<String>,
+        #[graphql(
+            default = false,
+            desc = "Admins only: archived products too (`archived` tells them apart)."
+        )]
+        include_archived: bool,
     ) -> Result<ProductConnection> {
         gql(async move {
+            if include_archived {
+                crate::schema::caller(ctx).admin()?;
+            }
             let f = filter.unwrap_or_default();
             let request = SearchProductsRequest {
                 query: query.unwrap_or_default(),
@@ -512,7 +545,7 @@ impl CatalogueQuery {
                 after: after.unwrap_or_default(),
                 last: page_size(last)?,
                 before: before.unwrap_or_default(),
-                include_archived: false,
+                include_archived,
             };
             let page = backends(ctx)
                 .shop

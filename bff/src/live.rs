@@ -343,12 +343,13 @@ impl SubscriptionRoot {
                     if cart.version <= sent {
                         continue;
                     }
-                    if who
-                        .check_owner(Some(cart.customer_id.as_str()).filter(|c| !c.is_empty()))
-                        .is_err()
+                    // The cart was claimed by someone else (FORBIDDEN), or the caller's token
+                    // was no good to begin with (UNAUTHENTICATED): stop following it.
+                    if let Err(e) =
+                        who.check_owner(Some(cart.customer_id.as_str()).filter(|c| !c.is_empty()))
                     {
-                        // The cart was claimed by someone else: stop following it.
-                        y.send(Err(forbidden())).await;
+                        use async_graphql::ErrorExtensions;
+                        y.send(Err(e.extend())).await;
                         return;
                     }
                     sent = cart.version;

@@ -2,12 +2,12 @@
 //! types here, at the edge, so malformed input is refused before any service is called.
 
 use crate::auth::Caller;
-use crate::catalogue::{CatalogueMutation, CatalogueQuery};
+use crate::catalogue::{CatalogueMutation, CatalogueQuery, Product, ProductOf};
 use crate::clients::Backends;
 use crate::error::{gql, BffError};
 use crate::live::{LiveEvents, SubscriptionRoot};
 use crate::orders::OrderQuery;
-use crate::shop::{ShopMutation, ShopQuery};
+use crate::shop::{MoneyView, ShopMutation, ShopQuery};
 use async_graphql::{Context, Enum, MergedObject, Object, Result, Schema, SimpleObject, ID};
 use domain::values::{CartId, ProductId, Quantity, UserId};
 use proto::cart as pb;
@@ -140,8 +140,9 @@ pub enum CartStatus {
     CheckedOut,
 }
 
-/// One product line of a cart.
+/// One product line of a cart, priced live from the catalogue.
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(complex)]
 pub struct CartLine {
     pub product_id: ID,
     pub quantity: i32,
@@ -149,8 +150,10 @@ pub struct CartLine {
     pub version: i64,
 }
 
-/// A shopping cart as the read model has it.
+/// A shopping cart as the read model has it, with its lines priced live from the catalogue
+/// (what `checkout` charges).
 #[derive(SimpleObject, Debug, Clone)]
+#[graphql(complex)]
 pub struct Cart {
     pub id: ID,
     /// The owner, if the cart is not anonymous.
@@ -191,6 +194,80 @@ impl From<pb::Cart> for Cart {
             updated_at: c.updated_at,
         }
     }
+}
+
+#[async_graphql::ComplexObject]
+impl CartLine {
+    /// The product, as the catalogue has it now (null if the catalogue does not know it).
+    async fn product(&self, ctx: &Context<'_>) -> Result<Option<Product>> {
+        gql(line_product(ctx, &self.product_id).await)
+    }
+
+    /// The product's current catalogue price.
+    async fn unit_price(&self, ctx: &Context<'_>) -> Result<Option<MoneyView>> {
+        gql(async move { Ok(line_product(ctx, &self.product_id).await?.map(|p| p.price)) }.await)
+    }
+
+    /// Unit price × quantity.
+    async fn line_total(&self, ctx: &Context<'_>) -> Result<Option<MoneyView>> {
+        gql(async move {
+            match line_product(ctx, &self.product_id).await? {
+                None => Ok(None),
+                Some(p) => line_total(&p.price, self.quantity).map(Some),
+            }
+        }
+        .await)
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl Cart {
+    /// The sum of the line totals (null for an empty cart, or while a line's product is
+    /// unknown to the catalogue). A cart holds one currency.
+    async fn subtotal(&self, ctx: &Context<'_>) -> Result<Option<MoneyView>> {
+        gql(async move {
+            let mut sum: Option<MoneyView> = None;
+            for l in &self.lines {
+                let Some(p) = line_product(ctx, &l.product_id).await? else {
+                    return Ok(None);
+                };
+                let t = line_total(&p.price, l.quantity)?;
+                sum = Some(match sum {
+                    None => t,
+                    Some(s) if s.currency != t.currency => {
+                        return Err(BffError::FailedPrecondition(format!(
+                            "the cart mixes {} and {}",
+                            s.currency, t.currency
+                        )))
+                    }
+                    Some(s) => MoneyView {
+                        amount_minor: s.amount_minor.checked_add(t.amount_minor).ok_or_else(
+                            || BffError::FailedPrecondition("the total overflows".into()),
+                        )?,
+                        currency: s.currency,
+                    },
+                });
+            }
+            Ok(sum)
+        }
+        .await)
+    }
+}
+
+async fn line_product(ctx: &Context<'_>, id: &ID) -> Result<Option<Product>, BffError> {
+    crate::catalogue::loader(ctx)?
+        .load_one(ProductOf(id.to_string()))
+        .await
+}
+
+fn line_total(unit: &MoneyView, quantity: i32) -> Result<MoneyView, BffError> {
+    Ok(MoneyView {
+        amount_minor: unit
+            .amount_minor
+            .checked_mul(i64::from(quantity))
+            .ok_or_else(|| BffError::FailedPrecondition("the line total overflows".into()))?,
+        currency: unit.currency.clone(),
+    })
 }
 
 /// What a cart mutation returns: the cart and its stream version after the change. Pass the
@@ -249,6 +326,26 @@ impl CartQuery {
                 )));
             }
             Ok(Some(cart.into()))
+        }
+        .await)
+    }
+
+    /// The signed-in customer's open cart (the one changed last), or null when they have
+    /// none. `UNAUTHENTICATED` without a valid token.
+    async fn my_cart(&self, ctx: &Context<'_>) -> Result<Option<Cart>> {
+        gql(async move {
+            let claims = caller(ctx).user()?;
+            let req = grpc(
+                ctx,
+                pb::GetOpenCartRequest {
+                    customer_id: claims.sub.clone(),
+                },
+            );
+            match backends(ctx).cart_queries.clone().get_open_cart(req).await {
+                Ok(c) => Ok(Some(c.into_inner().into())),
+                Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+                Err(s) => Err(s.into()),
+            }
         }
         .await)
     }

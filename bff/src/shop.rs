@@ -66,7 +66,7 @@ pub struct Me {
     pub version: i64,
 }
 
-#[derive(SimpleObject, Deserialize)]
+#[derive(SimpleObject, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct MoneyView {
     pub amount_minor: i64,
     pub currency: String,
@@ -641,6 +641,23 @@ impl ShopMutation {
                 &backends(ctx).products,
                 id.to_string(),
                 json!({ "type": "archive" }),
+                None,
+            )
+            .await
+        }
+        .await)
+    }
+
+    /// Admin: puts an archived product back on sale.
+    async fn unarchive_product(&self, ctx: &Context<'_>, id: ID) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let id = ProductId::parse(&id)?;
+            exec(
+                ctx,
+                &backends(ctx).products,
+                id.to_string(),
+                json!({ "type": "unarchive" }),
                 None,
             )
             .await

@@ -26,7 +26,8 @@ use futures::TryStreamExt;
 use mongodb::bson::{self, doc, Bson, Document};
 use mongodb::error::{ErrorKind as MongoErrorKind, WriteFailure};
 use mongodb::options::IndexOptions;
-use mongodb::{Client, Collection, Database, IndexModel};
+pub use mongodb::Database;
+use mongodb::{Client, Collection, IndexModel};
 use std::time::Duration;
 
 /// The longest a multi-document append may take, commit included, before it is aborted.
@@ -595,12 +596,16 @@ pub async fn store_identity(db: &Database) -> Result<String, StoreError> {
 }
 
 /// Connects to the store at `uri` and returns its identity (see [`store_identity`]); for the
-/// projectors, which read nothing else from the store.
+/// projectors, which read only that and the relay's watermark from the store.
 pub async fn connect_identity(uri: &str, db_name: &str) -> anyhow::Result<String> {
+    Ok(store_identity(&connect_database(uri, db_name).await?).await?)
+}
+
+/// A handle on the store's database for a reader that needs no indexes (5 s timeouts).
+pub async fn connect_database(uri: &str, db_name: &str) -> anyhow::Result<Database> {
     let mut options = mongodb::options::ClientOptions::parse(uri).await?;
-    options.app_name = Some("commerce-identity".into());
+    options.app_name = Some("commerce-reader".into());
     options.server_selection_timeout = Some(Duration::from_secs(5));
     options.connect_timeout = Some(Duration::from_secs(5));
-    let client = Client::with_options(options)?;
-    Ok(store_identity(&client.database(db_name)).await?)
+    Ok(Client::with_options(options)?.database(db_name))
 }

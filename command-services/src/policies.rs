@@ -4,7 +4,7 @@
 //!
 //! | aggregate | command | who |
 //! |---|---|---|
-//! | product | create, update, change_price, archive, adjust_stock | admin |
+//! | product | create, update, change_price, archive, unarchive, adjust_stock | admin |
 //! | product | reserve_stock, release_reservation, commit_reservation | the checkout saga |
 //! | product | review | a signed-in customer or admin (the purchase is verified) |
 //! | order | place, mark_stock_reserved, mark_payment_authorized, confirm, time_out, cancel by the system | the checkout saga |
@@ -49,6 +49,7 @@ impl Policy<Product> for ProductPolicy {
             | C::Update { .. }
             | C::ChangePrice { .. }
             | C::Archive
+            | C::Unarchive
             | C::AdjustStock { .. } => admin(actor),
             C::ReserveStock { .. } | C::ReleaseReservation { .. } | C::CommitReservation { .. } => {
                 saga(actor)
@@ -148,5 +149,8 @@ mod tests {
         assert!(ProductPolicy
             .permit(&admin, &ProductCommand::Archive)
             .is_ok());
+        assert!(ProductPolicy
+            .permit(&customer, &ProductCommand::Unarchive)
+            .is_err());
     }
 }

@@ -25,6 +25,13 @@
 //! A document that does not decode, or an event larger than the broker accepts, parks its
 //! stream ([`crate::relay_parking`]): it and the stream's later events wait, the relay goes on
 //! with every other stream.
+//!
+//! The relay also keeps a *watermark* (`relay_state`, `_id: "watermark"`, read with
+//! [`read_watermark`]): the broker cluster its checker last found intact, and a time before
+//! which every committed event is on that cluster. It is written only while the checker's
+//! latest pass was clean, is reset when a topic is lost, and comes back after the republish.
+//! Consumers that act on the absence of an event (the checkout saga's timeouts) and heals
+//! that must know the refill is complete read it.
 
 use crate::event_store::{from_document, store_identity, EventStore};
 use crate::kafka::KafkaArgs;
@@ -129,6 +136,11 @@ fn stream_type_of(topic: &str) -> Option<&str> {
 type Events = ChangeStream<ChangeStreamEvent<Document>>;
 
 const STATE_ID: &str = "relay";
+/// `_id` of the watermark document in `relay_state` (see the module docs).
+const WATERMARK_ID: &str = "watermark";
+/// How far behind an event's own time the watermark stays on the streaming path: events
+/// commit in about their `occurred_at` order, give or take the store's write latency.
+const STREAM_MARGIN: chrono::Duration = chrono::Duration::seconds(2);
 /// One document per topic: `{ _id: topic, stream_type, epoch, healing, probes }`.
 const TOPICS: &str = "relay_topics";
 
@@ -214,12 +226,14 @@ impl Relay {
         )));
         // The checker fetches the probes back in the background and reports lost topics.
         let (lost_tx, mut lost_rx) = mpsc::channel(4);
+        let (verified_tx, verified) = tokio::sync::watch::channel(None);
         let _checker = AbortOnDrop(tokio::spawn(check_loop(
             self.kafka.clone(),
             self.probes.clone(),
             self.config.check_interval,
             self.config.check_wait,
             lost_tx,
+            verified_tx,
         )));
         if healing.is_empty() {
             self.ready.set_state("ok", "");
@@ -233,6 +247,7 @@ impl Relay {
         for topic in &healing {
             self.republish(topic).await?;
         }
+        let mut mark = Mark::new(chrono::Utc::now());
         self.catch_up().await?;
         if !healing.is_empty() {
             metrics::gauge!("relay_healing").set(0.0);
@@ -261,9 +276,11 @@ impl Relay {
             };
             match next {
                 Err(_idle) => {
+                    let swept_from = chrono::Utc::now();
                     self.catch_up().await?;
                     self.save_token(token.take()).await?;
                     token_saved = Instant::now();
+                    mark.advance(swept_from);
                 }
                 Ok(None) => anyhow::bail!("change stream reader stopped"),
                 Ok(Some(first)) => {
@@ -282,17 +299,49 @@ impl Relay {
                         batch.push(event);
                         token = t;
                     }
+                    let newest = batch.iter().map(|e| e.occurred_at).max();
                     self.publish(batch).await?;
+                    if let Some(newest) = newest {
+                        mark.advance((newest - STREAM_MARGIN).min(chrono::Utc::now()));
+                    }
                     if token_saved.elapsed() >= self.config.token_interval {
                         self.save_token(token.take()).await?;
                         token_saved = Instant::now();
                     }
                 }
             }
+            let cluster = verified.borrow().clone();
+            if let Some(cluster) = cluster {
+                self.save_mark(&mut mark, &cluster).await?;
+            }
             if reader.0.is_finished() && rx.is_empty() {
                 anyhow::bail!("change stream reader stopped");
             }
         }
+    }
+
+    /// Writes the watermark (at most once a second, and only when it moved or the cluster
+    /// changed): every event committed before `mark.through` is on `cluster`.
+    async fn save_mark(&self, mark: &mut Mark, cluster: &str) -> anyhow::Result<()> {
+        let moved = mark.saved.as_ref().is_none_or(|(c, t, at)| {
+            c != cluster || (*t != mark.through && at.elapsed() >= Duration::from_secs(1))
+        });
+        if !moved {
+            return Ok(());
+        }
+        self.state
+            .update_one(
+                doc! { "_id": WATERMARK_ID },
+                doc! { "$set": {
+                    "cluster": cluster,
+                    "through": bson::DateTime::from_millis(mark.through.timestamp_millis()),
+                    "updated_at": bson::DateTime::now(),
+                } },
+            )
+            .upsert(true)
+            .await?;
+        mark.saved = Some((cluster.to_owned(), mark.through, Instant::now()));
+        Ok(())
     }
 
     /// Opens the change stream from the persisted resume token; if the server refuses the
@@ -482,6 +531,15 @@ impl Relay {
             self.topics.remove(topic);
         }
         self.published.clear();
+        // What the broker lost is no longer on it: no time is covered until the republish.
+        self.state
+            .update_one(
+                doc! { "_id": WATERMARK_ID },
+                doc! { "$set": { "cluster": "", "through": bson::DateTime::from_millis(0),
+                "updated_at": bson::DateTime::now() } },
+            )
+            .upsert(true)
+            .await?;
         self.ready
             .set_state("healing", format!("lost: {}", topics.join(", ")));
         // The broker that lost its data forgot the idempotent producer's id too.
@@ -875,14 +933,19 @@ async fn check_loop(
     every: Duration,
     wait: Duration,
     lost: mpsc::Sender<Vec<String>>,
+    verified: tokio::sync::watch::Sender<Option<String>>,
 ) {
     let mut undecided: HashMap<String, u32> = HashMap::new();
     loop {
         let snapshot = probes.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let k = kafka.clone();
-        let checked = tokio::task::spawn_blocking(move || check_topics(&k, &snapshot, wait)).await;
+        let checked = tokio::task::spawn_blocking(move || {
+            let cluster = cluster_id(&k);
+            check_topics(&k, &snapshot, wait).map(|v| (v, cluster))
+        })
+        .await;
         match checked {
-            Ok(Ok(verdicts)) => {
+            Ok(Ok((verdicts, cluster))) => {
                 let mut gone = Vec::new();
                 let mut silent = Vec::new();
                 for (topic, v) in verdicts {
@@ -902,12 +965,13 @@ async fn check_loop(
                         }
                     }
                 }
+                // Every probe answered as published: this cluster holds what the relay gave it.
+                let intact = gone.is_empty() && silent.is_empty();
+                verified.send_replace(if intact { cluster } else { None });
                 // A broker that lost one topic (restarted empty) most likely lost every
                 // topic that answers nothing too.
                 if !gone.is_empty() {
                     gone.extend(silent);
-                }
-                if !gone.is_empty() {
                     let _ = lost.send(gone).await;
                     return;
                 }
@@ -917,6 +981,55 @@ async fn check_loop(
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// The id of the Kafka cluster the broker belongs to (blocking).
+fn cluster_id(kafka: &KafkaArgs) -> Option<String> {
+    let consumer: BaseConsumer = kafka.client_config().create().ok()?;
+    consumer.client().fetch_cluster_id(Duration::from_secs(5))
+}
+
+/// The watermark in memory: how far it reached, and what was last written.
+struct Mark {
+    through: chrono::DateTime<chrono::Utc>,
+    saved: Option<(String, chrono::DateTime<chrono::Utc>, Instant)>,
+}
+
+impl Mark {
+    fn new(through: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            through,
+            saved: None,
+        }
+    }
+    fn advance(&mut self, to: chrono::DateTime<chrono::Utc>) {
+        self.through = self.through.max(to);
+    }
+}
+
+/// The relay's watermark (see the module docs): the broker cluster it last found intact, and
+/// the time before which every committed event is on it. `None` if the relay never wrote one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    /// Empty while a lost topic is being republished.
+    pub cluster: String,
+    pub through: chrono::DateTime<chrono::Utc>,
+}
+
+/// Reads the relay's watermark from the store.
+pub async fn read_watermark(db: &mongodb::Database) -> anyhow::Result<Option<Watermark>> {
+    let d = db
+        .collection::<Document>("relay_state")
+        .find_one(doc! { "_id": WATERMARK_ID })
+        .await?;
+    Ok(d.and_then(|d| {
+        let cluster = d.get_str("cluster").ok()?.to_owned();
+        let through = d.get_datetime("through").ok()?.timestamp_millis();
+        Some(Watermark {
+            cluster,
+            through: chrono::DateTime::from_timestamp_millis(through)?,
+        })
+    }))
 }
 
 /// Kafka did not take a record: the relay starts a new producer before resuming.

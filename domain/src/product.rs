@@ -109,6 +109,8 @@ pub enum ProductCommand {
         price: Money,
     },
     Archive,
+    /// Puts an archived product back on sale.
+    Unarchive,
     /// Receive (positive) or write off (negative) units on hand.
     AdjustStock {
         delta: i64,
@@ -212,6 +214,11 @@ pub struct ProductPriceChanged {
 #[serde(deny_unknown_fields)]
 pub struct ProductArchived {}
 
+/// An archived product is back on sale.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductUnarchived {}
+
 /// Units on hand changed by `delta`; `on_hand` is the new level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -262,6 +269,7 @@ pub enum ProductEvent {
     ProductUpdated(ProductUpdated),
     ProductPriceChanged(ProductPriceChanged),
     ProductArchived(ProductArchived),
+    ProductUnarchived(ProductUnarchived),
     StockAdjusted(StockAdjusted),
     StockReserved(StockReserved),
     StockReservationReleased(StockReservationReleased),
@@ -276,6 +284,7 @@ impl DomainEvent for ProductEvent {
             ProductEvent::ProductUpdated(_) => "ProductUpdated",
             ProductEvent::ProductPriceChanged(_) => "ProductPriceChanged",
             ProductEvent::ProductArchived(_) => "ProductArchived",
+            ProductEvent::ProductUnarchived(_) => "ProductUnarchived",
             ProductEvent::StockAdjusted(_) => "StockAdjusted",
             ProductEvent::StockReserved(_) => "StockReserved",
             ProductEvent::StockReservationReleased(_) => "StockReservationReleased",
@@ -425,6 +434,8 @@ impl Aggregate for Product {
             }
             C::Archive if self.archived => vec![],
             C::Archive => vec![E::ProductArchived(ProductArchived {})],
+            C::Unarchive if !self.archived => vec![],
+            C::Unarchive => vec![E::ProductUnarchived(ProductUnarchived {})],
             C::AdjustStock { delta, reason } => {
                 let new = i64::from(self.on_hand).checked_add(*delta);
                 if new.is_none_or(|n| n > i64::from(MAX_STOCK)) {
@@ -518,6 +529,7 @@ impl Aggregate for Product {
             ProductEvent::ProductUpdated(e) => self.details = e.details.clone(),
             ProductEvent::ProductPriceChanged(e) => self.price = Some(e.price),
             ProductEvent::ProductArchived(_) => self.archived = true,
+            ProductEvent::ProductUnarchived(_) => self.archived = false,
             ProductEvent::StockAdjusted(e) => self.on_hand = e.on_hand,
             ProductEvent::StockReserved(e) => {
                 self.reservations.insert(e.order_id, e.quantity);
@@ -903,6 +915,28 @@ mod tests {
             given(history).decide(&ProductCommand::ChangePrice { price: eur(5) }),
             Err(ProductError::Archived)
         );
+    }
+
+    #[test]
+    fn an_unarchived_product_is_on_sale_again() {
+        let archived = [
+            created(3),
+            ProductEvent::ProductArchived(ProductArchived {}),
+        ];
+        assert_eq!(
+            given(archived.clone()).decide(&ProductCommand::Unarchive),
+            Ok(vec![ProductEvent::ProductUnarchived(ProductUnarchived {})])
+        );
+        let mut back = archived.to_vec();
+        back.push(ProductEvent::ProductUnarchived(ProductUnarchived {}));
+        assert!(given(back.clone())
+            .decide(&ProductCommand::ReserveStock {
+                order_id: order(1),
+                quantity: q(1)
+            })
+            .is_ok());
+        // On sale already: nothing to record.
+        assert_eq!(given(back).decide(&ProductCommand::Unarchive), Ok(vec![]));
     }
 
     #[test]

@@ -153,6 +153,7 @@ pub fn all() -> Vec<EventSchema> {
         EventSchema::of::<p::ProductUpdated>("product", "ProductUpdated", 1),
         EventSchema::of::<p::ProductPriceChanged>("product", "ProductPriceChanged", 1),
         EventSchema::of::<p::ProductArchived>("product", "ProductArchived", 1),
+        EventSchema::of::<p::ProductUnarchived>("product", "ProductUnarchived", 1),
         EventSchema::of::<p::StockAdjusted>("product", "StockAdjusted", 1),
         EventSchema::of::<p::StockReserved>("product", "StockReserved", 1),
         EventSchema::of::<p::StockReservationReleased>("product", "StockReservationReleased", 1),

@@ -103,6 +103,9 @@ async fn apply(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), Proje
         ProductEvent::ProductArchived(_) => {
             sqlx::query("UPDATE products SET archived = true WHERE id = $1").bind(id)
         }
+        ProductEvent::ProductUnarchived(_) => {
+            sqlx::query("UPDATE products SET archived = false WHERE id = $1").bind(id)
+        }
         ProductEvent::StockAdjusted(e) => {
             sqlx::query("UPDATE products SET on_hand = $2 WHERE id = $1")
                 .bind(id)

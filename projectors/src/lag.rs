@@ -147,11 +147,36 @@ pub fn measure(
     Ok(out)
 }
 
+/// What the relay's watermark says about the broker the projection reads (see
+/// `command_services::relay::read_watermark`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RelayMark {
+    /// The projection has no event store configured: only the broker is measured.
+    #[default]
+    Untracked,
+    /// No watermark for the cluster the projection reads (the relay has not checked it yet,
+    /// is republishing what it lost, or is down).
+    Unknown,
+    /// Every event committed before this time is on the broker.
+    Through(chrono::DateTime<chrono::Utc>),
+}
+
+/// A replay after a reset.
+#[derive(Debug)]
+struct Healing {
+    reason: String,
+    since: Instant,
+    since_wall: chrono::DateTime<chrono::Utc>,
+    /// A measurement was taken since the replay began, after the relay had confirmed that
+    /// the broker holds every event committed before it.
+    seen: bool,
+}
+
 /// What the runtime tells the health report.
 #[derive(Debug, Default)]
 struct HealthInner {
-    /// Why the projection is replaying, since when, and whether a lag was measured since.
-    healing: Option<(String, Instant, bool)>,
+    healing: Option<Healing>,
+    relay: RelayMark,
     failing_since: Option<(Instant, String)>,
     last_commit: Option<Instant>,
     lag_events: i64,
@@ -175,7 +200,14 @@ impl ProjectorHealth {
     pub fn healing(&self, reason: impl Into<String>) {
         let reason = reason.into();
         metrics::counter!("projector_heals_total").increment(1);
-        self.with(|h| h.healing = Some((reason, Instant::now(), false)));
+        self.with(|h| {
+            h.healing = Some(Healing {
+                reason,
+                since: Instant::now(),
+                since_wall: chrono::Utc::now(),
+                seen: false,
+            })
+        });
     }
     /// A batch committed.
     pub fn committed(&self) {
@@ -192,28 +224,36 @@ impl ProjectorHealth {
             }
         });
     }
-    fn measured(&self, lag_events: i64, lag_seconds: f64) {
+    /// A lag measurement, and the relay's watermark as read just before it.
+    fn measured(&self, lag_events: i64, lag_seconds: f64, relay: RelayMark) {
         self.with(|h| {
             h.lag_events = lag_events;
             h.lag_seconds = lag_seconds;
+            h.relay = relay;
             h.measured_at = Some(chrono::Utc::now());
             // Nothing left to apply: whatever failed before (a broker that was down, a batch
             // retried until it went through) no longer holds the projection back.
             if lag_events == 0 {
                 h.failing_since = None;
             }
-            if let Some((_, since, seen)) = &mut h.healing {
-                // A measurement that began after the reset.
-                if since.elapsed() > Duration::from_secs(1) {
-                    *seen = true;
-                }
+            if let Some(heal) = &mut h.healing {
+                // A measurement that began after the reset, over a broker the relay had
+                // refilled: a lag of 0 then means the replay is done, not that the refill
+                // has not begun.
+                heal.seen |= match relay {
+                    RelayMark::Untracked => heal.since.elapsed() > Duration::from_secs(1),
+                    RelayMark::Unknown => false,
+                    RelayMark::Through(t) => t > heal.since_wall,
+                };
             }
         });
     }
-    /// Up to when every record has been applied, as of the last measurement: the time of
-    /// the oldest record still waiting (the measurement's time if none waits). `None` before
-    /// the first measurement and while replaying after a reset. A saga may take "no answer
-    /// came by the deadline" as true only for deadlines before this.
+    /// Up to when every event has been applied, as of the last measurement: the time of
+    /// the oldest record still waiting (the measurement's time if none waits), and never
+    /// past the relay's watermark (events still in the store only are not applied either).
+    /// `None` before the first measurement, while replaying after a reset and while the
+    /// relay vouches for no time on this broker. A saga may take "no answer came by the
+    /// deadline" as true only for deadlines before this.
     pub fn consumed_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.with(|h| {
             if h.healing.is_some() {
@@ -221,16 +261,19 @@ impl ProjectorHealth {
             }
             let at = h.measured_at?;
             let behind = chrono::Duration::milliseconds((h.lag_seconds * 1000.0) as i64);
-            Some(at - behind)
+            let applied = at - behind;
+            match h.relay {
+                RelayMark::Untracked => Some(applied),
+                RelayMark::Unknown => None,
+                RelayMark::Through(t) => Some(applied.min(t)),
+            }
         })
     }
     /// The state (`ok`, `lagging`, `healing`, `stalled`) and a detail line.
     pub fn state(&self) -> (&'static str, String) {
         self.with(|h| {
-            if let Some((_, _, true)) = &h.healing {
-                if h.lag_events == 0 {
-                    h.healing = None;
-                }
+            if h.healing.as_ref().is_some_and(|heal| heal.seen) && h.lag_events == 0 {
+                h.healing = None;
             }
             if let Some((since, e)) = &h.failing_since {
                 if since.elapsed() >= STALL_AFTER {
@@ -240,10 +283,18 @@ impl ProjectorHealth {
                     );
                 }
             }
-            if let Some((reason, _, _)) = &h.healing {
+            if let Some(heal) = &h.healing {
+                let waiting = if heal.seen {
+                    ""
+                } else {
+                    "; waiting for the relay to vouch for the broker's copy"
+                };
                 return (
                     "healing",
-                    format!("{reason}; {} events to replay", h.lag_events),
+                    format!(
+                        "{}; {} events to replay{waiting}",
+                        heal.reason, h.lag_events
+                    ),
                 );
             }
             let idle = h.last_commit.map_or(Duration::MAX, |t| t.elapsed());
@@ -370,6 +421,49 @@ pub fn first_epochs(
     Ok(out)
 }
 
+/// Where a projection reads the relay's watermark: the event store, and the broker cluster
+/// the projection counts its checkpoints in (`None` while unknown).
+pub struct RelayWatch {
+    pub store: Option<(String, String)>,
+    pub cluster: Arc<Mutex<Option<String>>>,
+}
+
+impl RelayWatch {
+    /// The watermark's word on the cluster the projection reads, read now.
+    async fn read(&self, db: &mut Option<command_services::event_store::Database>) -> RelayMark {
+        let Some((uri, name)) = &self.store else {
+            return RelayMark::Untracked;
+        };
+        if db.is_none() {
+            match command_services::event_store::connect_database(uri, name).await {
+                Ok(d) => *db = Some(d),
+                Err(e) => {
+                    tracing::debug!(error = %e, "connecting to the store for the watermark");
+                    return RelayMark::Unknown;
+                }
+            }
+        }
+        let Some(d) = db.as_ref() else {
+            return RelayMark::Unknown;
+        };
+        let ours = self
+            .cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match command_services::relay::read_watermark(d).await {
+            Ok(Some(w)) if ours.as_deref() == Some(w.cluster.as_str()) => {
+                RelayMark::Through(w.through)
+            }
+            Ok(_) => RelayMark::Unknown,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the relay's watermark");
+                RelayMark::Unknown
+            }
+        }
+    }
+}
+
 /// Keeps `projector_lag_events` and `projector_lag_seconds` current, every `every`, and
 /// publishes the projector's health with each measurement.
 #[allow(clippy::too_many_arguments)]
@@ -381,9 +475,14 @@ pub async fn export_metrics(
     every: Duration,
     health: ProjectorHealth,
     ready: command_services::support::Readiness,
+    relay: RelayWatch,
     shutdown: CancellationToken,
 ) {
+    let mut db = None;
     loop {
+        // Read before the checkpoints and the broker: what it vouches for is on the broker
+        // by the time they are measured.
+        let mark = relay.read(&mut db).await;
         match load_checkpoints(&pool, projection).await {
             Ok(cps) => {
                 let (k, t) = (kafka.clone(), topics.clone());
@@ -396,7 +495,7 @@ pub async fn export_metrics(
                     Ok(Ok(lags)) => {
                         let events = lags.iter().map(|l| l.lag_events).sum();
                         let seconds = lags.iter().map(|l| l.lag_seconds).fold(0.0, f64::max);
-                        health.measured(events, seconds);
+                        health.measured(events, seconds, mark);
                         for l in lags {
                             let partition = l.partition.to_string();
                             metrics::gauge!("projector_lag_events", "projection" => projection,
@@ -444,7 +543,7 @@ mod tests {
         // The broker was down for a while, then came back: no commit follows in a quiet
         // shop, but nothing waits either.
         let health = failing_for(20);
-        health.measured(0, 0.0);
+        health.measured(0, 0.0, RelayMark::Untracked);
         assert_eq!(health.state(), ("ok", String::new()));
     }
 
@@ -452,10 +551,10 @@ mod tests {
     fn consumed_until_is_the_oldest_waiting_record() {
         let health = ProjectorHealth::default();
         assert_eq!(health.consumed_until(), None, "never measured");
-        health.measured(0, 0.0);
+        health.measured(0, 0.0, RelayMark::Untracked);
         let caught_up = health.consumed_until().unwrap_or_default();
         assert!((chrono::Utc::now() - caught_up).num_seconds() < 2);
-        health.measured(5, 60.0);
+        health.measured(5, 60.0, RelayMark::Untracked);
         let behind = health.consumed_until().unwrap_or_default();
         assert!((chrono::Utc::now() - behind).num_seconds() >= 59);
         health.healing("the broker is a new cluster");
@@ -463,9 +562,41 @@ mod tests {
     }
 
     #[test]
+    fn a_heal_waits_for_the_relay_to_vouch_for_the_refill() {
+        let health = ProjectorHealth::default();
+        health.healing("the broker is a new cluster");
+        // The broker is empty and the relay has not noticed yet: lag 0 proves nothing.
+        health.measured(0, 0.0, RelayMark::Unknown);
+        assert_eq!(health.state().0, "healing");
+        assert_eq!(health.consumed_until(), None);
+        // A watermark from before the heal began (the relay's last word on the old copy).
+        let before = chrono::Utc::now() - chrono::Duration::seconds(30);
+        health.measured(0, 0.0, RelayMark::Through(before));
+        assert_eq!(health.state().0, "healing");
+        // The relay republished after the heal began; the replay is then measured done.
+        let after = chrono::Utc::now() + chrono::Duration::milliseconds(5);
+        health.measured(0, 0.0, RelayMark::Through(after));
+        assert_eq!(health.state(), ("ok", String::new()));
+    }
+
+    #[test]
+    fn consumed_until_never_passes_the_relay() {
+        let health = ProjectorHealth::default();
+        let relay = chrono::Utc::now() - chrono::Duration::seconds(40);
+        health.measured(0, 0.0, RelayMark::Through(relay));
+        assert_eq!(health.consumed_until(), Some(relay));
+        health.measured(0, 0.0, RelayMark::Unknown);
+        assert_eq!(
+            health.consumed_until(),
+            None,
+            "the relay vouches for nothing"
+        );
+    }
+
+    #[test]
     fn events_still_waiting_keep_the_failure() {
         let health = failing_for(20);
-        health.measured(3, 20.0);
+        health.measured(3, 20.0, RelayMark::Untracked);
         assert_eq!(health.state().0, "stalled");
     }
 }

@@ -659,6 +659,7 @@ impl<P: Projection> ProjectorRuntime<P> {
         self.kafka.ensure_topics(&all_topics).await?;
         let mut producer: FutureProducer = self.kafka.producer()?;
         let mut store_id = self.check_identity(&shutdown).await?;
+        let cluster: SharedCluster = Arc::default();
         // Lag and health as Prometheus gauges and the status row, beside the consumer.
         let _lag = AbortOnDrop(tokio::spawn(crate::lag::export_metrics(
             self.pool.clone(),
@@ -668,10 +669,13 @@ impl<P: Projection> ProjectorRuntime<P> {
             Duration::from_secs(2),
             self.health.clone(),
             self.ready.clone(),
+            crate::lag::RelayWatch {
+                store: self.store.clone(),
+                cluster: cluster.clone(),
+            },
             shutdown.clone(),
         )));
         let known: SharedEpochs = Arc::default();
-        let cluster: SharedCluster = Arc::default();
         let (heal_tx, mut heal_rx) = mpsc::channel(4);
         let _watch = AbortOnDrop(tokio::spawn(watch(
             self.kafka.clone(),

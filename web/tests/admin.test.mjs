@@ -105,3 +105,29 @@ test("a customer account cannot use the back office", () =>
     await page.getByText("This account is not a staff account.").waitFor();
     await page.getByRole("heading", { name: "Back office sign in" }).waitFor();
   }));
+
+test("an admin archives a product and puts it back on sale", () =>
+  journey(browser, "an admin archives a product and puts it back on sale", async (page) => {
+    const token = await adminToken();
+    const name = `${uniqueWord("Teapot")} Cast Iron Teapot`;
+    const id = await createProduct(token, { name, priceMinor: 3500, currency: "EUR", initialStock: 4 });
+    page.on("dialog", (d) => d.accept());
+    await signIn(page);
+    await page.goto(`${BASE_URL}/admin/products/${id}`);
+    await page.getByRole("heading", { name, level: 1 }).waitFor();
+    await page.getByRole("button", { name: "Archive product" }).click();
+    await page.getByText("Product archived.").waitFor();
+    await page.getByRole("button", { name: "Put back on sale" }).waitFor();
+
+    // The back office still lists it, marked; the store's search no longer finds it.
+    const word = name.split(" ")[0];
+    await page.goto(`${BASE_URL}/admin/products?q=${encodeURIComponent(word)}`);
+    await page.getByRole("row", { name: new RegExp(`${name}.*Archived`) }).waitFor();
+
+    await page.getByRole("link", { name }).click();
+    await page.getByRole("button", { name: "Put back on sale" }).click();
+    await page.getByText("Product back on sale.").waitFor();
+    await page.getByRole("button", { name: "Archive product" }).waitFor();
+    await page.goto(`${BASE_URL}/?q=${encodeURIComponent(word)}`);
+    await page.getByRole("link", { name: new RegExp(name) }).waitFor();
+  }));

@@ -222,6 +222,8 @@ pub struct Record {
     pub offset: i64,
     pub key: String,
     pub value: Value,
+    /// The topic's epoch the relay stamped on it (`relay-epoch`).
+    pub epoch: Option<i64>,
 }
 
 /// Reads a topic from the earliest offset of every partition (no consumer group) until
@@ -261,6 +263,7 @@ pub fn read_topic_until(
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 value: serde_json::from_slice(m.payload().unwrap_or_default())
                     .unwrap_or(Value::Null),
+                epoch: command_services::relay::record_origin(&m).1,
             });
         }
     }

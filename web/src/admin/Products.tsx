@@ -1,11 +1,11 @@
 // Products in the back office: the catalogue with stock, a form to add a product, and a
-// product's page to edit its details, change its price, adjust its stock or archive it.
+// product's page to edit its details, change its price, adjust its stock, archive it or put
+// it back on sale.
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useNavigate, useParams, useSearchParams } from "react-router-dom";
 import { useClient, useQuery } from "urql";
 import { errorMessage } from "../client";
 import { money, parseAmount } from "../format";
-import { PRODUCTS, type ProductCard } from "../shop/Catalogue";
 import { Alert, Empty, Field, Loading, Title, useRetryWhilePending } from "../ui";
 
 interface Details {
@@ -45,14 +45,32 @@ function DetailsFields({ d, set }: { d: Details; set: (d: Details) => void }) {
   );
 }
 
+interface AdminRow {
+  id: string;
+  name: string;
+  archived: boolean;
+  price: { amountMinor: number; currency: string };
+  stock: { available: number };
+  brand: { name: string } | null;
+}
+
+// Archived products too: the back office can find them and put them back on sale.
+const ADMIN_PRODUCTS = `query AdminProducts($q: String, $sort: ProductSort, $first: Int, $after: String, $last: Int, $before: String) {
+  products(query: $q, sort: $sort, first: $first, after: $after, last: $last, before: $before, includeArchived: true) {
+    totalCount
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    edges { node { id name archived price { amountMinor currency } stock { available } brand { name } } }
+  }
+}`;
+
 export function AdminProducts() {
   const [params, setParams] = useSearchParams();
   const q = params.get("q") ?? "";
   const [text, setText] = useState(q);
   const before = params.get("before");
   const after = params.get("after");
-  const [res] = useQuery<{ products: { totalCount: number; pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string; endCursor: string }; edges: { node: ProductCard }[] } }>({
-    query: PRODUCTS,
+  const [res] = useQuery<{ products: { totalCount: number; pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string; endCursor: string }; edges: { node: AdminRow }[] } }>({
+    query: ADMIN_PRODUCTS,
     variables: { q: q || undefined, sort: q ? undefined : "NEWEST", ...(before ? { last: 25, before } : { first: 25, after: after || undefined }) },
     requestPolicy: "cache-and-network",
   });
@@ -100,6 +118,7 @@ export function AdminProducts() {
                 <tr key={p.id}>
                   <td>
                     <Link to={`/admin/products/${p.id}`}>{p.name}</Link>
+                    {p.archived && <span className="pill pill-bad"> Archived</span>}
                   </td>
                   <td>{p.brand?.name ?? ""}</td>
                   <td className="num">{money(p.price.amountMinor, p.price.currency)}</td>
@@ -290,10 +309,23 @@ export function AdminProductEdit() {
             </div>
             <button type="submit">Adjust stock</button>
           </form>
+          {p.archived && (
+            <div className="panel">
+              <h2>Back on sale</h2>
+              <p className="muted">The product is archived: shoppers cannot find or buy it.</p>
+              <button
+                type="button"
+                className="primary"
+                onClick={() => run(`mutation($id: ID!) { unarchiveProduct(id: $id) { version } }`, { id: p.id }, "Product back on sale.")}
+              >
+                Put back on sale
+              </button>
+            </div>
+          )}
           {!p.archived && (
             <div className="panel">
               <h2>Archive</h2>
-              <p className="muted">Takes the product off sale. This cannot be undone.</p>
+              <p className="muted">Takes the product off sale until you put it back.</p>
               <button
                 type="button"
                 className="danger"
