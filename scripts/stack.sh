@@ -184,7 +184,7 @@ cmd_of() {
     # anyone reading them; Kafka's own topics are untouched.
     collector) printf '%s\n' "$TOOLS_BIN/rotel-agent" start \
         --otlp-grpc-endpoint "$HOST:$OTLP_GRPC_PORT" --otlp-http-endpoint "$HOST:$OTLP_HTTP_PORT" \
-        --exporters-traces kafka --exporters-metrics blackhole --exporters-logs blackhole \
+        --exporter kafka \
         --kafka-exporter-brokers "$KAFKA_BROKERS" --kafka-exporter-traces-topic "$OTEL_TRACES_TOPIC" \
         --kafka-exporter-format json ;;
     envoy) printf '%s\n' "$TOOLS_BIN/envoy" -c "$STACK_DIR/envoy.yaml" --disable-hot-restart \

@@ -177,6 +177,7 @@ async fn one_checkout_is_one_trace_through_every_service() {
     })
     .await
     .expect("the reader");
+    eprintln!("spans of trace {traceparent}: {found:#?}");
     let missing: Vec<&str> = EXPECTED
         .iter()
         .copied()
