@@ -39,7 +39,9 @@ ROTEL_SHA=182f2a4ad68346bb1ca3bb87b8d52c80595f89aa9751dc8d80f0feb9ca18ca5d
 if [ ! -x "$BIN/rotel-agent" ]; then
   log "installing rotel-agent (rotel==0.0.1a15)"
   tmp=$(mktemp -d)
-  "$PIP" download --quiet --no-deps rotel==0.0.1a15 -d "$tmp"
+  # The wheel is tagged for CPython 3.11 only; the binary in it needs no Python at all.
+  "$PIP" download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux_2_34_x86_64 rotel==0.0.1a15 -d "$tmp"
   python3 -m zipfile -e "$tmp"/rotel-0.0.1a15-*.whl "$tmp/x"
   echo "$ROTEL_SHA  $tmp/x/rotel/rotel-agent" | sha256sum -c --quiet -
   install -m0755 "$tmp/x/rotel/rotel-agent" "$BIN/rotel-agent"
