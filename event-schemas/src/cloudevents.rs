@@ -115,6 +115,8 @@ pub fn decode(bytes: &[u8]) -> Result<EventEnvelope, CodecError> {
         causation_id: ce.causationid,
         actor: ce.actor,
         data: ce.data,
+        // The trace context travels beside the payload, in the record's `traceparent` header.
+        traceparent: None,
     })
 }
 

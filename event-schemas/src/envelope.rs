@@ -54,6 +54,11 @@ pub struct EventEnvelope {
     /// Who issued the command.
     pub actor: String,
     pub data: serde_json::Value,
+    /// The W3C `traceparent` of the span that decided the event, when tracing was on: the
+    /// relay carries it on as the record's `traceparent` header, so the event's consumers
+    /// join the command's trace. Events stored before it existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl EventEnvelope {
@@ -83,6 +88,7 @@ impl EventEnvelope {
             causation_id: meta.causation_id.clone(),
             actor: meta.actor.clone(),
             data,
+            traceparent: None,
         })
     }
 

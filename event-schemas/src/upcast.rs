@@ -283,6 +283,7 @@ mod tests {
             causation_id: None,
             actor: "anonymous".into(),
             data: serde_json::json!({ "sku": "0190f5b6-3c1e-7a2b-9c4d-5e6f70819203", "qty": 4 }),
+            traceparent: None,
         };
         let CartEvent::CartItemAdded(e) = env.decode::<CartEvent>().unwrap() else {
             panic!("not an item added");

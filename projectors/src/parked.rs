@@ -26,6 +26,9 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+    /// The record's `traceparent` header (not kept with a held event: a replayed one starts
+    /// a trace of its own).
+    pub traceparent: Option<String>,
 }
 
 /// The parked streams among `streams`, with the first version each holds (None: all).
@@ -172,6 +175,7 @@ pub async fn take_released(
                     offset,
                     key,
                     payload,
+                    traceparent: None,
                 },
             )
             .collect();

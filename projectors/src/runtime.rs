@@ -27,6 +27,7 @@ use crate::parked::{self, pg_text, Record};
 use command_services::kafka::KafkaArgs;
 use command_services::pii::{PiiError, Reveal};
 use command_services::support::Readiness;
+use command_services::trace_context;
 use event_schemas::{cloudevents, dead_letter_topic, EventEnvelope};
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -209,6 +210,7 @@ pub trait Projection: Send + Sync + 'static {
                     stream_id = %event.stream_id,
                     version = event.version
                 );
+                trace_context::follow(&span, event.traceparent.as_deref());
                 match tracing::Instrument::instrument(self.apply(&mut *conn, event), span).await {
                     Ok(()) => out.push(None),
                     Err(ProjectionError::Poison(reason)) => out.push(Some(reason)),
@@ -437,6 +439,20 @@ impl Drop for AbortOnDrop {
 struct DeadLetter {
     record: Record,
     reason: String,
+}
+
+/// At most this many events' traces are linked from one batch's span.
+const MAX_LINKS: usize = 32;
+
+/// A record's `traceparent` header (the relay writes one when the command was traced).
+fn traceparent_header(m: &OwnedMessage) -> Option<String> {
+    use rdkafka::message::Headers as _;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == trace_context::TRACEPARENT)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
 }
 
 /// One record of a batch as decoded: its stream (from the envelope, else from the key), its
@@ -990,6 +1006,7 @@ impl<P: Projection> ProjectorRuntime<P> {
                     offset: m.offset(),
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),
+                    traceparent: traceparent_header(m),
                 }
             })
             .collect();
@@ -1072,7 +1089,9 @@ impl<P: Projection> ProjectorRuntime<P> {
                 Err(e) => Err(e),
             };
             items.push(match decoded {
-                Ok(e) => {
+                Ok(mut e) => {
+                    // The relay's span (and through it the command's) is the event's parent.
+                    e.traceparent = r.traceparent.clone().or(e.traceparent);
                     let item = Item {
                         stream: Some(pg_text(&e.stream_id)),
                         version: i64::try_from(e.version).ok(),
@@ -1105,7 +1124,16 @@ impl<P: Projection> ProjectorRuntime<P> {
             .all(|i| i.event.is_ok() && !held_back(&parked, i))
         {
             sqlx::query("SAVEPOINT batch").execute(&mut *tx).await?;
-            match self.projection.apply_all(&mut *tx, &events).await {
+            // The batch's span links the traces of its events (a set-based apply has no
+            // span per event; the default one starts each event's span in its own trace).
+            let span = tracing::info_span!("apply_batch", projection = name, events = events.len());
+            for e in events.iter().take(MAX_LINKS) {
+                trace_context::link(&span, e.traceparent.as_deref());
+            }
+            let applied =
+                tracing::Instrument::instrument(self.projection.apply_all(&mut *tx, &events), span)
+                    .await;
+            match applied {
                 Ok(results) if results.iter().all(Option::is_none) => {
                     sqlx::query("RELEASE SAVEPOINT batch")
                         .execute(&mut *tx)
@@ -1161,6 +1189,7 @@ impl<P: Projection> ProjectorRuntime<P> {
                         stream_id = %env.stream_id,
                         version = env.version
                     );
+                    trace_context::follow(&span, env.traceparent.as_deref());
                     sqlx::query("SAVEPOINT event").execute(&mut *tx).await?;
                     let result = tracing::Instrument::instrument(
                         self.projection

@@ -649,6 +649,8 @@ impl CheckoutSaga {
             stream_id = %env.stream_id,
             version = env.version
         );
+        // The event's trace goes on: the saga's commands carry this span's context.
+        command_services::trace_context::follow(&span, env.traceparent.as_deref());
         let r = tracing::Instrument::instrument(self.on_event(&mut sp, env), span).await;
         match r {
             Ok(()) => {

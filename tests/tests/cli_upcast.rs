@@ -28,6 +28,7 @@ fn envelope(cart: &str, version: u64, event_type: &str, schema: u32, data: Value
         causation_id: None,
         actor: "anonymous".into(),
         data,
+        traceparent: None,
     }
 }
 

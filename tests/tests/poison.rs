@@ -52,6 +52,7 @@ fn envelope(
         causation_id: None,
         actor: "anonymous".into(),
         data,
+        traceparent: None,
     }
 }
 

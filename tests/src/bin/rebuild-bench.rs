@@ -57,6 +57,7 @@ fn envelope(
         causation_id: None,
         actor: "anonymous".into(),
         data,
+        traceparent: None,
     }
 }
 
