@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: builds in release mode, brings up a stack of its own (fresh data, own ports),
-# runs the benchmarks with bounded counts, and records the results in docs/BENCHMARKS.md.
+# runs the benchmarks with bounded counts (cart commands, queries, whole journeys with k6,
+# footprint), and records the results in docs/BENCHMARKS.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -9,6 +10,9 @@ export STACK_DIR=$ROOT/.stack-bench PROFILE=release FRESH=1 PG_DB=commerce_bench
 export PORT_OFFSET=1000 RUST_LOG=warn
 # Envoy's client rate limit would cap the query benchmark, not measure it.
 export ENVOY_RATE_LIMIT=${ENVOY_RATE_LIMIT:-1000000}
+# The journeys register and log in a customer each, all from one address (as `make test`).
+export REGISTER_PER_CLIENT_PER_MINUTE=${REGISTER_PER_CLIENT_PER_MINUTE:-100000}
+export LOGIN_FREE_FAILURES_PER_CLIENT=${LOGIN_FREE_FAILURES_PER_CLIENT:-100000}
 unset KAFKA_BROKERS MONGODB_URI DATABASE_URL
 COUNT=${BENCH_COUNT:-2000}
 CONCURRENCY=${BENCH_CONCURRENCY:-8}
@@ -23,6 +27,36 @@ out=$(mktemp)
 qout=$(mktemp)
 "$CARGO_TARGET_DIR/release/query-bench" --products "${BENCH_PRODUCTS:-2000}" \
   --seconds "${BENCH_SECONDS:-10}" --rates "${BENCH_RATES:-50,200}" | tee "$qout"
+
+# Whole journeys through Envoy (k6, bench/journeys.js): bounded by JOURNEYS and
+# JOURNEY_SECONDS, next to the raw limits measured above in this run.
+raw_row() { grep -F "$2" "$1" | head -n1; }
+ins=$(raw_row "$out" '| MongoDB driver `insert_one`')
+export RAW_INSERT_RATE=$(echo "$ins" | awk -F'|' '{gsub(/[ \/s]/, "", $3); print $3}')
+export RAW_INSERT_P50=$(echo "$ins" | awk -F'|' '{gsub(/ /, "", $4); print $4}')
+export RAW_SEARCH_SQL_P50=$(raw_row "$qout" '| search | same SQL (sqlx) |' | awk -F'|' '{gsub(/ /, "", $8); print $8}')
+export RAW_DETAILS_SQL_P50=$(raw_row "$qout" '| details | same SQL (sqlx) |' | awk -F'|' '{gsub(/ /, "", $8); print $8}')
+# Commands the command services executed (ok), summed over their /metrics.
+commands_ok() {
+  local total=0 u v
+  for u in "$CART_COMMAND_ADMIN_URL" "$ORDER_COMMAND_ADMIN_URL" "$PRODUCT_COMMAND_ADMIN_URL" \
+    "$PAYMENT_COMMAND_ADMIN_URL" "$USER_COMMAND_ADMIN_URL"; do
+    v=$(curl -fsS "$u/metrics" | awk '/^commands_total\{.*outcome="ok"/ {s += $NF} END {print s + 0}')
+    total=$((total + ${v%.*}))
+  done
+  echo "$total"
+}
+jout=$(mktemp)
+c0=$(commands_ok)
+t0=$(date +%s.%N)
+JOURNEYS=${JOURNEYS:-300} JOURNEY_VUS=${JOURNEY_VUS:-4} JOURNEY_SECONDS=${JOURNEY_SECONDS:-60} \
+  "${TOOLS_DIR:-$HOME/.cache/commerce-tools}/bin/k6" run --quiet --no-color bench/journeys.js | tee "$jout"
+t1=$(date +%s.%N)
+c1=$(commands_ok)
+awk -v n=$((c1 - c0)) -v t0="$t0" -v t1="$t1" -v raw="$RAW_INSERT_RATE" 'BEGIN {
+  r = n / (t1 - t0)
+  printf "Commands executed during the run (setup included): %d, %.1f/s; raw `insert_one` in the same run: %s/s (ratio %.2f).\n", n, r, raw, (raw > 0 ? r / raw : 0)
+}' | tee -a "$jout"
 
 # Footprint: each service's peak RSS over the benchmarks (under load), then its cold start
 # (start until healthy) and its RSS idle right after.
@@ -68,11 +102,18 @@ secantus=$("$HOME/.cache/commerce-tools/venv/bin/pip" show secantusdb 2>/dev/nul
   echo
   cat "$qout"
   echo
+  echo "### Journeys: register, browse, cart, checkout, confirmed (\`k6 run bench/journeys.js\`)"
+  echo
+  echo "Each k6 virtual user runs whole journeys through Envoy: register and log in, search and page on, a product page, a cart, a card token, checkout, then polls the order until the saga has confirmed it (JOURNEYS=${JOURNEYS:-300} at most, JOURNEY_VUS=${JOURNEY_VUS:-4}, JOURNEY_SECONDS=${JOURNEY_SECONDS:-60} at most)."
+  echo "Step times are wall times of the step's requests; \"confirmed\" is from checkout's answer until the order reads CONFIRMED."
+  echo
+  cat "$jout"
+  echo
   echo "### Footprint"
   echo
   echo "Cold start is \`scripts/stack.sh start\` until the service's health check passes (release build)."
   echo
   cat "$fout"
 } >>docs/BENCHMARKS.md
-rm -f "$out" "$qout" "$fout"
+rm -f "$out" "$qout" "$fout" "$jout"
 echo "recorded in docs/BENCHMARKS.md"

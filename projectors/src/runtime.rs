@@ -669,6 +669,9 @@ impl<P: Projection> ProjectorRuntime<P> {
     /// records of older epochs or of another store are skipped.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let name = self.projection.name();
+        // Failures are counted from zero at start, so the series exist before the first one.
+        metrics::counter!("projector_dead_letters_total", "projection" => name).increment(0);
+        metrics::counter!("projector_batch_failures_total", "projection" => name).increment(0);
         let topics = self.projection.topics();
         let mut all_topics = topics.clone();
         all_topics.extend(topics.iter().map(|t| dead_letter_topic(t)));

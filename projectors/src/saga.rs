@@ -904,6 +904,8 @@ pub async fn sweep_timeouts(
     health: crate::lag::ProjectorHealth,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    // Exported from the start, at zero (a dashboard's rate() then sees the first timeout).
+    metrics::counter!("saga_timeouts_total").increment(0);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
