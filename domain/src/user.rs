@@ -215,7 +215,7 @@ pub struct PasswordResetRequested {
 #[serde(deny_unknown_fields)]
 pub struct PasswordReset {}
 
-/// Verification of the account's email was asked for (as [`PasswordResetRequested`]).
+/// Verification of the account's email was asked for (as with `PasswordResetRequested`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailVerificationRequested {
