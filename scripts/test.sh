@@ -34,7 +34,7 @@ export LOGIN_FREE_FAILURES_PER_CLIENT=100000 WS_MESSAGES_PER_SECOND=1000
 export TRACING=1
 # The browser tests' Chromium is installed with the other tools.
 export INSTALL_BROWSER=1
-unset KAFKA_BROKERS MONGODB_URI DATABASE_URL
+unset KAFKA_BROKERS MONGODB_URI DATABASE_URL SMTP_URL SMTP_HOST
 
 echo "== format and lints"
 cargo fmt --all --check

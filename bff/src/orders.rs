@@ -156,15 +156,20 @@ struct LineView {
 #[derive(SimpleObject, Deserialize)]
 pub struct NotificationView {
     pub event_id: String,
-    pub order_id: String,
+    /// The order it is about (none for account mails).
+    pub order_id: Option<String>,
     pub customer_id: String,
-    /// order_received, order_confirmation, shipment, delivery, cancellation or refund.
+    /// order_received, order_confirmation, shipment, delivery, cancellation, refund,
+    /// password_reset or email_verification.
     pub kind: String,
     pub channel: String,
     pub recipient: Option<String>,
     pub subject: String,
     pub body: String,
     pub occurred_at: String,
+    /// When the mail was handed to the SMTP server (null: not yet, or never).
+    #[serde(default)]
+    pub sent_at: Option<String>,
 }
 
 async fn notifications(

@@ -1,5 +1,7 @@
 //! The GraphQL API of accounts, the catalogue, checkout and orders: authentication
-//! (`register`, `login`, `refreshToken`, `logout`), `me` and profile changes, product admin
+//! (`register`, `login`, `refreshToken`, `logout`), `me` and profile changes, password reset
+//! and email verification by mailed tokens (`requestPasswordReset`, `resetPassword`,
+//! `requestEmailVerification`, `verifyEmail`), product admin
 //! mutations, `checkout`, `cancelOrder`, `order`, `myOrders`, and the back office's
 //! `shipOrder`, `markDelivered` and `refundPayment`. Every resolver checks the caller first.
 
@@ -64,6 +66,8 @@ pub struct Me {
     pub role: String,
     pub addresses: Vec<Address>,
     pub version: i64,
+    /// Whether the email was verified (`requestEmailVerification`, then `verifyEmail`).
+    pub email_verified: bool,
 }
 
 #[derive(SimpleObject, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -338,6 +342,7 @@ impl ShopQuery {
                 role: u.role,
                 addresses: serde_json::from_str(&u.addresses_json).unwrap_or_default(),
                 version: u.version as i64,
+                email_verified: u.email_verified,
             })
         }
         .await)
@@ -543,6 +548,87 @@ impl ShopMutation {
                 ))
                 .await?;
             crate::session::forget(ctx, &claims.sub);
+            Ok(true)
+        }
+        .await)
+    }
+
+    /// Mails a link to reset the password to `email`, if it has an account. Always `true`,
+    /// account or not (nothing tells which); throttled like `login`.
+    async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> Result<bool> {
+        gql(async move {
+            // Counted as a log-in attempt that failed: the same buckets, the same backoff.
+            if let Some(attempt) = crate::throttle::login_attempt(ctx, &email)? {
+                attempt.failed();
+            }
+            backends(ctx)
+                .users
+                .clone()
+                .request_password_reset(grpc(ctx, proto::user::PasswordResetRequest { email }))
+                .await?;
+            Ok(true)
+        }
+        .await)
+    }
+
+    /// Sets a new password with the token of a reset mail; every session of the account
+    /// ends. `INVALID_ARGUMENT` for an unknown, used, superseded or expired token.
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        new_password: String,
+    ) -> Result<bool> {
+        gql(async move {
+            crate::throttle::refresh(ctx)?;
+            let r = backends(ctx)
+                .users
+                .clone()
+                .reset_password(grpc(
+                    ctx,
+                    proto::user::ResetPasswordRequest {
+                        token,
+                        new_password,
+                    },
+                ))
+                .await?
+                .into_inner();
+            crate::session::forget(ctx, &r.user_id);
+            Ok(true)
+        }
+        .await)
+    }
+
+    /// Mails the signed-in user a link to verify their email (`FAILED_PRECONDITION` when it
+    /// is verified already).
+    async fn request_email_verification(&self, ctx: &Context<'_>) -> Result<bool> {
+        gql(async move {
+            let claims = caller(ctx).user()?;
+            backends(ctx)
+                .users
+                .clone()
+                .request_email_verification(grpc(
+                    ctx,
+                    proto::user::UserRef {
+                        user_id: claims.sub.clone(),
+                    },
+                ))
+                .await?;
+            Ok(true)
+        }
+        .await)
+    }
+
+    /// Verifies the email with the token of a verification mail (no sign-in needed).
+    /// `INVALID_ARGUMENT` for an unknown, used, superseded or expired token.
+    async fn verify_email(&self, ctx: &Context<'_>, token: String) -> Result<bool> {
+        gql(async move {
+            crate::throttle::refresh(ctx)?;
+            backends(ctx)
+                .users
+                .clone()
+                .verify_email(grpc(ctx, proto::user::TokenRequest { token }))
+                .await?;
             Ok(true)
         }
         .await)

@@ -8,6 +8,13 @@
 //! revokes its whole family (see `domain::user`). The password hash is kept in the private
 //! `credentials` collection ([`crate::credentials`]), never in an event; deleting the account
 //! destroys the person's key ([`crate::pii`]).
+//!
+//! Password reset and email verification hand out tokens `<user id>.<64 hex>` (32 random
+//! bytes): the aggregate records their SHA-256 and expiry, and the raw token as a sealed
+//! personal field for the notifications projector to mail (see `domain::user`). A reset
+//! request answers the same, at once, whether or not the email has an account: its work runs
+//! after the answer, and a failure there is logged and counted
+//! (`password_reset_request_failures_total`), never told to the caller.
 
 use crate::auth::{
     hash_password, random_secret, sha256_hex, verify_against_dummy, verify_password, Jwt,
@@ -26,8 +33,9 @@ use event_schemas::EventMeta;
 use mongodb::bson::doc;
 use proto::user::users_server::{Users, UsersServer};
 use proto::user::{
-    ChangePasswordRequest, LoginRequest, RefreshRequest, RegisterRequest, Tokens,
-    UpdateProfileRequest, UserRef, UserResult, UserView,
+    Accepted, ChangePasswordRequest, LoginRequest, PasswordResetRequest, RefreshRequest,
+    RegisterRequest, ResetPasswordRequest, TokenRequest, Tokens, UpdateProfileRequest, UserRef,
+    UserResult, UserView,
 };
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -36,6 +44,10 @@ use tonic::{Request, Response, Status};
 pub const EMAIL_RESERVATIONS: &str = "email_reservations";
 /// How long a refresh token lives.
 const REFRESH_TTL_DAYS: i64 = 30;
+/// How long a password-reset token works.
+pub const RESET_TTL_MINUTES: i64 = 30;
+/// How long an email-verification token works.
+pub const VERIFICATION_TTL_HOURS: i64 = 24;
 
 pub struct UserService {
     handler: Arc<CommandHandler<User>>,
@@ -89,6 +101,61 @@ async fn verify_dummy(password: String) -> bool {
 
 fn invalid_refresh() -> Status {
     Status::unauthenticated("invalid or expired refresh token")
+}
+
+fn invalid_token() -> Status {
+    Status::invalid_argument("invalid, used or expired token")
+}
+
+/// A fresh single-use token for `user_id`: (the token, its SHA-256).
+fn new_account_token(user_id: &str) -> (String, String) {
+    let token = format!("{user_id}.{}", random_secret());
+    let hash = sha256_hex(&token);
+    (token, hash)
+}
+
+/// The user (stream id) a reset or verification token names, and the token's SHA-256.
+fn parse_account_token(token: &str) -> Option<(String, String)> {
+    let (user_id, secret) = token.split_once('.')?;
+    if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((stream_id(user_id).ok()?, sha256_hex(token)))
+}
+
+/// Records a reset token for the account of `email`, if there is a live one.
+async fn request_reset(
+    handler: &CommandHandler<User>,
+    email: &Email,
+    actor: String,
+) -> Result<(), CommandError> {
+    let found = handler
+        .store()
+        .database()
+        .collection::<mongodb::bson::Document>(EMAIL_RESERVATIONS)
+        .find_one(doc! { "_id": email.as_str() })
+        .await
+        .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+    let Some(user_id) = found.and_then(|d| d.get_str("user_id").ok().map(str::to_owned)) else {
+        return Ok(());
+    };
+    let (token, token_hash) = new_account_token(&user_id);
+    match handler
+        .handle(
+            &user_id,
+            &UserCommand::RequestPasswordReset {
+                token,
+                token_hash,
+                expires_at: chrono::Utc::now() + chrono::Duration::minutes(RESET_TTL_MINUTES),
+            },
+            &ctx(actor),
+        )
+        .await
+    {
+        // Deleted meanwhile (or never registered to the end): nothing to send.
+        Ok(_) | Err(CommandError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 impl UserService {
@@ -392,6 +459,7 @@ impl Users for UserService {
             addresses_json: serde_json::to_string(&state.addresses).unwrap_or_default(),
             version,
             session_version: state.session_version,
+            email_verified: state.email_verified,
         }))
     }
 
@@ -492,6 +560,122 @@ impl Users for UserService {
         if let Err(e) = credentials::scrub_legacy(self.handler.store(), &id).await {
             tracing::warn!(user_id = %id, error = %e, "legacy personal fields not scrubbed");
         }
+        Ok(Response::new(UserResult {
+            user_id: o.stream_id,
+            version: o.version,
+        }))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<PasswordResetRequest>,
+    ) -> Result<Response<Accepted>, Status> {
+        let actor = actor_of(&request)?.to_string();
+        // A malformed email has no account either: the same answer.
+        let Ok(email) = Email::parse(&request.get_ref().email) else {
+            return Ok(Response::new(Accepted {}));
+        };
+        // The answer does not wait for the lookup, so it takes as long for every email.
+        let handler = self.handler.clone();
+        tokio::spawn(async move {
+            if let Err(e) = request_reset(&handler, &email, actor).await {
+                metrics::counter!("password_reset_request_failures_total").increment(1);
+                tracing::error!(error = %e, "a password-reset request failed");
+            }
+        });
+        Ok(Response::new(Accepted {}))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<ResetPasswordRequest>,
+    ) -> Result<Response<UserResult>, Status> {
+        let actor = actor_of(&request)?;
+        let r = request.into_inner();
+        let (id, presented_hash) = parse_account_token(&r.token).ok_or_else(invalid_token)?;
+        let (state, _) = self.handler.load(&id).await?;
+        let now = chrono::Utc::now();
+        // Checked before the (costly) hash; the decision checks again.
+        let pending = state
+            .password_reset
+            .as_ref()
+            .is_some_and(|(h, exp)| *h == presented_hash && *exp > now);
+        if !pending || state.deleted {
+            return Err(invalid_token());
+        }
+        check_password(&r.new_password)?;
+        let credential = credentials::set(&id, &hash(r.new_password).await?);
+        let o = self
+            .handler
+            .handle_with(
+                &id,
+                &UserCommand::ResetPassword {
+                    presented_hash,
+                    now,
+                },
+                &ctx(actor.to_string()),
+                &[credential],
+            )
+            .await
+            .map_err(|e| match e {
+                CommandError::InvalidArgument(_) | CommandError::NotFound(_) => invalid_token(),
+                e => e.into(),
+            })?;
+        Ok(Response::new(UserResult {
+            user_id: o.stream_id,
+            version: o.version,
+        }))
+    }
+
+    async fn request_email_verification(
+        &self,
+        request: Request<UserRef>,
+    ) -> Result<Response<UserResult>, Status> {
+        let id = stream_id(&request.get_ref().user_id)?;
+        let actor = actor_of(&request)?;
+        actor.require_owner(&id)?;
+        let (token, token_hash) = new_account_token(&id);
+        let o = self
+            .handler
+            .handle(
+                &id,
+                &UserCommand::RequestEmailVerification {
+                    token,
+                    token_hash,
+                    expires_at: chrono::Utc::now()
+                        + chrono::Duration::hours(VERIFICATION_TTL_HOURS),
+                },
+                &ctx(actor.to_string()),
+            )
+            .await?;
+        Ok(Response::new(UserResult {
+            user_id: o.stream_id,
+            version: o.version,
+        }))
+    }
+
+    async fn verify_email(
+        &self,
+        request: Request<TokenRequest>,
+    ) -> Result<Response<UserResult>, Status> {
+        let actor = actor_of(&request)?;
+        let (id, presented_hash) =
+            parse_account_token(&request.get_ref().token).ok_or_else(invalid_token)?;
+        let o = self
+            .handler
+            .handle(
+                &id,
+                &UserCommand::VerifyEmail {
+                    presented_hash,
+                    now: chrono::Utc::now(),
+                },
+                &ctx(actor.to_string()),
+            )
+            .await
+            .map_err(|e| match e {
+                CommandError::InvalidArgument(_) | CommandError::NotFound(_) => invalid_token(),
+                e => e.into(),
+            })?;
         Ok(Response::new(UserResult {
             user_id: o.stream_id,
             version: o.version,

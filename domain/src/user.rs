@@ -10,7 +10,14 @@
 //! whole family is revoked. A password change or a deletion raises the session version, which
 //! access tokens carry, so older access tokens are refused.
 //!
-//! The personal fields of the events (email, name, addresses) are `Option`: the store seals
+//! Password reset and email verification go by single-use, expiring tokens: a request records
+//! the SHA-256 of the token and its expiry in the clear (what the decision checks) and the
+//! token itself as a personal field, sealed at rest like the email, so that the notifications
+//! projector can open it and mail the link while the store, Kafka and exports hold only its
+//! sealed form. A newer request replaces the older one; using the token (or a password change)
+//! clears it, so it never works twice. A reset ends every session, as a password change does.
+//!
+//! The personal fields of the events (email, name, addresses, tokens) are `Option`: the store seals
 //! them with a key per person, and once the account is deleted and its key destroyed they
 //! read as `null` (erased), while every other fact stays.
 
@@ -117,6 +124,31 @@ pub enum UserCommand {
         family_id: String,
     },
     Delete,
+    /// Records a password-reset token (made by the service: the raw token for the mail, its
+    /// SHA-256 for the check) valid until `expires_at`.
+    RequestPasswordReset {
+        token: String,
+        token_hash: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Resets the password with the token hashing to `presented_hash` (the service has the
+    /// new hash written in the same transaction). Refused unless the token is the pending
+    /// one and unexpired at `now`.
+    ResetPassword {
+        presented_hash: String,
+        now: DateTime<Utc>,
+    },
+    /// Records an email-verification token (as [`UserCommand::RequestPasswordReset`]).
+    RequestEmailVerification {
+        token: String,
+        token_hash: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Marks the email verified with the pending verification token.
+    VerifyEmail {
+        presented_hash: String,
+        now: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -166,6 +198,40 @@ pub struct RefreshTokenRevoked {
 #[serde(deny_unknown_fields)]
 pub struct UserDeleted {}
 
+/// A password reset was asked for: the token that allows it, until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequested {
+    /// SHA-256 (hex) of the token: what a reset is checked against.
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+    /// Personal: sealed at rest (the notifications projector opens it to mail the link),
+    /// `null` once erased.
+    pub token: Option<String>,
+}
+
+/// The password was reset with a reset token (the hash is kept by the user service).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordReset {}
+
+/// Verification of the account's email was asked for (as with `PasswordResetRequested`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailVerificationRequested {
+    /// SHA-256 (hex) of the token: what a verification is checked against.
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+    /// Personal: sealed at rest (the notifications projector opens it to mail the link),
+    /// `null` once erased.
+    pub token: Option<String>,
+}
+
+/// The account's email was verified with a verification token.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailVerified {}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "data")]
 pub enum UserEvent {
@@ -175,6 +241,10 @@ pub enum UserEvent {
     RefreshTokenIssued(RefreshTokenIssued),
     RefreshTokenRevoked(RefreshTokenRevoked),
     UserDeleted(UserDeleted),
+    PasswordResetRequested(PasswordResetRequested),
+    PasswordReset(PasswordReset),
+    EmailVerificationRequested(EmailVerificationRequested),
+    EmailVerified(EmailVerified),
 }
 
 impl DomainEvent for UserEvent {
@@ -194,6 +264,10 @@ impl DomainEvent for UserEvent {
             UserEvent::RefreshTokenIssued(_) => "RefreshTokenIssued",
             UserEvent::RefreshTokenRevoked(_) => "RefreshTokenRevoked",
             UserEvent::UserDeleted(_) => "UserDeleted",
+            UserEvent::PasswordResetRequested(_) => "PasswordResetRequested",
+            UserEvent::PasswordReset(_) => "PasswordReset",
+            UserEvent::EmailVerificationRequested(_) => "EmailVerificationRequested",
+            UserEvent::EmailVerified(_) => "EmailVerified",
         }
     }
 }
@@ -210,6 +284,11 @@ pub enum UserError {
     Deleted,
     #[error("invalid or expired refresh token")]
     InvalidRefreshToken,
+    /// A reset or verification token that is unknown, used, superseded or expired.
+    #[error("invalid, used or expired token")]
+    InvalidToken,
+    #[error("the email is already verified")]
+    AlreadyVerified,
 }
 
 impl DomainError for UserError {
@@ -218,7 +297,10 @@ impl DomainError for UserError {
             UserError::NotFound | UserError::Deleted => ErrorKind::NotFound,
             UserError::AlreadyExists => ErrorKind::AlreadyExists,
             UserError::Invalid(_) => ErrorKind::InvalidArgument,
-            UserError::InvalidRefreshToken => ErrorKind::FailedPrecondition,
+            UserError::InvalidRefreshToken | UserError::AlreadyVerified => {
+                ErrorKind::FailedPrecondition
+            }
+            UserError::InvalidToken => ErrorKind::InvalidArgument,
         }
     }
 }
@@ -240,6 +322,22 @@ pub struct User {
     /// Raised by a password change and by deletion; access tokens carry it.
     pub session_version: u64,
     pub deleted: bool,
+    /// The pending password-reset token: (SHA-256, expiry).
+    pub password_reset: Option<(String, DateTime<Utc>)>,
+    /// The pending email-verification token: (SHA-256, expiry).
+    pub email_verification: Option<(String, DateTime<Utc>)>,
+    pub email_verified: bool,
+}
+
+/// Whether `pending` is a token hashing to `presented` and unexpired at `now`.
+fn token_matches(
+    pending: &Option<(String, DateTime<Utc>)>,
+    presented: &str,
+    now: &DateTime<Utc>,
+) -> bool {
+    pending
+        .as_ref()
+        .is_some_and(|(hash, expires)| hash == presented && expires > now)
 }
 
 /// How many spent refresh tokens the state remembers for reuse detection (token ids are
@@ -367,6 +465,47 @@ impl Aggregate for User {
                 }
             }
             C::Delete => vec![E::UserDeleted(UserDeleted {})],
+            C::RequestPasswordReset {
+                token,
+                token_hash,
+                expires_at,
+            } => vec![E::PasswordResetRequested(PasswordResetRequested {
+                token_hash: token_hash.clone(),
+                expires_at: *expires_at,
+                token: Some(token.clone()),
+            })],
+            C::ResetPassword {
+                presented_hash,
+                now,
+            } => {
+                if !token_matches(&self.password_reset, presented_hash, now) {
+                    return Err(UserError::InvalidToken);
+                }
+                vec![E::PasswordReset(PasswordReset {})]
+            }
+            C::RequestEmailVerification {
+                token,
+                token_hash,
+                expires_at,
+            } => {
+                if self.email_verified {
+                    return Err(UserError::AlreadyVerified);
+                }
+                vec![E::EmailVerificationRequested(EmailVerificationRequested {
+                    token_hash: token_hash.clone(),
+                    expires_at: *expires_at,
+                    token: Some(token.clone()),
+                })]
+            }
+            C::VerifyEmail {
+                presented_hash,
+                now,
+            } => {
+                if !token_matches(&self.email_verification, presented_hash, now) {
+                    return Err(UserError::InvalidToken);
+                }
+                vec![E::EmailVerified(EmailVerified {})]
+            }
         })
     }
 
@@ -382,11 +521,23 @@ impl Aggregate for User {
                 self.name = e.name.clone().unwrap_or_default();
                 self.addresses = e.addresses.clone().unwrap_or_default();
             }
-            UserEvent::UserPasswordChanged(_) => {
-                // A new password logs every session out, access tokens included.
+            UserEvent::UserPasswordChanged(_) | UserEvent::PasswordReset(_) => {
+                // A new password logs every session out, access tokens included, and no
+                // pending reset token works any more.
                 self.refresh_tokens.clear();
                 self.refresh_families.clear();
                 self.session_version += 1;
+                self.password_reset = None;
+            }
+            UserEvent::PasswordResetRequested(e) => {
+                self.password_reset = Some((e.token_hash.clone(), e.expires_at));
+            }
+            UserEvent::EmailVerificationRequested(e) => {
+                self.email_verification = Some((e.token_hash.clone(), e.expires_at));
+            }
+            UserEvent::EmailVerified(_) => {
+                self.email_verified = true;
+                self.email_verification = None;
             }
             UserEvent::RefreshTokenIssued(e) => {
                 self.refresh_tokens
@@ -411,6 +562,8 @@ impl Aggregate for User {
             }
             UserEvent::UserDeleted(_) => {
                 self.deleted = true;
+                self.password_reset = None;
+                self.email_verification = None;
                 self.refresh_tokens.clear();
                 self.refresh_families.clear();
                 self.session_version += 1;
@@ -592,6 +745,143 @@ mod tests {
         assert_eq!(state.session_version, 1);
         let state = state.evolve(&UserEvent::UserDeleted(UserDeleted {}));
         assert_eq!(state.session_version, 2);
+    }
+
+    fn in_minutes(m: i64) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::minutes(m)
+    }
+
+    fn reset_requested(hash: &str, expires_at: DateTime<Utc>) -> UserEvent {
+        UserEvent::PasswordResetRequested(PasswordResetRequested {
+            token_hash: hash.into(),
+            expires_at,
+            token: Some(format!("raw-{hash}")),
+        })
+    }
+
+    fn reset(state: &User, hash: &str) -> Result<Vec<UserEvent>, UserError> {
+        state.decide(&UserCommand::ResetPassword {
+            presented_hash: hash.into(),
+            now: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn a_reset_request_records_the_hash_and_seals_the_token_as_personal() {
+        let expires_at = in_minutes(30);
+        let then = given([registered()]).decide(&UserCommand::RequestPasswordReset {
+            token: "raw".into(),
+            token_hash: "h".into(),
+            expires_at,
+        });
+        assert_eq!(
+            then,
+            Ok(vec![UserEvent::PasswordResetRequested(
+                PasswordResetRequested {
+                    token_hash: "h".into(),
+                    expires_at,
+                    token: Some("raw".into()),
+                }
+            )])
+        );
+    }
+
+    #[test]
+    fn a_reset_token_works_once_and_ends_every_session() {
+        let state = given([
+            registered(),
+            UserEvent::RefreshTokenIssued(RefreshTokenIssued {
+                token_id: "t1".into(),
+                token_hash: "h-t1".into(),
+                expires_at: in_minutes(60),
+                family_id: None,
+            }),
+            reset_requested("h", in_minutes(30)),
+        ]);
+        assert_eq!(reset(&state, "wrong"), Err(UserError::InvalidToken));
+        let events = reset(&state, "h").unwrap();
+        assert_eq!(events, vec![UserEvent::PasswordReset(PasswordReset {})]);
+        let state = events.iter().fold(state, |s, e| s.evolve(e));
+        assert!(state.refresh_tokens.is_empty());
+        assert_eq!(state.session_version, 1);
+        assert_eq!(reset(&state, "h"), Err(UserError::InvalidToken));
+    }
+
+    #[test]
+    fn an_expired_superseded_or_unknown_reset_token_is_refused() {
+        let expired = given([registered(), reset_requested("h", in_minutes(-1))]);
+        assert_eq!(reset(&expired, "h"), Err(UserError::InvalidToken));
+        let superseded = given([
+            registered(),
+            reset_requested("h1", in_minutes(30)),
+            reset_requested("h2", in_minutes(30)),
+        ]);
+        assert_eq!(reset(&superseded, "h1"), Err(UserError::InvalidToken));
+        assert!(reset(&superseded, "h2").is_ok());
+        assert_eq!(
+            reset(&given([registered()]), "h"),
+            Err(UserError::InvalidToken)
+        );
+        let changed = given([
+            registered(),
+            reset_requested("h", in_minutes(30)),
+            UserEvent::UserPasswordChanged(UserPasswordChanged {}),
+        ]);
+        assert_eq!(reset(&changed, "h"), Err(UserError::InvalidToken));
+        let deleted = given([
+            registered(),
+            reset_requested("h", in_minutes(30)),
+            UserEvent::UserDeleted(UserDeleted {}),
+        ]);
+        assert_eq!(reset(&deleted, "h"), Err(UserError::Deleted));
+    }
+
+    fn verify(state: &User, hash: &str) -> Result<Vec<UserEvent>, UserError> {
+        state.decide(&UserCommand::VerifyEmail {
+            presented_hash: hash.into(),
+            now: Utc::now(),
+        })
+    }
+
+    #[test]
+    fn an_email_is_verified_once_with_its_token() {
+        let state = given([registered()]);
+        assert!(!state.email_verified);
+        let events = state
+            .decide(&UserCommand::RequestEmailVerification {
+                token: "raw".into(),
+                token_hash: "h".into(),
+                expires_at: in_minutes(24 * 60),
+            })
+            .unwrap();
+        let state = events.iter().fold(state, |s, e| s.evolve(e));
+        assert_eq!(verify(&state, "other"), Err(UserError::InvalidToken));
+        let events = verify(&state, "h").unwrap();
+        assert_eq!(events, vec![UserEvent::EmailVerified(EmailVerified {})]);
+        let state = events.iter().fold(state, |s, e| s.evolve(e));
+        assert!(state.email_verified);
+        assert_eq!(verify(&state, "h"), Err(UserError::InvalidToken));
+        assert_eq!(
+            state.decide(&UserCommand::RequestEmailVerification {
+                token: "raw".into(),
+                token_hash: "h2".into(),
+                expires_at: in_minutes(60),
+            }),
+            Err(UserError::AlreadyVerified)
+        );
+    }
+
+    #[test]
+    fn an_expired_verification_token_is_refused() {
+        let state = given([
+            registered(),
+            UserEvent::EmailVerificationRequested(EmailVerificationRequested {
+                token_hash: "h".into(),
+                expires_at: in_minutes(-1),
+                token: None,
+            }),
+        ]);
+        assert_eq!(verify(&state, "h"), Err(UserError::InvalidToken));
     }
 
     #[test]

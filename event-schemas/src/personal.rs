@@ -51,6 +51,19 @@ pub fn registry() -> &'static [PersonalFields] {
             subject: Subject::Stream,
             fields: &["name", "addresses"],
         },
+        // The raw token of a reset or verification, for the mail; only its hash is in the clear.
+        PersonalFields {
+            stream_type: "user",
+            event_type: "PasswordResetRequested",
+            subject: Subject::Stream,
+            fields: &["token"],
+        },
+        PersonalFields {
+            stream_type: "user",
+            event_type: "EmailVerificationRequested",
+            subject: Subject::Stream,
+            fields: &["token"],
+        },
     ]
 }
 

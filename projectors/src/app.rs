@@ -3,6 +3,7 @@
 
 use crate::cart::CartProjection;
 use crate::catalogue::ProductProjection;
+use crate::mailer::{run_configured, MailArgs};
 use crate::notifications::{NotificationProjection, TableNotifier};
 use crate::orders::OrderProjection;
 use crate::runtime::{ProjectorRuntime, RuntimeConfig};
@@ -21,7 +22,8 @@ pub enum ProjectionKind {
     Order,
     /// The checkout process manager (not a read model, same runtime).
     CheckoutSaga,
-    /// Customer notifications from order events, written to the `notifications` table.
+    /// Customer notifications from order and account events, written to the `notifications`
+    /// table and mailed from there by the SMTP sender ([`crate::mailer`]).
     Notification,
 }
 
@@ -55,6 +57,9 @@ pub struct ProjectorArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub saga: SagaArgs,
+    /// The SMTP sender of the notification projection.
+    #[command(flatten)]
+    pub mail: MailArgs,
 }
 
 /// Connects to PostgreSQL with a small pool.
@@ -113,11 +118,21 @@ pub async fn projector_main() -> anyhow::Result<()> {
             r
         }
         ProjectionKind::Notification => {
-            let projection = NotificationProjection::new(TableNotifier);
-            ProjectorRuntime::new(projection, pool, args.kafka, config, ready)
+            let projection =
+                NotificationProjection::new(TableNotifier).with_web_url(&args.mail.public_web_url);
+            let sender = tokio::spawn({
+                let (mail, pool, token) = (args.mail.clone(), pool.clone(), token.clone());
+                async move { run_configured(&mail, pool, token).await }
+            });
+            let r = ProjectorRuntime::new(projection, pool, args.kafka, config, ready)
                 .with_store(&args.mongodb_uri, &args.mongodb_db)
-                .run(token)
-                .await
+                .run(token.clone())
+                .await;
+            token.cancel();
+            if let Err(e) = sender.await {
+                tracing::error!(error = %e, "the mail sender panicked");
+            }
+            r
         }
         ProjectionKind::Order => {
             ProjectorRuntime::new(OrderProjection, pool, args.kafka, config, ready)

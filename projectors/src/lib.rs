@@ -6,6 +6,8 @@
 //!   time, for rebuilds).
 //! - [`catalogue`]: the `products` read model.
 //! - [`orders`]: the `orders`, `order_lines` and `payments` read models.
+//! - [`notifications`]: customer notifications (order and account mails), and [`mailer`], the
+//!   SMTP sender delivering them.
 //! - [`app`]: the `projector` binary's wiring.
 //! - [`parked`]: streams parked behind a poison event, and their held events.
 //! - [`registry`], [`lag`], [`rebuild`]: the read models by name, consumer lag, and the
@@ -18,6 +20,7 @@ pub mod cart;
 pub mod cart_bulk;
 pub mod catalogue;
 pub mod lag;
+pub mod mailer;
 pub mod notifications;
 pub mod orders;
 pub mod parked;

@@ -1,11 +1,14 @@
 //! The notification projection: order events become customer notifications (order received,
-//! confirmation, shipment, delivery, cancellation, refund), rendered from templates and
-//! handed to a [`Notifier`].
+//! confirmation, shipment, delivery, cancellation, refund), and the account's reset and
+//! verification requests become mails with their link, rendered from templates and handed to
+//! a [`Notifier`].
 //!
 //! The default [`TableNotifier`] writes them to the `notifications` table, in the batch's
 //! transaction, keyed by the event id: a replayed event finds its row and sends nothing, so
 //! there is exactly one notification per notifying event however often the projection is
-//! replayed. (A notifier for a real mail service would read that table as its outbox.)
+//! replayed. That table is the outbox the SMTP sender ([`crate::mailer`]) delivers from.
+//! An account mail's token (opened from the event's sealed field) is kept apart from the body
+//! (`secret`, the body says `{token}`) and forgotten once sent.
 //!
 //! The projection also follows user events, for the recipient's address and name, and keeps
 //! the order facts its templates need, so it depends on no other projection.
@@ -22,12 +25,15 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     pub event_id: Uuid,
-    pub order_id: Uuid,
+    /// The order it is about (none for account mails).
+    pub order_id: Option<Uuid>,
     pub customer_id: Uuid,
     pub kind: &'static str,
     pub recipient: Option<String>,
     pub subject: String,
     pub body: String,
+    /// What `{token}` in the body stands for, until the mail is sent (account mails).
+    pub secret: Option<String>,
     pub occurred_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -48,8 +54,8 @@ impl Notifier for TableNotifier {
     async fn send(&self, conn: &mut PgConnection, n: &Notification) -> Result<(), ProjectionError> {
         let inserted = sqlx::query(
             "INSERT INTO notifications (event_id, order_id, customer_id, kind, channel, recipient,
-                                        subject, body, occurred_at)
-             VALUES ($1, $2, $3, $4, 'email', $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
+                                        subject, body, occurred_at, secret)
+             VALUES ($1, $2, $3, $4, 'email', $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(n.event_id)
         .bind(n.order_id)
@@ -59,6 +65,7 @@ impl Notifier for TableNotifier {
         .bind(&n.subject)
         .bind(&n.body)
         .bind(n.occurred_at)
+        .bind(&n.secret)
         .execute(&mut *conn)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -107,6 +114,17 @@ const REFUNDED: Template = Template {
     body: "Hello {name},\n\nwe refunded {amount} for your order {order} to your card.",
 };
 
+const PASSWORD_RESET: Template = Template {
+    kind: "password_reset",
+    subject: "Reset your password",
+    body: "Hello {name},\n\nsomeone, hopefully you, asked to reset the password of your account. Choose a new one here (the link works once, until {expires}):\n\n{link}\n\nIf it was not you, ignore this mail: your password stays as it is.",
+};
+const EMAIL_VERIFICATION: Template = Template {
+    kind: "email_verification",
+    subject: "Confirm your email address",
+    body: "Hello {name},\n\nplease confirm that this is your email address (the link works once, until {expires}):\n\n{link}",
+};
+
 /// `12.34 EUR`, from minor units.
 pub fn format_money(minor: i64, currency: &str) -> String {
     let sign = if minor < 0 { "-" } else { "" };
@@ -128,14 +146,28 @@ impl Template {
 /// Customer, total, currency, and the recipient's email and name when known.
 type OrderFacts = (Uuid, i64, String, Option<String>, Option<String>);
 
+/// Where account mails' links point by default: the storefront behind Envoy of `make up`.
+pub const DEFAULT_WEB_URL: &str = "http://127.0.0.1:8080";
+
 /// The notification projection with its notifier.
 pub struct NotificationProjection<N: Notifier> {
     notifier: N,
+    /// The storefront's origin, for the links of account mails.
+    web_url: String,
 }
 
 impl<N: Notifier> NotificationProjection<N> {
     pub fn new(notifier: N) -> Self {
-        Self { notifier }
+        Self {
+            notifier,
+            web_url: DEFAULT_WEB_URL.to_owned(),
+        }
+    }
+
+    /// Links in account mails point to this storefront origin.
+    pub fn with_web_url(mut self, web_url: &str) -> Self {
+        self.web_url = web_url.trim_end_matches('/').to_owned();
+        self
     }
 }
 
@@ -154,14 +186,70 @@ impl<N: Notifier> Projection for NotificationProjection<N> {
         env: &EventEnvelope,
     ) -> Result<(), ProjectionError> {
         match env.stream_type.as_str() {
-            "user" => apply_user(conn, env).await,
+            "user" => self.apply_user(conn, env).await,
             _ => self.apply_order(conn, env).await,
         }
     }
 }
 
-async fn apply_user(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), ProjectionError> {
-    let (id, event): (Uuid, UserEvent) = decode(env, "user")?;
+impl<N: Notifier> NotificationProjection<N> {
+    async fn apply_user(
+        &self,
+        conn: &mut PgConnection,
+        env: &EventEnvelope,
+    ) -> Result<(), ProjectionError> {
+        let (id, event): (Uuid, UserEvent) = decode(env, "user")?;
+        let (template, path, token, expires_at) = match event {
+            UserEvent::PasswordResetRequested(e) => {
+                (&PASSWORD_RESET, "reset-password", e.token, e.expires_at)
+            }
+            UserEvent::EmailVerificationRequested(e) => {
+                (&EMAIL_VERIFICATION, "verify-email", e.token, e.expires_at)
+            }
+            other => return apply_recipient(conn, id, other).await,
+        };
+        // Erased (the account is deleted): there is nothing to send, and nobody to send it to.
+        let Some(token) = token else { return Ok(()) };
+        let recipient: Option<(Option<String>, String)> = sqlx::query_as(
+            "SELECT email, name FROM notification_recipients WHERE customer_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let (email, name) = recipient.unwrap_or((None, String::new()));
+        let name = if name.is_empty() {
+            "there".into()
+        } else {
+            name
+        };
+        let link = format!("{}/{path}?token={{token}}", self.web_url);
+        let expires = expires_at.format("%Y-%m-%d %H:%M UTC").to_string();
+        let (subject, body) = template.render(&[
+            ("name", name.as_str()),
+            ("link", link.as_str()),
+            ("expires", expires.as_str()),
+        ]);
+        let n = Notification {
+            event_id: env.event_id,
+            order_id: None,
+            customer_id: id,
+            kind: template.kind,
+            recipient: email,
+            subject,
+            body,
+            secret: Some(token),
+            occurred_at: env.occurred_at,
+        };
+        self.notifier.send(conn, &n).await
+    }
+}
+
+/// The recipients' addresses and names, from the user's other events.
+async fn apply_recipient(
+    conn: &mut PgConnection,
+    id: Uuid,
+    event: UserEvent,
+) -> Result<(), ProjectionError> {
     match event {
         UserEvent::UserRegistered(e) => {
             sqlx::query(
@@ -182,9 +270,19 @@ async fn apply_user(conn: &mut PgConnection, env: &EventEnvelope) -> Result<(), 
                 .await?;
         }
         UserEvent::UserDeleted(_) => {
-            // Erased: nothing more is sent to that address.
+            // Erased: nothing more is sent to that address, and what was recorded for the
+            // person keeps neither their address nor their name (nor an unsent token).
             sqlx::query(
                 "UPDATE notification_recipients SET email = NULL, name = '' WHERE customer_id = $1",
+            )
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "UPDATE notifications SET recipient = NULL, body = '', secret = NULL,
+                        skipped = COALESCE(skipped, CASE WHEN sent_at IS NULL
+                                                         THEN 'the account was deleted' END)
+                 WHERE customer_id = $1",
             )
             .bind(id)
             .execute(&mut *conn)
@@ -268,12 +366,13 @@ impl<N: Notifier> NotificationProjection<N> {
         let (subject, body) = template.render(&values);
         let n = Notification {
             event_id: env.event_id,
-            order_id,
+            order_id: Some(order_id),
             customer_id,
             kind: template.kind,
             recipient: email,
             subject,
             body,
+            secret: None,
             occurred_at: env.occurred_at,
         };
         self.notifier.send(conn, &n).await
@@ -296,6 +395,18 @@ mod tests {
         assert!(body.starts_with("Hello Ada,"));
         assert!(body.contains("with DHL, tracking number JD014600."));
         assert!(!body.contains('{'));
+    }
+
+    #[test]
+    fn account_mails_carry_a_link_with_a_token_placeholder() {
+        let (subject, body) = PASSWORD_RESET.render(&[
+            ("name", "Ada"),
+            ("link", "http://shop/reset-password?token={token}"),
+            ("expires", "2026-12-01 12:00 UTC"),
+        ]);
+        assert_eq!(subject, "Reset your password");
+        assert!(body.contains("http://shop/reset-password?token={token}\n"));
+        assert!(body.contains("until 2026-12-01 12:00 UTC"));
     }
 
     #[test]

@@ -405,7 +405,7 @@ impl Queries for ShopQueryService {
                 "SELECT json_build_object('event_id', event_id, 'order_id', order_id,
                      'customer_id', customer_id, 'kind', kind, 'channel', channel,
                      'recipient', recipient, 'subject', subject, 'body', body,
-                     'occurred_at', occurred_at)::text
+                     'occurred_at', occurred_at, 'sent_at', sent_at)::text
                  FROM notifications
                  WHERE ($1::uuid IS NULL OR order_id = $1) AND ($2::uuid IS NULL OR customer_id = $2)
                  ORDER BY occurred_at DESC, event_id LIMIT $3",

@@ -12,6 +12,7 @@ import { CartPage } from "./shop/CartPage";
 import { CheckoutPage } from "./shop/CheckoutPage";
 import { OrderPage } from "./shop/OrderPage";
 import { LoginPage, RegisterPage } from "./shop/Auth";
+import { ForgotPasswordPage, ResetPasswordPage, VerifyEmailPage } from "./shop/AccountMail";
 import { AccountPage, MyOrdersPage } from "./shop/Account";
 import { AdminLayout } from "./admin/Layout";
 import { AdminOrders, AdminOrder } from "./admin/Orders";
@@ -41,6 +42,9 @@ createRoot(document.getElementById("root")!).render(
               <Route path="orders/:id" element={<OrderPage />} />
               <Route path="login" element={<LoginPage />} />
               <Route path="register" element={<RegisterPage />} />
+              <Route path="forgot-password" element={<ForgotPasswordPage />} />
+              <Route path="reset-password" element={<ResetPasswordPage />} />
+              <Route path="verify-email" element={<VerifyEmailPage />} />
               <Route path="account" element={<AccountPage />} />
               <Route path="account/orders" element={<MyOrdersPage />} />
               <Route path="*" element={<NotFound />} />

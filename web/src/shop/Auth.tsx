@@ -53,6 +53,9 @@ export function LoginPage() {
       <p>
         New here? <Link to={`/register?next=${encodeURIComponent(next)}`}>Create an account</Link>
       </p>
+      <p>
+        <Link to="/forgot-password">Forgot your password?</Link>
+      </p>
     </section>
   );
 }
