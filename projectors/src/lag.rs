@@ -100,11 +100,16 @@ pub fn measure(
     let mut total = 0usize;
     let mut last = Instant::now();
     let mut capped = false;
-    while last.elapsed() < quiet {
+    // A new consumer's first fetch can take far longer than `quiet` on a loaded machine: until
+    // the broker has answered with a record, "quiet" would only mean "not connected yet".
+    let first_wait = quiet.max(FIRST_RECORD_WAIT);
+    let mut heard = false;
+    while last.elapsed() < if heard { quiet } else { first_wait } {
         let Some(m) = consumer.poll(Duration::from_millis(50)) else {
             continue;
         };
         let m = m?;
+        heard = true;
         last = Instant::now();
         let key = (m.topic().to_owned(), m.partition());
         let from = checkpoints.get(&key).copied().unwrap_or(0);
@@ -170,6 +175,8 @@ struct Healing {
     /// A measurement was taken since the replay began, after the relay had confirmed that
     /// the broker holds every event committed before it.
     seen: bool,
+    /// Such measurements in a row that found nothing left to replay.
+    caught_up: u32,
 }
 
 /// What the runtime tells the health report.
@@ -189,6 +196,13 @@ struct HealthInner {
 #[derive(Debug, Default, Clone)]
 pub struct ProjectorHealth(Arc<Mutex<HealthInner>>);
 
+/// How long the lag probe waits for the broker's first record before it takes the
+/// partitions as empty past the checkpoints.
+const FIRST_RECORD_WAIT: Duration = Duration::from_secs(2);
+
+/// A heal ends after this many measurements in a row that found nothing left to replay.
+const HEALED_AFTER: u32 = 2;
+
 /// How long a failing batch or a lag without a commit may last before it is `stalled`.
 const STALL_AFTER: Duration = Duration::from_secs(8);
 
@@ -206,6 +220,7 @@ impl ProjectorHealth {
                 since: Instant::now(),
                 since_wall: chrono::Utc::now(),
                 seen: false,
+                caught_up: 0,
             })
         });
     }
@@ -245,6 +260,11 @@ impl ProjectorHealth {
                     RelayMark::Unknown => false,
                     RelayMark::Through(t) => t > heal.since_wall,
                 };
+                if heal.seen && lag_events == 0 {
+                    heal.caught_up += 1;
+                } else {
+                    heal.caught_up = 0;
+                }
             }
         });
     }
@@ -272,7 +292,10 @@ impl ProjectorHealth {
     /// The state (`ok`, `lagging`, `healing`, `stalled`) and a detail line.
     pub fn state(&self) -> (&'static str, String) {
         self.with(|h| {
-            if h.healing.as_ref().is_some_and(|heal| heal.seen) && h.lag_events == 0 {
+            if h.healing
+                .as_ref()
+                .is_some_and(|heal| heal.caught_up >= HEALED_AFTER)
+            {
                 h.healing = None;
             }
             if let Some((since, e)) = &h.failing_since {
@@ -575,6 +598,15 @@ mod tests {
         assert_eq!(health.state().0, "healing");
         // The relay republished after the heal began; the replay is then measured done.
         let after = chrono::Utc::now() + chrono::Duration::milliseconds(5);
+        health.measured(0, 0.0, RelayMark::Through(after));
+        assert_eq!(
+            health.state().0,
+            "healing",
+            "one empty probe may have come too early"
+        );
+        health.measured(3, 1.0, RelayMark::Through(after));
+        health.measured(0, 0.0, RelayMark::Through(after));
+        assert_eq!(health.state().0, "healing", "not twice in a row");
         health.measured(0, 0.0, RelayMark::Through(after));
         assert_eq!(health.state(), ("ok", String::new()));
     }
