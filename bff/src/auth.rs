@@ -3,7 +3,7 @@
 //! one makes every call that needs a user fail with `UNAUTHENTICATED`.
 
 use crate::error::BffError;
-use command_services::auth::{Claims, Jwt};
+use platform::auth::{Claims, Jwt};
 
 #[derive(Debug, Clone)]
 pub enum Caller {

@@ -7,8 +7,8 @@
 //! channels are shared; only the credential differs.
 
 use crate::auth::Caller;
-use command_services::internal_auth::{Actor, Credential, InternalAuthArgs};
-use command_services::support::lazy_channel as channel;
+use platform::internal_auth::{Actor, Credential, InternalAuthArgs};
+use platform::support::lazy_channel as channel;
 use proto::cart::cart_commands_client::CartCommandsClient;
 use proto::cart::cart_queries_client::CartQueriesClient;
 use proto::commands::commands_client::CommandsClient;
@@ -19,7 +19,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 /// A backend channel whose calls carry the credential of the person the BFF acts for.
-pub use command_services::internal_auth::AuthedChannel;
+pub use platform::internal_auth::AuthedChannel;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackendArgs {

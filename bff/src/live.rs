@@ -44,7 +44,7 @@ impl LiveEvents {
 
     /// Feeds the channel from the ends of the order and cart topics until shutdown; the
     /// consumer is re-created after an error, with a pause.
-    pub async fn run(self, kafka: command_services::kafka::KafkaArgs, shutdown: CancellationToken) {
+    pub async fn run(self, kafka: platform::kafka::KafkaArgs, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             if let Err(e) = self.consume(&kafka, &shutdown).await {
                 tracing::warn!(error = %e, "subscription feed from Kafka failed; reconnecting");
@@ -58,7 +58,7 @@ impl LiveEvents {
 
     async fn consume(
         &self,
-        kafka: &command_services::kafka::KafkaArgs,
+        kafka: &platform::kafka::KafkaArgs,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let topics = [topic_for("order"), topic_for("cart")];

@@ -92,7 +92,8 @@ pub fn grpc<T>(ctx: &Context<'_>, message: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     if let Some(rc) = ctx.data_opt::<RequestContext>() {
         if let Ok(v) = rc.correlation_id.parse() {
-            req.metadata_mut().insert("x-correlation-id", v);
+            req.metadata_mut()
+                .insert(platform::trace_context::CORRELATION_HEADER, v);
         }
     }
     req
@@ -561,7 +562,7 @@ mod tests {
             payment_command_url: "http://127.0.0.1:1".into(),
             shop_query_url: "http://127.0.0.1:1".into(),
             backend_timeout_ms: 100,
-            internal: command_services::internal_auth::InternalAuthArgs {
+            internal: platform::internal_auth::InternalAuthArgs {
                 internal_secret: Some("test-internal-secret-".repeat(2)),
             },
         };
@@ -605,7 +606,7 @@ mod tests {
             payment_command_url: "http://127.0.0.1:1".into(),
             shop_query_url: "http://127.0.0.1:1".into(),
             backend_timeout_ms: 100,
-            internal: command_services::internal_auth::InternalAuthArgs {
+            internal: platform::internal_auth::InternalAuthArgs {
                 internal_secret: Some("test-internal-secret-".repeat(2)),
             },
         };

@@ -25,9 +25,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use clap::Parser;
-use command_services::auth::{Jwt, JwtArgs};
-use command_services::kafka::KafkaArgs;
-use command_services::support::{init_tracing, serve_admin, shutdown_token, Readiness};
+use platform::auth::{Jwt, JwtArgs};
+use platform::kafka::KafkaArgs;
+use platform::support::{init_tracing, serve_admin, shutdown_token, Readiness};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -210,7 +210,7 @@ async fn graphql(
         .await;
     let correlation_id = headers
         .get("x-request-id")
-        .or_else(|| headers.get("x-correlation-id"))
+        .or_else(|| headers.get(platform::trace_context::CORRELATION_HEADER))
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned)
@@ -219,7 +219,7 @@ async fn graphql(
         tracing::info_span!("graphql", otel.kind = "server", correlation_id = %correlation_id);
     // A caller that traces (W3C `traceparent`) gets the request in its own trace; every
     // backend call below carries this span's context on (see `trace_context`).
-    command_services::trace_context::follow_headers(&span, &headers);
+    platform::trace_context::follow_headers(&span, &headers);
     // The backends act for this caller (their credential names them).
     let backends = state.backends.acting_for(&caller);
     let request = req

@@ -244,7 +244,7 @@ pub async fn exec(
 
 /// A UUID (v8) derived from a text: the same caller and key always name the same stream.
 fn derived_uuid(text: &str) -> uuid::Uuid {
-    let digest = command_services::auth::sha256_hex(text);
+    let digest = platform::auth::sha256_hex(text);
     let mut bytes = [0u8; 16];
     for (i, b) in bytes.iter_mut().enumerate() {
         *b = u8::from_str_radix(digest.get(2 * i..2 * i + 2).unwrap_or("00"), 16).unwrap_or(0);

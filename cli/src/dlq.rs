@@ -241,7 +241,7 @@ async fn parked(
     let pool = ep.pg().await?;
     let streams = projectors::parked::list(&pool, projection.as_deref(), stream.as_deref()).await?;
     let store = ep.store().await?;
-    let relay: Vec<_> = command_services::relay_parking::list(store.database())
+    let relay: Vec<_> = event_store::parking::list(store.database())
         .await?
         .into_iter()
         .filter(|r| stream.is_none() || r.stream_id == stream)
@@ -342,7 +342,7 @@ async fn release(
     let mut done: Vec<Released> = Vec::new();
     if relay {
         let store = ep.store().await?;
-        if command_services::relay_parking::unpark(store.database(), stream).await? {
+        if event_store::parking::unpark(store.database(), stream).await? {
             done.push(Released {
                 projection: "relay".into(),
                 stream_id: stream.to_owned(),

@@ -6,8 +6,8 @@
 use crate::output::Format;
 use crate::Endpoints;
 use chrono::{DateTime, Utc};
-use command_services::pii::{open_installed, Reveal};
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
+use event_store::pii::{open_installed, Reveal};
 use futures::TryStreamExt;
 use mongodb::bson::{self, doc, Document};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -326,7 +326,7 @@ async fn export_store(ep: &Endpoints, filter: &Filter, sink: &mut Sink) -> anyho
         .sort(doc! { "occurred_at": 1, "_id": 1 })
         .await?;
     while let Some(d) = cursor.try_next().await? {
-        let mut env = command_services::event_store::from_document(d)?.upcast()?;
+        let mut env = event_store::event_store::from_document(d)?.upcast()?;
         open_installed(&mut env, sink.reveal).await?;
         sink.write(&env)?;
     }

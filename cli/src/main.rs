@@ -19,8 +19,8 @@ mod republish;
 mod stream;
 
 use clap::{Parser, Subcommand};
-use command_services::kafka::KafkaArgs;
 use output::Format;
+use platform::kafka::KafkaArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,13 +82,12 @@ impl Endpoints {
         }
     }
 
-    pub async fn store(&self) -> anyhow::Result<command_services::event_store::EventStore> {
-        command_services::event_store::EventStore::connect(&self.mongodb_uri, &self.mongodb_db)
-            .await
+    pub async fn store(&self) -> anyhow::Result<event_store::event_store::EventStore> {
+        event_store::event_store::EventStore::connect(&self.mongodb_uri, &self.mongodb_db).await
     }
 
     pub async fn pg(&self) -> anyhow::Result<sqlx::PgPool> {
-        projectors::app::connect_pg(&self.database_url, 4).await
+        read_model::connect_pg(&self.database_url, 4).await
     }
 }
 
@@ -119,11 +118,11 @@ struct CredentialArgs {
     #[arg(long = "as", default_value = "service:operator")]
     actor: String,
     #[command(flatten)]
-    internal: command_services::internal_auth::InternalAuthArgs,
+    internal: platform::internal_auth::InternalAuthArgs,
 }
 
 fn credential(c: CredentialArgs) -> anyhow::Result<i32> {
-    let actor = command_services::internal_auth::Actor::parse(&c.actor)
+    let actor = platform::internal_auth::Actor::parse(&c.actor)
         .ok_or_else(|| anyhow::anyhow!("not an actor: {:?}", c.actor))?;
     println!("{}", c.internal.auth()?.mint(&actor)?);
     Ok(0)
@@ -154,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     event_schemas::upcast::check().map_err(anyhow::Error::msg)?;
     let (out, ep) = (cli.output, &cli.endpoints);
     // Sealed personal fields are opened with the store's person keys (connected on first use).
-    command_services::pii::install(&ep.mongodb_uri, &ep.mongodb_db);
+    event_store::pii::install(&ep.mongodb_uri, &ep.mongodb_db);
     match cli.command {
         Command::Events(c) => events::run(c, ep, out).await,
         Command::Stream(c) => stream::run(c, ep, out).await,

@@ -60,7 +60,7 @@ pub async fn run(cmd: KafkaCommand, ep: &Endpoints, out: Format) -> anyhow::Resu
         let mut pending = Vec::new();
         let mut events = 0u64;
         while let Some(d) = cursor.try_next().await? {
-            let env = command_services::event_store::from_document(d)?;
+            let env = event_store::event_store::from_document(d)?;
             let payload = cloudevents::encode(&env);
             let headers = OwnedHeaders::new()
                 .insert(Header {

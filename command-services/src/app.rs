@@ -2,26 +2,26 @@
 //! one line. `command-service --aggregate <name>` serves one aggregate's gRPC commands;
 //! `relay` publishes the store to Kafka.
 
-use crate::auth::{Jwt, JwtArgs};
 use crate::cart_service::CartService;
 use crate::generic_service::GenericCommands;
 use crate::handler::CommandHandler;
-use crate::internal_auth::{Actor, InternalAuthArgs, CART_SERVICE};
-use crate::kafka::KafkaArgs;
 use crate::payment_service::{PaymentService, SimulatedGateway};
 use crate::policies::{OrderPolicy, ProductPolicy};
 use crate::relay::{Relay, RelayConfig};
-use crate::support::{
-    init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
-};
-use crate::support::{lazy_channel, serve_grpc_routes};
 use crate::user_service::UserService;
-use crate::MongoArgs;
 use clap::Parser;
 use domain::order::Order;
 use domain::payment::Payment;
 use domain::product::Product;
 use domain::user::User;
+use event_store::MongoArgs;
+use platform::auth::{Jwt, JwtArgs};
+use platform::internal_auth::{Actor, InternalAuthArgs, CART_SERVICE};
+use platform::kafka::KafkaArgs;
+use platform::support::{
+    init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
+};
+use platform::support::{lazy_channel, serve_grpc_routes};
 use proto::queries::queries_client::QueriesClient;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -6,12 +6,12 @@
 use crate::error::CommandError;
 use crate::generic_service::command_context;
 use crate::handler::{CommandContext, CommandHandler, CommandOutcome};
-use crate::internal_auth::{Actor, AuthedChannel, CHECKOUT_SAGA};
 use domain::cart::{Cart, CartCommand, CartStatus, CheckoutPayment};
 use domain::values::{
     CardBrand, CardLast4, CartId, Currency, Money, OrderId, PaymentToken, ProductId, Quantity,
     UserId,
 };
+use platform::internal_auth::{Actor, AuthedChannel, CHECKOUT_SAGA};
 use proto::cart::cart_commands_server::{CartCommands, CartCommandsServer};
 use proto::cart::{
     AddItemRequest, AdoptCartRequest, ChangeItemQuantityRequest, CheckOutRequest, ClearCartRequest,
@@ -23,9 +23,6 @@ use proto::queries::ByIds;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
-
-/// gRPC metadata key carrying the correlation id of a request.
-pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
 pub struct CartService {
     handler: Arc<CommandHandler<Cart>>,
@@ -303,7 +300,7 @@ impl CartCommands for CartService {
         &self,
         request: Request<GetCartAtRequest>,
     ) -> Result<Response<proto::cart::Cart>, Status> {
-        let actor = crate::internal_auth::actor_of(&request)?;
+        let actor = platform::internal_auth::actor_of(&request)?;
         let r = request.get_ref();
         let id = cart_id(&r.cart_id)?;
         let bound = crate::generic_service::TimeBound::parse(r.version, &r.at)?;

@@ -8,7 +8,7 @@
 //! blanks those (and any plaintext personal field) in the store when the account is deleted.
 
 use crate::error::CommandError;
-use crate::event_store::{EventStore, SideWrite};
+use event_store::event_store::{EventStore, SideWrite};
 use futures::TryStreamExt;
 use mongodb::bson::{self, doc, Bson, Document};
 

@@ -3,8 +3,9 @@
 //! message is cut to [`MAX_STATUS_MESSAGE`] characters, so no status header can outgrow what
 //! an HTTP/2 peer accepts (an oversized header breaks the whole connection, not one call).
 
-use crate::event_store::StoreError;
 use domain::{DomainError, ErrorKind};
+use event_store::event_store::StoreError;
+use platform::status::bounded_message;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -54,17 +55,6 @@ impl From<StoreError> for CommandError {
             StoreError::Taken(what) => Self::AlreadyExists(format!("already taken ({what})")),
             StoreError::Corrupt(m) => Self::Internal(m),
         }
-    }
-}
-
-/// The longest message a status carries, in characters.
-pub const MAX_STATUS_MESSAGE: usize = 512;
-
-/// `m`, cut to [`MAX_STATUS_MESSAGE`] characters.
-pub fn bounded_message(m: String) -> String {
-    match m.char_indices().nth(MAX_STATUS_MESSAGE) {
-        None => m,
-        Some((i, _)) => format!("{}…", &m[..i]),
     }
 }
 

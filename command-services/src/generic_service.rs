@@ -3,13 +3,13 @@
 //! checked constructors), checks it against the aggregate's [`Policy`] with the actor of the
 //! call's verified credential, then hands it to the generic handler.
 
-use crate::cart_service::CORRELATION_HEADER;
 use crate::error::CommandError;
-use crate::event_store::EventStore;
 use crate::handler::{CommandContext, CommandHandler};
-use crate::internal_auth::{actor_of, Actor};
 use domain::Aggregate;
 use event_schemas::EventMeta;
+use event_store::event_store::EventStore;
+use platform::internal_auth::{actor_of, Actor};
+use platform::trace_context::CORRELATION_HEADER;
 use proto::commands::commands_server::{Commands, CommandsServer};
 use proto::commands::{ExecuteRequest, ExecuteResponse, Meta, StateAtRequest, StateAtResponse};
 use serde::de::DeserializeOwned;

@@ -19,10 +19,12 @@
 //! far below it; the guard makes sure the relay never meets a record the broker refuses.
 
 use crate::error::CommandError;
-use crate::event_store::{EventStore, IdempotencyScope, IdempotentResult, SideWrite, StoreError};
 use chrono::Utc;
 use domain::Aggregate;
 use event_schemas::{EventEnvelope, EventMeta};
+use event_store::event_store::{
+    EventStore, IdempotencyScope, IdempotentResult, SideWrite, StoreError,
+};
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -239,7 +241,7 @@ impl<A: Aggregate> CommandHandler<A> {
             }
             let now = Utc::now();
             // The request's span (a child of the caller's): the events' consumers join it.
-            let traceparent = crate::trace_context::current_traceparent();
+            let traceparent = platform::trace_context::current_traceparent();
             let envelopes = events
                 .iter()
                 .enumerate()

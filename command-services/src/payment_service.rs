@@ -359,7 +359,7 @@ pub struct Tokenizer(mongodb::Database);
 impl PaymentMethods for Tokenizer {
     async fn describe(&self, request: Request<CardToken>) -> Result<Response<CardToken>, Status> {
         // Only through a credential (the BFF, for whoever it serves).
-        crate::internal_auth::actor_of(&request)?;
+        platform::internal_auth::actor_of(&request)?;
         let reference = &request.get_ref().token;
         let unknown = || Status::invalid_argument("unknown payment token");
         if !reference.starts_with(crate::tokens::REFERENCE_PREFIX) || reference.len() > 64 {

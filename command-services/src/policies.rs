@@ -1,5 +1,5 @@
 //! Who may issue which command, per aggregate of the generic `Commands` API. The actor is the
-//! one of the call's verified internal credential (see [`crate::internal_auth`]); the cart and
+//! one of the call's verified internal credential (see [`platform::internal_auth`]); the cart and
 //! the user service check theirs in their own services.
 //!
 //! | aggregate | command | who |
@@ -16,10 +16,10 @@
 //! to admins; internal services may read everything.
 
 use crate::generic_service::{Permit, Policy};
-use crate::internal_auth::{Actor, CHECKOUT_SAGA};
 use domain::order::{CancelledBy, Order, OrderCommand};
 use domain::payment::Payment;
 use domain::product::{Product, ProductCommand};
+use platform::internal_auth::{Actor, CHECKOUT_SAGA};
 use tonic::Status;
 
 fn admin(actor: &Actor) -> Result<Permit, Status> {

@@ -23,7 +23,7 @@
 //! new epoch starts with is complete. A new epoch always begins with that full republish.
 //!
 //! A document that does not decode, or an event larger than the broker accepts, parks its
-//! stream ([`crate::relay_parking`]): it and the stream's later events wait, the relay goes on
+//! stream ([`event_store::parking`]): it and the stream's later events wait, the relay goes on
 //! with every other stream.
 //!
 //! The relay also keeps a *watermark* (`relay_state`, `_id: "watermark"`, read with
@@ -33,16 +33,17 @@
 //! Consumers that act on the absence of an event (the checkout saga's timeouts) and heals
 //! that must know the refill is complete read it.
 
-use crate::event_store::{from_document, store_identity, EventStore};
-use crate::kafka::KafkaArgs;
-use crate::relay_parking::{park_document, Parking};
-use crate::support::Readiness;
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
+use event_store::event_store::{from_document, store_identity, EventStore};
+use event_store::parking::{park_document, Parking};
+use event_store::watermark::WATERMARK_ID;
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{self, doc, Document};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::change_stream::ChangeStream;
 use mongodb::Collection;
+use platform::kafka::{KafkaArgs, EPOCH_HEADER, EVENT_ID_HEADER, STORE_HEADER};
+use platform::support::Readiness;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -136,8 +137,6 @@ fn stream_type_of(topic: &str) -> Option<&str> {
 type Events = ChangeStream<ChangeStreamEvent<Document>>;
 
 const STATE_ID: &str = "relay";
-/// `_id` of the watermark document in `relay_state` (see the module docs).
-const WATERMARK_ID: &str = "watermark";
 /// How far behind an event's own time the watermark stays on the streaming path: events
 /// commit in about their `occurred_at` order, give or take the store's write latency.
 const STREAM_MARGIN: chrono::Duration = chrono::Duration::seconds(2);
@@ -674,14 +673,14 @@ impl Relay {
                     value: Some(&epoch),
                 });
             // The command's trace goes on to the consumers (W3C `traceparent` header).
-            let traceparent = crate::trace_context::publish_span(
+            let traceparent = platform::trace_context::publish_span(
                 env.traceparent.as_deref(),
                 &topic,
                 &env.stream_id,
             );
             let headers = match &traceparent {
                 Some(t) => headers.insert(Header {
-                    key: crate::trace_context::TRACEPARENT,
+                    key: platform::trace_context::TRACEPARENT,
                     value: Some(t.as_str()),
                 }),
                 None => headers,
@@ -754,7 +753,7 @@ impl Relay {
 
     /// Parks `env`'s stream: it cannot be published as it is.
     async fn park_event(&mut self, env: &EventEnvelope, reason: &str) -> anyhow::Result<()> {
-        let doc = crate::event_store::to_document(env)?;
+        let doc = event_store::event_store::to_document(env)?;
         self.parking.park(&doc, reason).await?;
         Ok(())
     }
@@ -766,30 +765,6 @@ fn too_large(e: &KafkaError) -> bool {
         e.rdkafka_error_code(),
         Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge)
     )
-}
-
-/// Header of every record: the event's id, checked by the probes.
-pub const EVENT_ID_HEADER: &str = "event-id";
-/// Header of every record: the identity of the store it came from.
-pub const STORE_HEADER: &str = "store-id";
-/// Header of every record: the epoch of its topic (milliseconds; grows with every heal).
-pub const EPOCH_HEADER: &str = "relay-epoch";
-
-/// The store id and epoch a record carries, if it was published by the relay.
-pub fn record_origin<M: Message>(m: &M) -> (Option<String>, Option<i64>) {
-    let (mut store, mut epoch) = (None, None);
-    if let Some(h) = m.headers() {
-        for i in 0..h.count() {
-            let header = h.get(i);
-            let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
-            match header.key {
-                STORE_HEADER => store = value.map(str::to_owned),
-                EPOCH_HEADER => epoch = value.and_then(|v| v.parse().ok()),
-                _ => {}
-            }
-        }
-    }
-    (store, epoch)
 }
 
 fn header_str<'a, M: Message>(m: &'a M, key: &str) -> Option<&'a str> {
@@ -1018,31 +993,6 @@ impl Mark {
     fn advance(&mut self, to: chrono::DateTime<chrono::Utc>) {
         self.through = self.through.max(to);
     }
-}
-
-/// The relay's watermark (see the module docs): the broker cluster it last found intact, and
-/// the time before which every committed event is on it. `None` if the relay never wrote one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watermark {
-    /// Empty while a lost topic is being republished.
-    pub cluster: String,
-    pub through: chrono::DateTime<chrono::Utc>,
-}
-
-/// Reads the relay's watermark from the store.
-pub async fn read_watermark(db: &mongodb::Database) -> anyhow::Result<Option<Watermark>> {
-    let d = db
-        .collection::<Document>("relay_state")
-        .find_one(doc! { "_id": WATERMARK_ID })
-        .await?;
-    Ok(d.and_then(|d| {
-        let cluster = d.get_str("cluster").ok()?.to_owned();
-        let through = d.get_datetime("through").ok()?.timestamp_millis();
-        Some(Watermark {
-            cluster,
-            through: chrono::DateTime::from_timestamp_millis(through)?,
-        })
-    }))
 }
 
 /// Kafka did not take a record: the relay starts a new producer before resuming.

@@ -4,13 +4,13 @@
 //! supply that fact; the domain refuses a review without it.
 
 use crate::error::CommandError;
-use crate::event_store::EventStore;
 use crate::generic_service::Prepare;
 use crate::handler::CommandContext;
 use domain::order::{Order, OrderEvent, OrderStatus};
 use domain::product::{Product, ProductCommand, Purchase};
 use domain::values::UserId;
 use domain::Aggregate;
+use event_store::event_store::EventStore;
 
 pub struct VerifyPurchase;
 

@@ -7,7 +7,7 @@
 //! wrong password); a refresh rotates its token in one decision and a replayed spent token
 //! revokes its whole family (see `domain::user`). The password hash is kept in the private
 //! `credentials` collection ([`crate::credentials`]), never in an event; deleting the account
-//! destroys the person's key ([`crate::pii`]).
+//! destroys the person's key ([`event_store::pii`]).
 //!
 //! Password reset and email verification hand out tokens `<user id>.<64 hex>` (32 random
 //! bytes): the aggregate records their SHA-256 and expiry, and the raw token as a sealed
@@ -16,21 +16,19 @@
 //! after the answer, and a failure there is logged and counted
 //! (`password_reset_request_failures_total`), never told to the caller.
 
-use crate::auth::{
-    hash_password, random_secret, sha256_hex, verify_against_dummy, verify_password, Jwt,
-    MIN_PASSWORD,
-};
 use crate::credentials;
 use crate::error::CommandError;
-use crate::event_store::SideWrite;
 use crate::generic_service::stream_id;
 use crate::handler::{CommandContext, CommandHandler};
-use crate::internal_auth::actor_of;
-use crate::pii::Keyring;
+use crate::passwords::{hash_password, verify_against_dummy, verify_password, MIN_PASSWORD};
 use domain::user::{AddressInput, Role, User, UserCommand};
 use domain::values::{Email, PersonName, UserId};
 use event_schemas::EventMeta;
+use event_store::event_store::SideWrite;
+use event_store::pii::Keyring;
 use mongodb::bson::doc;
+use platform::auth::{random_secret, sha256_hex, Jwt};
+use platform::internal_auth::actor_of;
 use proto::user::users_server::{Users, UsersServer};
 use proto::user::{
     Accepted, ChangePasswordRequest, LoginRequest, PasswordResetRequest, RefreshRequest,

@@ -9,10 +9,8 @@ use crate::orders::OrderProjection;
 use crate::runtime::{ProjectorRuntime, RuntimeConfig};
 use crate::saga::{sweep_timeouts, CheckoutSaga, SagaArgs};
 use clap::Parser;
-use command_services::kafka::KafkaArgs;
-use command_services::support::{
-    init_tracing, retry_startup, serve_admin, shutdown_token, Readiness,
-};
+use platform::kafka::KafkaArgs;
+use platform::support::{init_tracing, retry_startup, serve_admin, shutdown_token, Readiness};
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -63,14 +61,6 @@ pub struct ProjectorArgs {
 }
 
 /// Connects to PostgreSQL with a small pool.
-pub async fn connect_pg(url: &str, max: u32) -> anyhow::Result<sqlx::PgPool> {
-    Ok(sqlx::postgres::PgPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect(url)
-        .await?)
-}
-
 pub async fn projector_main() -> anyhow::Result<()> {
     init_tracing();
     let args = ProjectorArgs::parse();
@@ -84,8 +74,8 @@ pub async fn projector_main() -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     let pool = retry_startup("PostgreSQL", &shutdown, || async {
-        let pool = connect_pg(&args.database_url, 4).await?;
-        crate::migrate(&pool).await?;
+        let pool = read_model::connect_pg(&args.database_url, 4).await?;
+        read_model::migrate(&pool).await?;
         Ok(pool)
     })
     .await?;

@@ -13,7 +13,7 @@
 //! refreshed with every measurement (every 2 s): the admin `/healthz` body and `/status`, the
 //! `projector_state` gauge, and the `projector_status` row that `projections status` reads.
 
-use command_services::kafka::KafkaArgs;
+use platform::kafka::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
@@ -153,7 +153,7 @@ pub fn measure(
 }
 
 /// What the relay's watermark says about the broker the projection reads (see
-/// `command_services::relay::read_watermark`).
+/// `event_store::watermark::read_watermark`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RelayMark {
     /// The projection has no event store configured: only the broker is measured.
@@ -347,7 +347,7 @@ async fn report(
     pool: &PgPool,
     projection: &'static str,
     health: &ProjectorHealth,
-    ready: &command_services::support::Readiness,
+    ready: &platform::support::Readiness,
 ) {
     let (state, detail) = health.state();
     if ready.is_ready() {
@@ -432,7 +432,7 @@ pub fn first_epochs(
         if *n > FIRST {
             continue;
         }
-        if let (store, Some(epoch)) = command_services::relay::record_origin(&m) {
+        if let (store, Some(epoch)) = platform::kafka::record_origin(&m) {
             let e = out
                 .entry(m.topic().to_owned())
                 .or_insert((store.clone(), epoch));
@@ -453,12 +453,12 @@ pub struct RelayWatch {
 
 impl RelayWatch {
     /// The watermark's word on the cluster the projection reads, read now.
-    async fn read(&self, db: &mut Option<command_services::event_store::Database>) -> RelayMark {
+    async fn read(&self, db: &mut Option<event_store::event_store::Database>) -> RelayMark {
         let Some((uri, name)) = &self.store else {
             return RelayMark::Untracked;
         };
         if db.is_none() {
-            match command_services::event_store::connect_database(uri, name).await {
+            match event_store::event_store::connect_database(uri, name).await {
                 Ok(d) => *db = Some(d),
                 Err(e) => {
                     tracing::debug!(error = %e, "connecting to the store for the watermark");
@@ -474,7 +474,7 @@ impl RelayWatch {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        match command_services::relay::read_watermark(d).await {
+        match event_store::watermark::read_watermark(d).await {
             Ok(Some(w)) if ours.as_deref() == Some(w.cluster.as_str()) => {
                 RelayMark::Through(w.through)
             }
@@ -497,7 +497,7 @@ pub async fn export_metrics(
     topics: Vec<String>,
     every: Duration,
     health: ProjectorHealth,
-    ready: command_services::support::Readiness,
+    ready: platform::support::Readiness,
     relay: RelayWatch,
     shutdown: CancellationToken,
 ) {

@@ -13,7 +13,7 @@
 //! - [`registry`], [`lag`], [`rebuild`]: the read models by name, consumer lag, and the
 //!   rebuild and verify engine behind `commerce projections ...`.
 //!
-//! Migrations (under `projectors/migrations`) are run by sqlx when a projector starts.
+//! The pool, the migrations and the notify channels are the `read-model` crate's.
 
 pub mod app;
 pub mod cart;
@@ -28,9 +28,3 @@ pub mod rebuild;
 pub mod registry;
 pub mod runtime;
 pub mod saga;
-
-/// Runs the read models' migrations (safe to call from several processes at once).
-pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    sqlx::migrate!("./migrations").run(pool).await?;
-    Ok(())
-}

@@ -19,10 +19,10 @@
 use crate::lag::{load_checkpoints, partitions, Checkpoints};
 use crate::registry::{self, ReadModel};
 use crate::runtime::ProjectionError;
-use command_services::kafka::KafkaArgs;
-use command_services::pii::{PiiError, Reveal};
 use event_schemas::cloudevents;
+use event_store::pii::{PiiError, Reveal};
 use futures::StreamExt;
+use platform::kafka::KafkaArgs;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -353,7 +353,7 @@ impl Origin {
     }
 
     fn takes(&self, m: &OwnedMessage) -> bool {
-        let (store, epoch) = command_services::relay::record_origin(m);
+        let (store, epoch) = platform::kafka::record_origin(m);
         if let (Some(ours), Some(theirs)) = (&self.store_id, &store) {
             if ours != theirs {
                 return false;
@@ -408,7 +408,7 @@ async fn apply_records(
         match m.payload().map(cloudevents::decode) {
             Some(Ok(mut env)) => {
                 // Sealed personal fields open with the person's key; erased ones read null.
-                match command_services::pii::open_installed(&mut env, Reveal::All).await {
+                match event_store::pii::open_installed(&mut env, Reveal::All).await {
                     Ok(()) => envs.push(env),
                     Err(e @ PiiError::Unavailable(_)) => return Err(e.into()),
                     Err(PiiError::Corrupt(reason)) => {

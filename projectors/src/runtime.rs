@@ -24,12 +24,12 @@
 
 use crate::lag::ProjectorHealth;
 use crate::parked::{self, pg_text, Record};
-use command_services::kafka::KafkaArgs;
-use command_services::pii::{PiiError, Reveal};
-use command_services::support::Readiness;
-use command_services::trace_context;
 use event_schemas::{cloudevents, dead_letter_topic, EventEnvelope};
+use event_store::pii::{PiiError, Reveal};
 use futures::StreamExt;
+use platform::kafka::KafkaArgs;
+use platform::support::Readiness;
+use platform::trace_context;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -101,12 +101,6 @@ pub fn permanent_db_error(e: &sqlx::Error) -> bool {
 pub fn retry_delay(attempt: u32) -> Duration {
     let ms = 100u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
     Duration::from_millis(ms.min(10_000))
-}
-
-/// The PostgreSQL NOTIFY channel on which a projection announces `<stream_id>:<version>`
-/// for every event it applied, when its batch commits.
-pub fn notify_channel(projection: &str) -> String {
-    format!("readmodel_{}", projection.replace('-', "_"))
 }
 
 /// Whether an event moves a row to its next version.
@@ -369,7 +363,7 @@ async fn watch(
             }
         }
         if let (Some((uri, db)), Some(ours)) = (&store, &store_id) {
-            match command_services::event_store::connect_identity(uri, db).await {
+            match event_store::event_store::connect_identity(uri, db).await {
                 Ok(id) if &id != ours => {
                     store_id = Some(id.clone());
                     if heal.send(Heal::Store(id)).await.is_err() {
@@ -506,9 +500,9 @@ impl<P: Projection> ProjectorRuntime<P> {
     }
 
     /// Checks the read side against this event store's identity (see [`Self::run`]).
-    /// Its keys also open the events' sealed personal fields (`command_services::pii`).
+    /// Its keys also open the events' sealed personal fields (`event_store::pii`).
     pub fn with_store(mut self, uri: &str, db: &str) -> Self {
-        command_services::pii::install(uri, db);
+        event_store::pii::install(uri, db);
         self.store = Some((uri.to_owned(), db.to_owned()));
         self
     }
@@ -520,8 +514,8 @@ impl<P: Projection> ProjectorRuntime<P> {
         let Some((uri, db)) = &self.store else {
             return Ok(None);
         };
-        let store_id = command_services::support::retry_startup("event store", shutdown, || {
-            command_services::event_store::connect_identity(uri, db)
+        let store_id = platform::support::retry_startup("event store", shutdown, || {
+            event_store::event_store::connect_identity(uri, db)
         })
         .await?;
         let name = self.projection.name();
@@ -802,7 +796,7 @@ impl<P: Projection> ProjectorRuntime<P> {
                 let mut newer: Option<(String, i64)> = None;
                 let mut adopted: Vec<(String, i64)> = Vec::new();
                 batch.retain(|m| {
-                    let (store, epoch) = command_services::relay::record_origin(m);
+                    let (store, epoch) = platform::kafka::record_origin(m);
                     if let (Some(ours), Some(theirs)) = (&store_id, &store) {
                         if ours != theirs {
                             return false;
@@ -1044,7 +1038,7 @@ impl<P: Projection> ProjectorRuntime<P> {
         // Readers waiting for a version (read-your-writes) are woken when this commits.
         if !outcome.applied.is_empty() {
             sqlx::query("SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x")
-                .bind(notify_channel(self.projection.name()))
+                .bind(read_model::notify_channel(self.projection.name()))
                 .bind(&outcome.applied)
                 .execute(&mut *tx)
                 .await?;
@@ -1083,8 +1077,7 @@ impl<P: Projection> ProjectorRuntime<P> {
             };
             // Sealed personal fields are opened (erased ones read as null) before applying.
             let decoded = match decoded {
-                Ok(mut e) => match command_services::pii::open_installed(&mut e, Reveal::All).await
-                {
+                Ok(mut e) => match event_store::pii::open_installed(&mut e, Reveal::All).await {
                     Ok(()) => Ok(e),
                     Err(PiiError::Unavailable(m)) => return Err(ProjectionError::Transient(m)),
                     Err(PiiError::Corrupt(m)) => Err(m),

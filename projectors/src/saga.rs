@@ -24,13 +24,13 @@
 //! back after its calls were made) never repeats an effect: nothing is charged twice.
 
 use crate::runtime::{decode, Projection, ProjectionError};
-use command_services::internal_auth::{Actor, AuthedChannel, InternalAuthArgs, CHECKOUT_SAGA};
-use command_services::support::lazy_channel;
 use domain::cart::CartEvent;
 use domain::order::{CancelledBy, OrderEvent};
 use domain::payment::{DeclineReason, PaymentEvent};
 use domain::user::UserEvent;
 use event_schemas::{topic_for, EventEnvelope};
+use platform::internal_auth::{Actor, AuthedChannel, InternalAuthArgs, CHECKOUT_SAGA};
+use platform::support::lazy_channel;
 use proto::cart::cart_commands_client::CartCommandsClient;
 use proto::cart::{ClearCartRequest, CommandMeta, ReopenCheckoutRequest};
 use proto::commands::commands_client::CommandsClient;
@@ -650,7 +650,7 @@ impl CheckoutSaga {
             version = env.version
         );
         // The event's trace goes on: the saga's commands carry this span's context.
-        command_services::trace_context::follow(&span, env.traceparent.as_deref());
+        platform::trace_context::follow(&span, env.traceparent.as_deref());
         let r = tracing::Instrument::instrument(self.on_event(&mut sp, env), span).await;
         match r {
             Ok(()) => {

@@ -4,8 +4,8 @@ use crate::cart::CartQueryService;
 use crate::shop::ShopQueryService;
 use crate::watch::VersionWatch;
 use clap::Parser;
-use command_services::internal_auth::InternalAuthArgs;
-use command_services::support::{
+use platform::internal_auth::InternalAuthArgs;
+use platform::support::{
     init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
 };
 use std::net::SocketAddr;
@@ -53,8 +53,8 @@ pub async fn query_service_main() -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     let pool = retry_startup("PostgreSQL", &shutdown, || async {
-        let pool = projectors::app::connect_pg(&args.database_url, 8).await?;
-        projectors::migrate(&pool).await?;
+        let pool = read_model::connect_pg(&args.database_url, 8).await?;
+        read_model::migrate(&pool).await?;
         Ok(pool)
     })
     .await?;

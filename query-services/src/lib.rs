@@ -5,10 +5,10 @@
 //!
 //! Errors map to gRPC status codes in one place ([`QueryError`]). Every call carries an
 //! internal credential (verified in front of the services, see
-//! `command_services::internal_auth`); catalogue reads are open to any credential, a cart,
+//! `platform::internal_auth`); catalogue reads are open to any credential, a cart,
 //! an order and what hangs off it to its customer, admins and internal services.
 
-use command_services::internal_auth::Actor;
+use platform::internal_auth::Actor;
 
 /// `PermissionDenied` unless the actor may see what `owner` (a user id) owns.
 pub fn require_owner(actor: &Actor, owner: &str) -> Result<(), QueryError> {
@@ -34,7 +34,7 @@ pub fn require_back_office(actor: &Actor) -> Result<(), QueryError> {
 
 /// The verified actor of a call.
 pub fn actor<T>(request: &tonic::Request<T>) -> Result<Actor, tonic::Status> {
-    command_services::internal_auth::actor_of(request)
+    platform::internal_auth::actor_of(request)
 }
 
 pub mod app;
@@ -106,13 +106,13 @@ impl From<QueryError> for tonic::Status {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::InvalidArgument(m) => {
-                tonic::Status::invalid_argument(command_services::error::bounded_message(m))
+                tonic::Status::invalid_argument(platform::status::bounded_message(m))
             }
             QueryError::NotFound(m) => {
-                tonic::Status::not_found(command_services::error::bounded_message(m))
+                tonic::Status::not_found(platform::status::bounded_message(m))
             }
             QueryError::PermissionDenied(m) => {
-                tonic::Status::permission_denied(command_services::error::bounded_message(m))
+                tonic::Status::permission_denied(platform::status::bounded_message(m))
             }
             QueryError::Db(e) => {
                 tracing::warn!(error = %e, "read model unavailable");

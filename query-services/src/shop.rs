@@ -7,7 +7,7 @@
 use crate::search::{page_of, Cursor};
 use crate::watch::VersionWatch;
 use crate::QueryError;
-use command_services::internal_auth::Actor;
+use platform::internal_auth::Actor;
 use proto::queries::queries_server::{Queries, QueriesServer};
 use proto::queries::{
     ById, ByIds, ByNames, Document, Documents, ListOrdersRequest, NotificationsRequest, Page,

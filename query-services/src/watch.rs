@@ -24,7 +24,7 @@ impl VersionWatch {
         let (tx, _) = broadcast::channel(4096);
         let channels: Vec<String> = projections
             .iter()
-            .map(|p| projectors::runtime::notify_channel(p))
+            .map(|p| read_model::notify_channel(p))
             .collect();
         let sender = tx.clone();
         tokio::spawn(async move {
@@ -52,7 +52,7 @@ impl VersionWatch {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<u64, sqlx::Error>>,
     {
-        let channel = projectors::runtime::notify_channel(projection);
+        let channel = read_model::notify_channel(projection);
         let mut rx = self.tx.subscribe();
         if current().await? >= version {
             return Ok(true);

@@ -1,8 +1,8 @@
 //! End-to-end tests live in `tests/tests/`; this library holds what they share with the
 //! benchmarks: the internal credential of direct gRPC calls to the services.
 
-pub use command_services::internal_auth::AuthedChannel;
-use command_services::internal_auth::{Actor, Credential, InternalAuth};
+pub use platform::internal_auth::AuthedChannel;
+use platform::internal_auth::{Actor, Credential, InternalAuth};
 
 /// The stack's internal secret: `INTERNAL_SECRET`, else the file `INTERNAL_SECRET_FILE`
 /// names (the stack's `stack.env` sets it), else `$STACK_DIR/internal_secret`.
@@ -38,5 +38,5 @@ pub async fn authed_channel(url: &str, actor: Actor) -> anyhow::Result<AuthedCha
 
 /// The identity of operator tools and benchmarks.
 pub fn operator() -> Actor {
-    Actor::Service(command_services::internal_auth::OPERATOR.into())
+    Actor::Service(platform::internal_auth::OPERATOR.into())
 }

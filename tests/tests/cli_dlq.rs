@@ -64,7 +64,7 @@ async fn dead_letters_are_listed_and_replayed_once() {
     let docs: Vec<_> = [&created, &added]
         .iter()
         .map(|e| {
-            let mut d = command_services::event_store::to_document(e).unwrap();
+            let mut d = event_store::event_store::to_document(e).unwrap();
             d.insert("published", true);
             d
         })

@@ -51,7 +51,7 @@ async fn v1_and_v2_events_are_upcast_from_the_store_and_from_kafka() {
     // Written as an old release did; the relay publishes them as they are.
     let docs: Vec<_> = events
         .iter()
-        .map(|e| command_services::event_store::to_document(e).unwrap())
+        .map(|e| event_store::event_store::to_document(e).unwrap())
         .collect();
     mongo_events().await.insert_many(docs).await.unwrap();
 

@@ -5,12 +5,12 @@
 
 mod common;
 
-use command_services::event_store::{EventStore, StoreError};
-use command_services::group_commit::GroupCommitConfig;
 use common::mongodb_uri;
 use domain::cart::{CartCreated, CartEvent};
 use domain::values::CartId;
 use event_schemas::{EventEnvelope, EventMeta};
+use event_store::event_store::{EventStore, StoreError};
+use event_store::group_commit::GroupCommitConfig;
 use futures::future::join_all;
 use mongodb::bson::doc;
 

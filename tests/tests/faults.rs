@@ -126,7 +126,7 @@ async fn store_streams(
         .unwrap();
     let mut streams: BTreeMap<String, Vec<EventEnvelope>> = BTreeMap::new();
     for d in docs {
-        let env = command_services::event_store::from_document(d).unwrap();
+        let env = event_store::event_store::from_document(d).unwrap();
         streams.entry(env.stream_id.clone()).or_default().push(env);
     }
     streams.retain(|_, events| events.first().is_some_and(|e| e.occurred_at >= since));

@@ -17,7 +17,7 @@ const ADD_KEYED: &str = "mutation($c: ID!, $p: ID!, $q: Int!, $k: String) {
 
 /// The order id the BFF derives for a customer's checkout with an idempotency key.
 fn derived_order_id(customer: &str, key: &str) -> String {
-    let digest = command_services::auth::sha256_hex(&format!("{customer}:{key}"));
+    let digest = platform::auth::sha256_hex(&format!("{customer}:{key}"));
     let mut bytes = [0u8; 16];
     for (i, b) in bytes.iter_mut().enumerate() {
         *b = u8::from_str_radix(&digest[2 * i..2 * i + 2], 16).unwrap();

@@ -62,7 +62,7 @@ async fn inject(producer: &FutureProducer, envs: &[&EventEnvelope]) {
     let docs: Vec<_> = envs
         .iter()
         .map(|e| {
-            let mut d = command_services::event_store::to_document(e).unwrap();
+            let mut d = event_store::event_store::to_document(e).unwrap();
             d.insert("published", true);
             d
         })
@@ -118,7 +118,7 @@ async fn product(client: &reqwest::Client, id: &str) -> Value {
 /// A `ProductCreated` for `id` shaped exactly like the one the domain stores for `model`.
 async fn product_created(model: &str, id: &str, name: &str) -> EventEnvelope {
     let stored = stored_events(model).await;
-    let mut env = command_services::event_store::from_document(stored[0].clone()).unwrap();
+    let mut env = event_store::event_store::from_document(stored[0].clone()).unwrap();
     assert_eq!(env.event_type, "ProductCreated");
     env.event_id = uuid::Uuid::now_v7();
     env.stream_id = id.to_owned();
@@ -348,7 +348,7 @@ async fn the_relay_parks_a_poison_document_and_goes_on() {
         3,
         json!({ "product_id": product, "quantity": 4 }),
     );
-    let mut d1 = command_services::event_store::to_document(&v1).unwrap();
+    let mut d1 = event_store::event_store::to_document(&v1).unwrap();
     d1.insert("version", "one");
     // A second stream whose event is larger than the broker takes (1.2 MB).
     let big = uuid::Uuid::now_v7().to_string();
@@ -363,8 +363,8 @@ async fn the_relay_parks_a_poison_document_and_goes_on() {
     events
         .insert_many([
             d1,
-            command_services::event_store::to_document(&v2).unwrap(),
-            command_services::event_store::to_document(&huge).unwrap(),
+            event_store::event_store::to_document(&v2).unwrap(),
+            event_store::event_store::to_document(&huge).unwrap(),
         ])
         .await
         .unwrap();

@@ -8,10 +8,10 @@
 
 mod common;
 
-use command_services::internal_auth::{Actor, InternalAuth, CHECKOUT_SAGA};
 use common::*;
 use domain::values::UserId;
 use e2e_tests::{credential, internal_auth};
+use platform::internal_auth::{Actor, InternalAuth, CHECKOUT_SAGA};
 use proto::cart::cart_commands_client::CartCommandsClient;
 use proto::cart::cart_queries_client::CartQueriesClient;
 use proto::commands::commands_client::CommandsClient;

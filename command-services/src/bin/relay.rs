@@ -2,6 +2,6 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let result = command_services::app::relay_main().await;
-    command_services::support::shutdown_tracing();
+    platform::support::shutdown_tracing();
     result
 }

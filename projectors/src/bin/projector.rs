@@ -2,6 +2,6 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let result = projectors::app::projector_main().await;
-    command_services::support::shutdown_tracing();
+    platform::support::shutdown_tracing();
     result
 }

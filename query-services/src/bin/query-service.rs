@@ -2,6 +2,6 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let result = query_services::app::query_service_main().await;
-    command_services::support::shutdown_tracing();
+    platform::support::shutdown_tracing();
     result
 }

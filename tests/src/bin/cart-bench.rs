@@ -7,10 +7,10 @@
 //! docs/BENCHMARKS.md.
 
 use clap::Parser;
-use command_services::event_store::to_document;
 use domain::cart::{CartEvent, CartItemAdded};
 use domain::values::{ProductId, Quantity};
 use event_schemas::{EventEnvelope, EventMeta};
+use event_store::event_store::to_document;
 use proto::cart::cart_commands_client::CartCommandsClient;
 use proto::cart::{AddItemRequest, CreateCartRequest};
 use rdkafka::consumer::{BaseConsumer, Consumer};

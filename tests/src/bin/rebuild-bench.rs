@@ -8,8 +8,8 @@
 //! broker of its own and records the output in docs/BENCHMARKS.md.
 
 use clap::Parser;
-use command_services::kafka::KafkaArgs;
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
+use platform::kafka::KafkaArgs;
 use projectors::rebuild::{rebuild, RebuildOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -142,8 +142,8 @@ async fn main() -> anyhow::Result<()> {
         kafka_replication: 1,
     };
     kafka.ensure_topics(std::slice::from_ref(&topic)).await?;
-    let pool = projectors::app::connect_pg(&args.database_url, 4).await?;
-    projectors::migrate(&pool).await?;
+    let pool = read_model::connect_pg(&args.database_url, 4).await?;
+    read_model::migrate(&pool).await?;
     for q in [
         "TRUNCATE carts, cart_lines",
         "DELETE FROM projector_checkpoints WHERE projection = 'cart'",

@@ -263,7 +263,7 @@ pub fn read_topic_until(
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 value: serde_json::from_slice(m.payload().unwrap_or_default())
                     .unwrap_or(Value::Null),
-                epoch: command_services::relay::record_origin(&m).1,
+                epoch: platform::kafka::record_origin(&m).1,
             });
         }
     }

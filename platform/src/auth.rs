@@ -1,30 +1,15 @@
-//! Authentication primitives shared by the user service (which issues tokens) and the BFF
-//! (which verifies them): HS256 JWT access tokens (issuer, audience and the account's session
-//! version checked), argon2id password hashes (m = 19 MiB, t = 2, p = 1, the OWASP minimum,
-//! spelled out rather than left to the crate's defaults), and refresh tokens of the form
-//! `<user_id>.<token_id>.<secret>` whose secret is stored only as SHA-256.
+//! Access tokens, verified by the BFF and issued by the user service: HS256 JWTs whose
+//! issuer, audience and the account's session version are checked; and the hex SHA-256 and
+//! random secrets both sides use for refresh tokens and idempotency digests.
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::{Algorithm as Argon2Algorithm, Argon2, Params, Version};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::sync::LazyLock;
-
-/// Shortest accepted password.
-pub const MIN_PASSWORD: usize = 8;
 
 /// The `iss` of every access token, checked on verification.
 pub const ISSUER: &str = "commerce-user-service";
 /// The `aud` of every access token: the public API (the BFF).
 pub const AUDIENCE: &str = "commerce-api";
-
-/// argon2id memory cost in KiB (19 MiB), iterations and lanes: OWASP's minimum.
-pub const ARGON2_M_KIB: u32 = 19 * 1024;
-pub const ARGON2_T: u32 = 2;
-pub const ARGON2_P: u32 = 1;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -86,8 +71,6 @@ pub enum AuthError {
     InvalidToken,
     #[error("the JWT secret must be at least 32 bytes")]
     WeakSecret,
-    #[error("password hashing failed")]
-    Hash,
 }
 
 impl Jwt {
@@ -133,44 +116,6 @@ impl Jwt {
             .map(|d| d.claims)
             .map_err(|_| AuthError::InvalidToken)
     }
-}
-
-fn argon2() -> Result<Argon2<'static>, AuthError> {
-    let params =
-        Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).map_err(|_| AuthError::Hash)?;
-    Ok(Argon2::new(
-        Argon2Algorithm::Argon2id,
-        Version::V0x13,
-        params,
-    ))
-}
-
-/// An argon2id hash (PHC string) of a password, with the parameters above.
-pub fn hash_password(password: &str) -> Result<String, AuthError> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2()?
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| AuthError::Hash)
-}
-
-/// Checks a password against a PHC string (with the parameters the string names).
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    let Ok(a) = argon2() else { return false };
-    PasswordHash::new(hash)
-        .map(|h| a.verify_password(password.as_bytes(), &h).is_ok())
-        .unwrap_or(false)
-}
-
-/// A hash of a random password, made once with the same parameters as real ones: a log-in
-/// for an unknown email is verified against it, so it takes as long as a wrong password.
-static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| hash_password(&random_secret()).unwrap_or_default());
-
-/// Spends the time of a password check and fails (for unknown or deleted accounts).
-pub fn verify_against_dummy(password: &str) -> bool {
-    verify_password(password, &DUMMY_HASH);
-    false
 }
 
 /// Hex SHA-256, for refresh-token secrets.
@@ -257,14 +202,5 @@ mod tests {
             let t = encode(&Header::new(Algorithm::HS256), &claims, &j.encoding).unwrap();
             assert!(j.verify(&t).is_err(), "{iss} {aud}");
         }
-    }
-
-    #[test]
-    fn passwords_hash_with_argon2id() {
-        let h = hash_password("correct horse").unwrap();
-        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(!verify_against_dummy("correct horse"));
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("wrong", &h));
     }
 }

@@ -12,7 +12,8 @@
 //! connection dropped, the server is down) fails every append of the batch as unavailable,
 //! exactly what a lone `insert_one` would have reported.
 
-use crate::event_store::{codes, StoreError};
+use crate::error::StoreError;
+use crate::mongo::codes;
 use mongodb::bson::Document;
 use mongodb::error::ErrorKind;
 use mongodb::Collection;

@@ -16,6 +16,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::collections::HashMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+/// gRPC metadata key carrying the correlation id of a request.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// The W3C header (gRPC metadata key, Kafka header, event field) naming the parent span.
 pub const TRACEPARENT: &str = "traceparent";
 

@@ -11,20 +11,21 @@
 //! another writer got there first: that is reported as [`StoreError::Conflict`], never as an
 //! overwrite.
 //!
-//! Personal fields (see `event_schemas::personal`) are sealed by [`crate::pii::Keyring`] before
+//! Personal fields (see `event_schemas::personal`) are sealed by [`Keyring`] before
 //! they are written and opened when a stream is loaded; [`EventStore::unpublished`] (the
 //! relay's read) leaves them sealed, so Kafka only ever carries the sealed form.
 //!
 //! Each document also carries `published: false` until the relay has handed it to Kafka; the
 //! relay's catch-up read finds whatever a crash left behind through that flag.
 
+pub use crate::error::StoreError;
 use crate::group_commit::{GroupCommit, GroupCommitConfig};
-use crate::pii::{Keyring, PiiError};
+pub use crate::mongo::{codes, error_code, SideWrite};
+use crate::pii::Keyring;
 use chrono::{DateTime, Utc};
 use event_schemas::EventEnvelope;
 use futures::TryStreamExt;
 use mongodb::bson::{self, doc, Bson, Document};
-use mongodb::error::{ErrorKind as MongoErrorKind, WriteFailure};
 use mongodb::options::IndexOptions;
 pub use mongodb::Database;
 use mongodb::{Client, Collection, IndexModel};
@@ -36,85 +37,6 @@ pub const TRANSACTION_LIMIT: Duration = Duration::from_secs(5);
 /// The field of an event document holding the idempotency key of the command that wrote it
 /// (on the command's last event only).
 pub const IDEMPOTENCY_FIELD: &str = "idempotency_key";
-
-/// What can go wrong talking to the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Another writer appended at the expected version first, or a transaction collided.
-    #[error("concurrent write to the stream")]
-    Conflict,
-    /// The store cannot be reached or is failing over; retrying later may succeed.
-    #[error("event store unavailable: {0}")]
-    Unavailable(String),
-    /// A unique value written beside the events (e.g. an email reservation) is taken.
-    #[error("already taken in {0}")]
-    Taken(&'static str),
-    /// A stored document does not decode: a bug or a tampered store.
-    #[error("corrupt event document: {0}")]
-    Corrupt(String),
-}
-
-/// MongoDB server error codes we act on.
-pub mod codes {
-    pub const DUPLICATE_KEY: i32 = 11000;
-    pub const WRITE_CONFLICT: i32 = 112;
-    pub const NO_SUCH_TRANSACTION: i32 = 251;
-}
-
-/// The server error code of a driver error, wherever the driver put it.
-pub fn error_code(e: &mongodb::error::Error) -> Option<i32> {
-    match e.kind.as_ref() {
-        MongoErrorKind::Command(c) => Some(c.code),
-        MongoErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
-        MongoErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
-        MongoErrorKind::InsertMany(m) => m
-            .write_errors
-            .as_ref()
-            .and_then(|w| w.first().map(|w| w.code))
-            .or_else(|| m.write_concern_error.as_ref().map(|w| w.code)),
-        _ => None,
-    }
-}
-
-impl From<PiiError> for StoreError {
-    fn from(e: PiiError) -> Self {
-        match e {
-            PiiError::Unavailable(m) => StoreError::Unavailable(m),
-            PiiError::Corrupt(m) => StoreError::Corrupt(m),
-        }
-    }
-}
-
-impl From<mongodb::error::Error> for StoreError {
-    fn from(e: mongodb::error::Error) -> Self {
-        match error_code(&e) {
-            Some(codes::DUPLICATE_KEY) | Some(codes::WRITE_CONFLICT) => StoreError::Conflict,
-            _ if e.contains_label("TransientTransactionError") => StoreError::Conflict,
-            _ => StoreError::Unavailable(e.to_string()),
-        }
-    }
-}
-
-/// A write to another collection made in the same transaction as a command's events.
-#[derive(Debug, Clone)]
-pub enum SideWrite {
-    /// Insert a document whose `_id` must be unique (a reservation).
-    Insert {
-        collection: &'static str,
-        doc: Document,
-    },
-    /// Delete a document by `_id`.
-    Delete {
-        collection: &'static str,
-        id: String,
-    },
-    /// Write a document by `_id`, replacing any there (or inserting it).
-    Replace {
-        collection: &'static str,
-        id: String,
-        doc: Document,
-    },
-}
 
 /// Where an idempotency key holds: one stream type, one stream (or, for a command that
 /// creates a stream whose id the service chooses, no stream), one caller. Two callers, or

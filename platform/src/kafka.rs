@@ -1,10 +1,12 @@
 //! Kafka plumbing shared by the relay, the projectors and the tools: client configuration,
-//! the idempotent producer, and topic creation (event topics keep history forever).
+//! the idempotent producer, topic creation (event topics keep history forever), and the
+//! headers the relay puts on every record.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Headers as _, Message};
 use rdkafka::producer::FutureProducer;
 use std::time::Duration;
 
@@ -64,4 +66,28 @@ impl KafkaArgs {
         }
         Ok(())
     }
+}
+
+/// Header of every record: the event's id, checked by the probes.
+pub const EVENT_ID_HEADER: &str = "event-id";
+/// Header of every record: the identity of the store it came from.
+pub const STORE_HEADER: &str = "store-id";
+/// Header of every record: the epoch of its topic (milliseconds; grows with every heal).
+pub const EPOCH_HEADER: &str = "relay-epoch";
+
+/// The store id and epoch a record carries, if it was published by the relay.
+pub fn record_origin<M: Message>(m: &M) -> (Option<String>, Option<i64>) {
+    let (mut store, mut epoch) = (None, None);
+    if let Some(h) = m.headers() {
+        for i in 0..h.count() {
+            let header = h.get(i);
+            let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
+            match header.key {
+                STORE_HEADER => store = value.map(str::to_owned),
+                EPOCH_HEADER => epoch = value.and_then(|v| v.parse().ok()),
+                _ => {}
+            }
+        }
+    }
+    (store, epoch)
 }

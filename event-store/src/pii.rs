@@ -11,7 +11,7 @@
 //!   open through [`Keyring::open`], which caches lookups for [`CACHE_TTL`]: a key destroyed
 //!   elsewhere stops being used within that time.
 
-use crate::event_store::SideWrite;
+use crate::mongo::SideWrite;
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -243,8 +243,8 @@ impl Keyring {
                 }
                 // Another writer made one first: read theirs.
                 Err(e)
-                    if crate::event_store::error_code(&e)
-                        == Some(crate::event_store::codes::DUPLICATE_KEY) => {}
+                    if crate::mongo::error_code(&e) == Some(crate::mongo::codes::DUPLICATE_KEY) => {
+                }
                 Err(e) => return Err(e.into()),
             }
         }
