@@ -530,20 +530,8 @@ impl Aggregate for Cart {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{given, given_no_events};
     use proptest::prelude::*;
-
-    /// given(events) / when(command) / then(events or error), in the cqrs-es style.
-    struct Given(Vec<CartEvent>);
-
-    fn given(events: impl IntoIterator<Item = CartEvent>) -> Given {
-        Given(events.into_iter().collect())
-    }
-
-    impl Given {
-        fn when(self, command: CartCommand) -> Result<Vec<CartEvent>, CartError> {
-            Cart::fold(&self.0).decide(&command)
-        }
-    }
 
     fn q(n: i64) -> Quantity {
         Quantity::new(n).unwrap()
@@ -553,8 +541,27 @@ mod tests {
         ProductId::from(uuid::Uuid::from_u128(n))
     }
 
+    fn order(n: u128) -> OrderId {
+        OrderId::from(uuid::Uuid::from_u128(n))
+    }
+
     fn cart() -> CartId {
         CartId::from(uuid::Uuid::from_u128(42))
+    }
+
+    fn owner() -> UserId {
+        UserId::from(uuid::Uuid::from_u128(7))
+    }
+
+    fn eur(n: i64) -> Money {
+        Money::new(n, crate::values::Currency::parse("EUR").unwrap()).unwrap()
+    }
+
+    fn create() -> CartCommand {
+        CartCommand::Create {
+            cart_id: cart(),
+            customer_id: None,
+        }
     }
 
     fn created() -> CartEvent {
@@ -564,10 +571,10 @@ mod tests {
         })
     }
 
-    fn added(product: u128, n: i64) -> CartEvent {
-        CartEvent::CartItemAdded(CartItemAdded {
-            product_id: p(product),
-            quantity: q(n),
+    fn owned() -> CartEvent {
+        CartEvent::CartCreated(CartCreated {
+            cart_id: cart(),
+            customer_id: Some(owner()),
         })
     }
 
@@ -578,12 +585,18 @@ mod tests {
         }
     }
 
-    fn owner() -> UserId {
-        UserId::from(uuid::Uuid::from_u128(7))
+    fn added(product: u128, n: i64) -> CartEvent {
+        CartEvent::CartItemAdded(CartItemAdded {
+            product_id: p(product),
+            quantity: q(n),
+        })
     }
 
-    fn eur(n: i64) -> Money {
-        Money::new(n, crate::values::Currency::parse("EUR").unwrap()).unwrap()
+    fn changed(product: u128, n: i64) -> CartEvent {
+        CartEvent::CartItemQuantityChanged(CartItemQuantityChanged {
+            product_id: p(product),
+            quantity: q(n),
+        })
     }
 
     fn payment() -> PaymentMethod {
@@ -608,46 +621,15 @@ mod tests {
 
     fn checkout_at(prices: BTreeMap<ProductId, Money>) -> CartCommand {
         CartCommand::CheckOut {
-            order_id: OrderId::from(uuid::Uuid::from_u128(9)),
+            order_id: order(9),
             prices,
             payment: card(),
         }
     }
 
-    #[test]
-    fn a_cart_in_two_currencies_cannot_be_checked_out() {
-        let usd = Money::new(5, crate::values::Currency::parse("USD").unwrap()).unwrap();
-        let then = given([owned(), added(1, 1), added(2, 1)])
-            .when(checkout_at([(p(1), eur(10)), (p(2), usd)].into()));
-        assert_eq!(
-            then,
-            Err(CartError::MixedCurrencies(p(2), "USD".into(), "EUR".into()))
-        );
-        assert_eq!(then.unwrap_err().kind(), ErrorKind::InvalidArgument);
-    }
-
-    #[test]
-    fn a_cart_whose_total_overflows_cannot_be_checked_out() {
-        let then = given([owned(), added(1, 2)]).when(checkout_at([(p(1), eur(i64::MAX))].into()));
-        assert_eq!(then, Err(CartError::TotalTooLarge));
-        let then = given([owned(), added(1, 1), added(2, 1)])
-            .when(checkout_at([(p(1), eur(i64::MAX)), (p(2), eur(1))].into()));
-        assert_eq!(then, Err(CartError::TotalTooLarge));
-        assert_eq!(then.unwrap_err().kind(), ErrorKind::InvalidArgument);
-        // The largest total that fits is fine.
-        let then = given([owned(), added(1, 1)]).when(checkout_at([(p(1), eur(i64::MAX))].into()));
-        assert!(then.is_ok(), "{then:?}");
-    }
-
-    #[test]
-    fn a_free_cart_cannot_be_checked_out() {
-        let then = given([owned(), added(1, 3)]).when(checkout_at([(p(1), eur(0))].into()));
-        assert_eq!(then, Err(CartError::NothingToPay));
-    }
-
     fn checked_out() -> CartEvent {
         CartEvent::CartCheckedOut(CartCheckedOut {
-            order_id: OrderId::from(uuid::Uuid::from_u128(9)),
+            order_id: order(9),
             customer_id: owner(),
             lines: vec![CheckedOutLine {
                 product_id: p(1),
@@ -658,159 +640,171 @@ mod tests {
         })
     }
 
-    fn owned() -> CartEvent {
-        CartEvent::CartCreated(CartCreated {
-            cart_id: cart(),
-            customer_id: Some(owner()),
-        })
+    fn reopen(order_id: OrderId) -> CartCommand {
+        CartCommand::ReopenCheckout {
+            order_id,
+            reason: "payment declined".into(),
+        }
+    }
+
+    #[test]
+    fn a_cart_in_two_currencies_cannot_be_checked_out() {
+        let usd = Money::new(5, crate::values::Currency::parse("USD").unwrap()).unwrap();
+        let cart = given::<Cart>([owned(), added(1, 1), added(2, 1)]);
+        let command = checkout_at([(p(1), eur(10)), (p(2), usd)].into());
+        cart.when(command.clone())
+            .then_err_eq(CartError::MixedCurrencies(p(2), "USD".into(), "EUR".into()));
+        cart.when(command).then_error(ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn a_cart_whose_total_overflows_cannot_be_checked_out() {
+        given::<Cart>([owned(), added(1, 2)])
+            .when(checkout_at([(p(1), eur(i64::MAX))].into()))
+            .then_err_eq(CartError::TotalTooLarge);
+        let cart = given::<Cart>([owned(), added(1, 1), added(2, 1)]);
+        let command = checkout_at([(p(1), eur(i64::MAX)), (p(2), eur(1))].into());
+        cart.when(command.clone())
+            .then_err_eq(CartError::TotalTooLarge);
+        cart.when(command).then_error(ErrorKind::InvalidArgument);
+        // The largest total that fits is fine.
+        given::<Cart>([owned(), added(1, 1)])
+            .when(checkout_at([(p(1), eur(i64::MAX))].into()))
+            .then_ok();
+    }
+
+    #[test]
+    fn a_free_cart_cannot_be_checked_out() {
+        given::<Cart>([owned(), added(1, 3)])
+            .when(checkout_at([(p(1), eur(0))].into()))
+            .then_err_eq(CartError::NothingToPay);
     }
 
     #[test]
     fn checkout_snapshots_prices_and_closes_the_cart() {
-        let then = given([owned(), added(1, 1)]).when(checkout());
-        assert_eq!(then, Ok(vec![checked_out()]));
+        given::<Cart>([owned(), added(1, 1)])
+            .when(checkout())
+            .then([checked_out()]);
     }
 
     #[test]
     fn a_failed_checkout_reopens_the_cart_with_its_lines() {
-        let order = OrderId::from(uuid::Uuid::from_u128(9));
-        let reopen = |o| CartCommand::ReopenCheckout {
-            order_id: o,
-            reason: "payment declined".into(),
-        };
-        let then = given([owned(), added(1, 1), checked_out()]).when(reopen(order));
-        let failed = CartEvent::CartCheckoutFailed(CartCheckoutFailed {
-            order_id: order,
-            reason: "payment declined".into(),
-        });
-        assert_eq!(then, Ok(vec![failed.clone()]));
-        let state = Cart::fold(&[owned(), added(1, 1), checked_out(), failed.clone()]);
-        assert_eq!(state.status, CartStatus::Open);
-        assert_eq!(state.lines.get(&p(1)), Some(&q(1)), "its lines are kept");
-        // Redelivered: nothing more; another checkout of the cart is possible.
-        let history = [owned(), added(1, 1), checked_out(), failed];
-        assert_eq!(given(history.clone()).when(reopen(order)), Ok(vec![]));
-        assert_eq!(given(history).when(checkout()), Ok(vec![checked_out()]));
-        // Another order's failure does not reopen this checkout.
-        let other = OrderId::from(uuid::Uuid::from_u128(10));
+        let closed = given::<Cart>([owned(), added(1, 1), checked_out()]);
+        let reopened = closed
+            .when(reopen(order(9)))
+            .then([CartEvent::CartCheckoutFailed(CartCheckoutFailed {
+                order_id: order(9),
+                reason: "payment declined".into(),
+            })]);
+        assert_eq!(reopened.state().status, CartStatus::Open);
         assert_eq!(
-            given([owned(), added(1, 1), checked_out()]).when(reopen(other)),
-            Ok(vec![])
+            reopened.state().lines.get(&p(1)),
+            Some(&q(1)),
+            "its lines are kept"
         );
+        // Redelivered: nothing more; another checkout of the cart is possible.
+        reopened.when(reopen(order(9))).then([]);
+        reopened.when(checkout()).then([checked_out()]);
+        // Another order's failure does not reopen this checkout.
+        closed.when(reopen(order(10))).then([]);
     }
 
     #[test]
     fn an_anonymous_cart_cannot_be_checked_out() {
-        assert_eq!(
-            given([created(), added(1, 1)]).when(checkout()),
-            Err(CartError::Anonymous)
-        );
+        given::<Cart>([created(), added(1, 1)])
+            .when(checkout())
+            .then_err_eq(CartError::Anonymous);
     }
 
     #[test]
     fn a_line_without_a_price_cannot_be_checked_out() {
-        assert_eq!(
-            given([owned(), added(99, 1)]).when(checkout()),
-            Err(CartError::Unavailable(p(99)))
-        );
+        given::<Cart>([owned(), added(99, 1)])
+            .when(checkout())
+            .then_err_eq(CartError::Unavailable(p(99)));
     }
 
     #[test]
     fn only_the_owner_changes_an_owned_cart() {
-        let state = Cart::fold(&[owned()]);
-        assert_eq!(state.authorize(&format!("user:{}", owner())), Ok(()));
-        assert_eq!(
-            state.authorize("user:someone-else"),
-            Err(CartError::Forbidden)
-        );
-        assert_eq!(state.authorize("anonymous"), Err(CartError::Forbidden));
-        assert_eq!(state.authorize("service:checkout-saga"), Ok(()));
-        assert_eq!(Cart::fold(&[created()]).authorize("anonymous"), Ok(()));
+        let cart = given::<Cart>([owned()]);
+        for actor in [format!("user:{}", owner()), "service:checkout-saga".into()] {
+            cart.by(&actor).when(add(1, 1)).then([added(1, 1)]);
+        }
+        for actor in ["user:someone-else", "anonymous"] {
+            cart.by(actor)
+                .when(add(1, 1))
+                .then_err_eq(CartError::Forbidden);
+        }
+        given::<Cart>([created()])
+            .by("anonymous")
+            .when(add(1, 1))
+            .then([added(1, 1)]);
     }
 
     #[test]
     fn an_anonymous_cart_is_claimed_once() {
-        let then = given([created(), added(1, 1)]).when(CartCommand::Claim {
-            customer_id: owner(),
-        });
-        assert_eq!(
-            then,
-            Ok(vec![CartEvent::CartClaimed(CartClaimed {
-                customer_id: owner()
-            })])
-        );
+        given::<Cart>([created(), added(1, 1)])
+            .when(CartCommand::Claim {
+                customer_id: owner(),
+            })
+            .then([CartEvent::CartClaimed(CartClaimed {
+                customer_id: owner(),
+            })]);
         let other = UserId::from(uuid::Uuid::from_u128(8));
-        assert_eq!(
-            given([owned()]).when(CartCommand::Claim { customer_id: other }),
-            Err(CartError::Forbidden)
-        );
+        given::<Cart>([owned()])
+            .when(CartCommand::Claim { customer_id: other })
+            .then_err_eq(CartError::Forbidden);
     }
 
     #[test]
     fn merging_adds_lines_and_quantities() {
-        let then = given([owned(), added(1, 2)]).when(CartCommand::Merge {
-            lines: vec![(p(1), q(3)), (p(2), q(1))],
-        });
-        assert_eq!(
-            then,
-            Ok(vec![
-                CartEvent::CartItemQuantityChanged(CartItemQuantityChanged {
-                    product_id: p(1),
-                    quantity: q(5)
-                }),
-                added(2, 1)
-            ])
-        );
+        given::<Cart>([owned(), added(1, 2)])
+            .when(CartCommand::Merge {
+                lines: vec![(p(1), q(3)), (p(2), q(1))],
+            })
+            .then([changed(1, 5), added(2, 1)]);
     }
 
     #[test]
     fn creating_a_new_cart() {
-        let then = given([]).when(CartCommand::Create {
-            cart_id: cart(),
-            customer_id: None,
-        });
-        assert_eq!(then, Ok(vec![created()]));
+        given_no_events::<Cart>().when(create()).then([created()]);
     }
 
     #[test]
     fn creating_twice_is_refused() {
-        let then = given([created()]).when(CartCommand::Create {
-            cart_id: cart(),
-            customer_id: None,
-        });
-        assert_eq!(then, Err(CartError::AlreadyExists));
+        given::<Cart>([created()])
+            .when(create())
+            .then_err_eq(CartError::AlreadyExists);
     }
 
     #[test]
     fn commands_on_a_missing_cart_are_not_found() {
-        assert_eq!(given([]).when(add(1, 1)), Err(CartError::NotFound));
-        assert_eq!(given([]).when(CartCommand::Clear), Err(CartError::NotFound));
+        let missing = given_no_events::<Cart>();
+        missing.when(add(1, 1)).then_err_eq(CartError::NotFound);
+        missing
+            .when(CartCommand::Clear)
+            .then_err_eq(CartError::NotFound);
     }
 
     #[test]
     fn adding_a_new_product_adds_a_line() {
-        assert_eq!(given([created()]).when(add(1, 2)), Ok(vec![added(1, 2)]));
+        given::<Cart>([created()])
+            .when(add(1, 2))
+            .then([added(1, 2)]);
     }
 
     #[test]
     fn adding_a_product_again_raises_its_quantity() {
-        let then = given([created(), added(1, 2)]).when(add(1, 3));
-        assert_eq!(
-            then,
-            Ok(vec![CartEvent::CartItemQuantityChanged(
-                CartItemQuantityChanged {
-                    product_id: p(1),
-                    quantity: q(5)
-                }
-            )])
-        );
+        given::<Cart>([created(), added(1, 2)])
+            .when(add(1, 3))
+            .then([changed(1, 5)]);
     }
 
     #[test]
     fn a_line_cannot_exceed_the_maximum() {
         let max = i64::from(Quantity::MAX);
-        let then = given([created(), added(1, max)]).when(add(1, 1));
-        assert_eq!(then, Err(CartError::QuantityTooLarge));
+        given::<Cart>([created(), added(1, max)])
+            .when(add(1, 1))
+            .then_err_eq(CartError::QuantityTooLarge);
     }
 
     #[test]
@@ -824,63 +818,63 @@ mod tests {
     fn too_many_lines_are_refused() {
         let mut history = vec![created()];
         history.extend((0..MAX_LINES as u128).map(|i| added(i, 1)));
-        assert_eq!(
-            given(history).when(add(10_000, 1)),
-            Err(CartError::TooManyLines)
-        );
+        given::<Cart>(history)
+            .when(add(10_000, 1))
+            .then_err_eq(CartError::TooManyLines);
     }
 
     #[test]
     fn changing_or_removing_a_missing_line_is_refused() {
-        let then = given([created()]).when(CartCommand::ChangeItemQuantity {
+        let cart = given::<Cart>([created()]);
+        cart.when(CartCommand::ChangeItemQuantity {
             product_id: p(7),
             quantity: q(1),
-        });
-        assert_eq!(then, Err(CartError::LineNotFound(p(7))));
-        let then = given([created()]).when(CartCommand::RemoveItem { product_id: p(7) });
-        assert_eq!(then, Err(CartError::LineNotFound(p(7))));
+        })
+        .then_err_eq(CartError::LineNotFound(p(7)));
+        cart.when(CartCommand::RemoveItem { product_id: p(7) })
+            .then_err_eq(CartError::LineNotFound(p(7)));
     }
 
     #[test]
     fn changing_to_the_same_quantity_changes_nothing() {
-        let then = given([created(), added(1, 2)]).when(CartCommand::ChangeItemQuantity {
-            product_id: p(1),
-            quantity: q(2),
-        });
-        assert_eq!(then, Ok(vec![]));
+        given::<Cart>([created(), added(1, 2)])
+            .when(CartCommand::ChangeItemQuantity {
+                product_id: p(1),
+                quantity: q(2),
+            })
+            .then([]);
     }
 
     #[test]
     fn removing_and_clearing() {
-        let then =
-            given([created(), added(1, 2)]).when(CartCommand::RemoveItem { product_id: p(1) });
-        assert_eq!(
-            then,
-            Ok(vec![CartEvent::CartItemRemoved(CartItemRemoved {
-                product_id: p(1)
-            })])
-        );
-        let then = given([created(), added(1, 2)]).when(CartCommand::Clear);
-        assert_eq!(then, Ok(vec![CartEvent::CartCleared(CartCleared {})]));
-        assert_eq!(given([created()]).when(CartCommand::Clear), Ok(vec![]));
+        let cart = given::<Cart>([created(), added(1, 2)]);
+        cart.when(CartCommand::RemoveItem { product_id: p(1) })
+            .then([CartEvent::CartItemRemoved(CartItemRemoved {
+                product_id: p(1),
+            })]);
+        cart.when(CartCommand::Clear)
+            .then([CartEvent::CartCleared(CartCleared {})]);
+        given::<Cart>([created()]).when(CartCommand::Clear).then([]);
     }
 
     #[test]
     fn a_checked_out_cart_is_closed() {
-        let history = [created(), added(1, 1), checked_out()];
+        let closed = given::<Cart>([created(), added(1, 1), checked_out()]);
         for command in [
             add(2, 1),
             CartCommand::RemoveItem { product_id: p(1) },
             CartCommand::Clear,
             checkout(),
         ] {
-            assert_eq!(given(history.clone()).when(command), Err(CartError::Closed));
+            closed.when(command).then_err_eq(CartError::Closed);
         }
     }
 
     #[test]
     fn an_empty_cart_cannot_be_checked_out() {
-        assert_eq!(given([created()]).when(checkout()), Err(CartError::Empty));
+        given::<Cart>([created()])
+            .when(checkout())
+            .then_err_eq(CartError::Empty);
     }
 
     #[test]
@@ -896,10 +890,7 @@ mod tests {
         let product = (0u128..8).prop_map(p);
         let qty = (1i64..=i64::from(Quantity::MAX)).prop_map(q);
         prop_oneof![
-            Just(CartCommand::Create {
-                cart_id: cart(),
-                customer_id: None
-            }),
+            Just(create()),
             (product.clone(), qty.clone()).prop_map(|(product_id, quantity)| {
                 CartCommand::AddItem {
                     product_id,
@@ -915,10 +906,7 @@ mod tests {
             product.prop_map(|product_id| CartCommand::RemoveItem { product_id }),
             Just(CartCommand::Clear),
             Just(checkout()),
-            Just(CartCommand::ReopenCheckout {
-                order_id: OrderId::from(uuid::Uuid::from_u128(9)),
-                reason: "payment declined".into(),
-            }),
+            Just(reopen(order(9))),
         ]
     }
 

@@ -12,6 +12,9 @@ pub mod product;
 pub mod user;
 pub mod values;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 use serde::{de::DeserializeOwned, Serialize};
 
 /// What kind of failure a domain error is; the outer layers map this to the wire

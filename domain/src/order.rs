@@ -435,6 +435,7 @@ impl Aggregate for Order {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{given, given_no_events};
     use crate::values::Currency;
 
     fn eur(n: i64) -> Money {
@@ -445,16 +446,29 @@ mod tests {
         T::from(uuid::Uuid::from_u128(n))
     }
 
+    fn line(quantity: i64, unit_price: Money) -> OrderLine {
+        OrderLine {
+            product_id: id(4),
+            quantity: Quantity::new(quantity).unwrap(),
+            unit_price,
+        }
+    }
+
+    fn place(lines: Vec<OrderLine>) -> OrderCommand {
+        OrderCommand::Place {
+            order_id: id(1),
+            customer_id: id(2),
+            cart_id: id(3),
+            lines,
+        }
+    }
+
     fn placed() -> OrderEvent {
         OrderEvent::OrderPlaced(OrderPlaced {
             order_id: id(1),
             customer_id: id(2),
             cart_id: id(3),
-            lines: vec![OrderLine {
-                product_id: id(4),
-                quantity: Quantity::new(2).unwrap(),
-                unit_price: eur(1000),
-            }],
+            lines: vec![line(2, eur(1000))],
             total: eur(2000),
         })
     }
@@ -468,47 +482,46 @@ mod tests {
         ]
     }
 
-    fn given(events: impl IntoIterator<Item = OrderEvent>) -> Order {
-        Order::fold(&events.into_iter().collect::<Vec<_>>())
+    fn cancel() -> OrderCommand {
+        OrderCommand::Cancel {
+            reason: CancelReason::parse("changed my mind").unwrap(),
+            by: CancelledBy::Customer,
+        }
+    }
+
+    fn refund(amount: i64) -> OrderCommand {
+        OrderCommand::Refund {
+            amount: eur(amount),
+        }
+    }
+
+    fn refunded(amount: i64, total_refunded: i64) -> OrderEvent {
+        OrderEvent::OrderRefunded(OrderRefunded {
+            amount: eur(amount),
+            total_refunded: eur(total_refunded),
+        })
     }
 
     #[test]
     fn placing_computes_the_total() {
-        let then = given([]).decide(&OrderCommand::Place {
-            order_id: id(1),
-            customer_id: id(2),
-            cart_id: id(3),
-            lines: vec![OrderLine {
-                product_id: id(4),
-                quantity: Quantity::new(2).unwrap(),
-                unit_price: eur(1000),
-            }],
-        });
-        assert_eq!(then, Ok(vec![placed()]));
+        given_no_events::<Order>()
+            .when(place(vec![line(2, eur(1000))]))
+            .then([placed()]);
     }
 
     #[test]
     fn an_order_needs_lines_in_one_currency() {
         let usd = Money::new(5, Currency::parse("USD").unwrap()).unwrap();
-        let line = |p| OrderLine {
-            product_id: id(4),
-            quantity: Quantity::new(1).unwrap(),
-            unit_price: p,
-        };
-        for lines in [vec![], vec![line(eur(5)), line(usd)]] {
-            let then = given([]).decide(&OrderCommand::Place {
-                order_id: id(1),
-                customer_id: id(2),
-                cart_id: id(3),
-                lines,
-            });
-            assert!(matches!(then, Err(OrderError::Invalid(_))), "{then:?}");
+        for lines in [vec![], vec![line(1, eur(5)), line(1, usd)]] {
+            given_no_events::<Order>()
+                .when(place(lines))
+                .then_err(|e| matches!(e, OrderError::Invalid(_)));
         }
     }
 
     #[test]
     fn the_happy_lifecycle() {
-        let mut state = given([placed()]);
+        let mut order = given::<Order>([placed()]);
         for (command, status) in [
             (OrderCommand::MarkStockReserved, OrderStatus::StockReserved),
             (
@@ -525,91 +538,73 @@ mod tests {
             ),
             (OrderCommand::MarkDelivered, OrderStatus::Delivered),
         ] {
-            let events = state.decide(&command).unwrap();
-            assert_eq!(events.len(), 1);
-            state = events.iter().fold(state, Order::evolve);
-            assert_eq!(state.status, status);
+            order = order
+                .when(command.clone())
+                .then_events(|events| assert_eq!(events.len(), 1));
+            assert_eq!(order.state().status, status);
             // Repeating a step (a redelivered saga command) changes nothing.
             if !matches!(command, OrderCommand::Ship { .. }) {
-                assert_eq!(state.decide(&command), Ok(vec![]));
+                order.when(command).then([]);
             }
         }
     }
 
     #[test]
     fn illegal_transitions_say_why() {
-        let then = given([placed()]).decide(&OrderCommand::Confirm);
-        assert_eq!(
-            then,
-            Err(OrderError::InvalidTransition {
+        let placed = given::<Order>([placed()]);
+        placed
+            .when(OrderCommand::Confirm)
+            .then_err_eq(OrderError::InvalidTransition {
                 status: OrderStatus::Placed,
-                action: "confirm"
-            })
-        );
-        assert_eq!(
-            then.unwrap_err().to_string(),
-            "cannot confirm an order that is placed"
-        );
+                action: "confirm",
+            });
+        placed
+            .when(OrderCommand::Confirm)
+            .then_err(|e| e.to_string() == "cannot confirm an order that is placed");
     }
 
     #[test]
     fn cancelling_before_shipment_only() {
-        let cancel = OrderCommand::Cancel {
-            reason: CancelReason::parse("changed my mind").unwrap(),
-            by: CancelledBy::Customer,
-        };
-        let then = given(confirmed()).decide(&cancel).unwrap();
-        assert!(matches!(
-            &then[0],
-            OrderEvent::OrderCancelled(OrderCancelled {
-                previous_status: OrderStatus::Confirmed,
-                ..
-            })
-        ));
-        // A paid order is refunded in full by its cancellation.
-        assert_eq!(
-            then[1],
-            OrderEvent::OrderRefunded(OrderRefunded {
-                amount: eur(2000),
-                total_refunded: eur(2000)
-            })
-        );
+        given::<Order>(confirmed())
+            .when(cancel())
+            .then_events(|then| {
+                assert!(matches!(
+                    &then[0],
+                    OrderEvent::OrderCancelled(OrderCancelled {
+                        previous_status: OrderStatus::Confirmed,
+                        ..
+                    })
+                ));
+                // A paid order is refunded in full by its cancellation.
+                assert_eq!(then[1], refunded(2000, 2000));
+            });
         let mut shipped = confirmed();
         shipped.push(OrderEvent::OrderShipped(OrderShipped {
             carrier: "DHL".into(),
             tracking_number: "1".into(),
         }));
-        assert!(matches!(
-            given(shipped).decide(&cancel),
-            Err(OrderError::InvalidTransition { .. })
-        ));
+        given::<Order>(shipped)
+            .when(cancel())
+            .then_err(|e| matches!(e, OrderError::InvalidTransition { .. }));
     }
 
     #[test]
     fn refunds_up_to_the_total_once_paid() {
-        assert!(matches!(
-            given([placed()]).decide(&OrderCommand::Refund { amount: eur(1) }),
-            Err(OrderError::InvalidTransition { .. })
-        ));
+        given::<Order>([placed()])
+            .when(refund(1))
+            .then_err(|e| matches!(e, OrderError::InvalidTransition { .. }));
         let mut history = confirmed();
-        history.push(OrderEvent::OrderRefunded(OrderRefunded {
-            amount: eur(1500),
-            total_refunded: eur(1500),
-        }));
-        assert_eq!(
-            given(history.clone()).decide(&OrderCommand::Refund { amount: eur(600) }),
-            Err(OrderError::RefundTooLarge {
+        history.push(refunded(1500, 1500));
+        let partly_refunded = given::<Order>(history);
+        partly_refunded
+            .when(refund(600))
+            .then_err_eq(OrderError::RefundTooLarge {
                 requested: 600,
-                refundable: 500
-            })
-        );
-        assert_eq!(
-            given(history).decide(&OrderCommand::Refund { amount: eur(500) }),
-            Ok(vec![OrderEvent::OrderRefunded(OrderRefunded {
-                amount: eur(500),
-                total_refunded: eur(2000)
-            })])
-        );
+                refundable: 500,
+            });
+        partly_refunded
+            .when(refund(500))
+            .then([refunded(500, 2000)]);
     }
 
     #[test]
@@ -643,65 +638,41 @@ mod tests {
     #[test]
     fn cancelling_after_a_partial_refund_refunds_the_rest_and_nothing_more() {
         let mut history = confirmed();
-        history.push(OrderEvent::OrderRefunded(OrderRefunded {
-            amount: eur(500),
-            total_refunded: eur(500),
-        }));
-        let cancel = OrderCommand::Cancel {
-            reason: CancelReason::parse("changed my mind").unwrap(),
-            by: CancelledBy::Customer,
-        };
-        let then = given(history.clone()).decide(&cancel).unwrap();
-        assert_eq!(
-            then[1],
-            OrderEvent::OrderRefunded(OrderRefunded {
-                amount: eur(1500),
-                total_refunded: eur(2000)
-            })
-        );
-        history.extend(then);
-        let cancelled = given(history);
-        assert_eq!(cancelled.status, OrderStatus::Cancelled);
-        assert_eq!(cancelled.decide(&cancel), Ok(vec![]), "cancelling again");
-        assert_eq!(
-            cancelled.decide(&OrderCommand::Refund { amount: eur(1) }),
-            Err(OrderError::RefundTooLarge {
+        history.push(refunded(500, 500));
+        let cancelled = given::<Order>(history)
+            .when(cancel())
+            .then_events(|then| assert_eq!(then[1], refunded(1500, 2000)));
+        assert_eq!(cancelled.state().status, OrderStatus::Cancelled);
+        // Cancelling again changes nothing.
+        cancelled.when(cancel()).then([]);
+        cancelled
+            .when(refund(1))
+            .then_err_eq(OrderError::RefundTooLarge {
                 requested: 1,
-                refundable: 0
-            })
-        );
+                refundable: 0,
+            });
     }
 
     #[test]
     fn an_order_total_that_overflows_is_refused() {
-        let then = given([]).decide(&OrderCommand::Place {
-            order_id: id(1),
-            customer_id: id(2),
-            cart_id: id(3),
-            lines: vec![OrderLine {
-                product_id: id(4),
-                quantity: Quantity::new(3).unwrap(),
-                unit_price: eur(i64::MAX / 2),
-            }],
-        });
-        assert!(matches!(then, Err(OrderError::Invalid(_))), "{then:?}");
+        given_no_events::<Order>()
+            .when(place(vec![line(3, eur(i64::MAX / 2))]))
+            .then_err(|e| matches!(e, OrderError::Invalid(_)));
     }
 
     #[test]
     fn a_cancelled_paid_order_takes_partial_refunds_up_to_the_total() {
         // Cancelled before it was paid: nothing to refund.
-        let unpaid = given([
+        given::<Order>([
             placed(),
             OrderEvent::OrderCancelled(OrderCancelled {
                 reason: "out of stock".into(),
                 by: CancelledBy::System,
                 previous_status: OrderStatus::Placed,
             }),
-        ]);
-        assert!(matches!(
-            unpaid.decide(&OrderCommand::Refund { amount: eur(1) }),
-            Err(OrderError::InvalidTransition { .. })
-        ));
+        ])
+        .when(refund(1))
+        .then_err(|e| matches!(e, OrderError::InvalidTransition { .. }));
         // Cancelled after it was paid (an order cancelled by an older version, without its
         // refund): partial refunds up to the total.
         let mut history = confirmed();
@@ -710,44 +681,31 @@ mod tests {
             by: CancelledBy::Customer,
             previous_status: OrderStatus::Confirmed,
         }));
-        let state = given(history);
-        let first = state
-            .decide(&OrderCommand::Refund { amount: eur(1200) })
-            .unwrap();
-        let state = first.iter().fold(state, Order::evolve);
-        assert_eq!(
-            state.decide(&OrderCommand::Refund { amount: eur(801) }),
-            Err(OrderError::RefundTooLarge {
+        let partly_refunded = given::<Order>(history).when(refund(1200)).then_ok();
+        partly_refunded
+            .when(refund(801))
+            .then_err_eq(OrderError::RefundTooLarge {
                 requested: 801,
-                refundable: 800
-            })
-        );
-        assert!(state
-            .decide(&OrderCommand::Refund { amount: eur(800) })
-            .is_ok());
+                refundable: 800,
+            });
+        partly_refunded.when(refund(800)).then_ok();
     }
 
     #[test]
     fn a_timeout_never_cancels_a_confirmed_order() {
-        let placed_only = given([placed()]);
-        let then = placed_only.decide(&OrderCommand::TimeOut).unwrap();
-        assert_eq!(
-            then,
-            vec![OrderEvent::OrderCancelled(OrderCancelled {
+        let cancelled = given::<Order>([placed()])
+            .when(OrderCommand::TimeOut)
+            .then([OrderEvent::OrderCancelled(OrderCancelled {
                 reason: TIMED_OUT.into(),
                 by: CancelledBy::System,
                 previous_status: OrderStatus::Placed,
-            })]
-        );
-        assert_eq!(
-            given(confirmed()).decide(&OrderCommand::TimeOut),
-            Err(OrderError::InvalidTransition {
+            })]);
+        given::<Order>(confirmed())
+            .when(OrderCommand::TimeOut)
+            .then_err_eq(OrderError::InvalidTransition {
                 status: OrderStatus::Confirmed,
-                action: "time out"
-            })
-        );
-        let mut cancelled = vec![placed()];
-        cancelled.extend(then);
-        assert_eq!(given(cancelled).decide(&OrderCommand::TimeOut), Ok(vec![]));
+                action: "time out",
+            });
+        cancelled.when(OrderCommand::TimeOut).then([]);
     }
 }

@@ -326,6 +326,7 @@ impl Aggregate for Payment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{given_no_events, Given};
     use crate::values::Currency;
 
     fn eur(n: i64) -> Money {
@@ -345,106 +346,98 @@ mod tests {
         }
     }
 
-    fn run(commands: &[PaymentCommand]) -> (Payment, Vec<Result<Vec<PaymentEvent>, PaymentError>>) {
-        let mut state = Payment::default();
-        let mut results = Vec::new();
-        for c in commands {
-            let r = state.decide(c);
-            if let Ok(events) = &r {
-                state = events.iter().fold(state, Payment::evolve);
-            }
-            results.push(r);
-        }
-        (state, results)
-    }
-
     fn approved() -> GatewayOutcome {
         GatewayOutcome::Approved {
             reference: "sim_1".into(),
         }
     }
 
+    fn refund(amount: i64) -> PaymentCommand {
+        PaymentCommand::Refund {
+            amount: eur(amount),
+        }
+    }
+
+    /// A payment of 20 EUR, authorized and captured.
+    fn captured() -> Given<Payment> {
+        given_no_events::<Payment>()
+            .when(authorize(approved()))
+            .then_ok()
+            .when(PaymentCommand::Capture)
+            .then_ok()
+    }
+
     #[test]
     fn authorize_then_capture_once() {
-        let (state, results) = run(&[
-            authorize(approved()),
-            PaymentCommand::Capture,
-            PaymentCommand::Capture,
-            authorize(approved()),
-        ]);
-        assert_eq!(state.status, PaymentStatus::Captured);
-        assert_eq!(state.captures, 1, "never captured twice");
-        assert_eq!(results[2], Ok(vec![]));
-        assert_eq!(results[3], Ok(vec![]));
+        let payment = captured()
+            .when(PaymentCommand::Capture)
+            .then([])
+            .when(authorize(approved()))
+            .then([]);
+        assert_eq!(payment.state().status, PaymentStatus::Captured);
+        assert_eq!(payment.state().captures, 1, "never captured twice");
     }
 
     #[test]
     fn a_declined_payment_cannot_be_captured() {
-        let (state, results) = run(&[
-            authorize(GatewayOutcome::Declined(DeclineReason::InsufficientFunds)),
-            PaymentCommand::Capture,
-        ]);
-        assert_eq!(state.status, PaymentStatus::Declined);
-        assert!(matches!(
-            results[1],
-            Err(PaymentError::InvalidTransition { .. })
-        ));
+        let payment = given_no_events::<Payment>()
+            .when(authorize(GatewayOutcome::Declined(
+                DeclineReason::InsufficientFunds,
+            )))
+            .then_ok()
+            .when(PaymentCommand::Capture)
+            .then_err(|e| matches!(e, PaymentError::InvalidTransition { .. }));
+        assert_eq!(payment.state().status, PaymentStatus::Declined);
     }
 
     #[test]
     fn void_only_before_capture() {
-        let (state, _) = run(&[authorize(approved()), PaymentCommand::Void]);
-        assert_eq!(state.status, PaymentStatus::Voided);
-        let (_, results) = run(&[
-            authorize(approved()),
-            PaymentCommand::Capture,
-            PaymentCommand::Void,
-        ]);
-        assert!(matches!(
-            results[2],
-            Err(PaymentError::InvalidTransition { .. })
-        ));
+        let voided = given_no_events::<Payment>()
+            .when(authorize(approved()))
+            .then_ok()
+            .when(PaymentCommand::Void)
+            .then_ok();
+        assert_eq!(voided.state().status, PaymentStatus::Voided);
+        captured()
+            .when(PaymentCommand::Void)
+            .then_err(|e| matches!(e, PaymentError::InvalidTransition { .. }));
     }
 
     #[test]
     fn partial_and_full_refunds() {
-        let (state, results) = run(&[
-            authorize(approved()),
-            PaymentCommand::Capture,
-            PaymentCommand::Refund { amount: eur(500) },
-            PaymentCommand::Refund { amount: eur(1600) },
-            PaymentCommand::Refund { amount: eur(1500) },
-        ]);
-        assert_eq!(
-            results[3],
-            Err(PaymentError::RefundTooLarge {
+        let payment = captured()
+            .when(refund(500))
+            .then_ok()
+            .when(refund(1600))
+            .then_err_eq(PaymentError::RefundTooLarge {
                 requested: 1600,
-                refundable: 1500
+                refundable: 1500,
             })
-        );
-        assert!(results[4].is_ok());
-        assert_eq!(state.refunded, Some(eur(2000)));
-        assert_eq!(state.status, PaymentStatus::Refunded, "refunded in full");
-        let (_, more) = run(&[
-            authorize(approved()),
-            PaymentCommand::Capture,
-            PaymentCommand::Refund { amount: eur(2000) },
-            PaymentCommand::Refund { amount: eur(1) },
-            PaymentCommand::Capture,
-        ]);
+            .when(refund(1500))
+            .then_ok();
+        assert_eq!(payment.state().refunded, Some(eur(2000)));
         assert_eq!(
-            more[3],
-            Err(PaymentError::RefundTooLarge {
-                requested: 1,
-                refundable: 0
-            })
+            payment.state().status,
+            PaymentStatus::Refunded,
+            "refunded in full"
         );
-        assert_eq!(more[4], Ok(vec![]), "a redelivered capture changes nothing");
+        captured()
+            .when(refund(2000))
+            .then_ok()
+            .when(refund(1))
+            .then_err_eq(PaymentError::RefundTooLarge {
+                requested: 1,
+                refundable: 0,
+            })
+            // A redelivered capture changes nothing.
+            .when(PaymentCommand::Capture)
+            .then([]);
     }
 
     #[test]
     fn commands_on_a_missing_payment_are_not_found() {
-        let (_, results) = run(&[PaymentCommand::Capture]);
-        assert_eq!(results[0], Err(PaymentError::NotFound));
+        given_no_events::<Payment>()
+            .when(PaymentCommand::Capture)
+            .then_err_eq(PaymentError::NotFound);
     }
 }

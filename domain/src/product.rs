@@ -564,12 +564,9 @@ impl Product {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{given, given_no_events};
     use crate::values::Currency;
     use proptest::prelude::*;
-
-    fn given(events: impl IntoIterator<Item = ProductEvent>) -> Product {
-        Product::fold(&events.into_iter().collect::<Vec<_>>())
-    }
 
     fn eur(n: i64) -> Money {
         Money::new(n, Currency::parse("EUR").unwrap()).unwrap()
@@ -595,11 +592,29 @@ mod tests {
         })
     }
 
+    fn archived() -> ProductEvent {
+        ProductEvent::ProductArchived(ProductArchived {})
+    }
+
+    fn reserve(o: u128, n: i64) -> ProductCommand {
+        ProductCommand::ReserveStock {
+            order_id: order(o),
+            quantity: q(n),
+        }
+    }
+
     fn reserved(o: u128, n: i64) -> ProductEvent {
         ProductEvent::StockReserved(StockReserved {
             order_id: order(o),
             quantity: q(n),
         })
+    }
+
+    fn adjust(delta: i64) -> ProductCommand {
+        ProductCommand::AdjustStock {
+            delta,
+            reason: StockReason::default(),
+        }
     }
 
     fn review(stars: i64, reviewer: u128, received: bool) -> ProductCommand {
@@ -627,37 +642,33 @@ mod tests {
 
     #[test]
     fn a_customer_who_received_the_product_reviews_it() {
-        let then = given([created(3)]).decide(&review(5, 7, true));
-        assert_eq!(then, Ok(vec![reviewed(7, 5)]));
+        given::<Product>([created(3)])
+            .when(review(5, 7, true))
+            .then([reviewed(7, 5)]);
     }
 
     #[test]
     fn only_a_customer_who_received_the_product_reviews_it() {
-        assert_eq!(
-            given([created(3)]).decide(&review(4, 7, false)),
-            Err(ProductError::NotReceived)
-        );
+        let product = given::<Product>([created(3)]);
+        product
+            .when(review(4, 7, false))
+            .then_err_eq(ProductError::NotReceived);
         let mut unproven = review(4, 7, true);
         if let ProductCommand::Review { purchase, .. } = &mut unproven {
             *purchase = None;
         }
-        assert_eq!(
-            given([created(3)]).decide(&unproven),
-            Err(ProductError::NotReceived)
-        );
+        product
+            .when(unproven)
+            .then_err_eq(ProductError::NotReceived);
     }
 
     #[test]
     fn one_review_per_customer() {
-        let product = given([created(3), reviewed(7, 5)]);
-        assert_eq!(
-            product.decide(&review(1, 7, true)),
-            Err(ProductError::AlreadyReviewed)
-        );
-        assert_eq!(
-            product.decide(&review(3, 8, true)),
-            Ok(vec![reviewed(8, 3)])
-        );
+        let product = given::<Product>([created(3), reviewed(7, 5)]);
+        product
+            .when(review(1, 7, true))
+            .then_err_eq(ProductError::AlreadyReviewed);
+        product.when(review(3, 8, true)).then([reviewed(8, 3)]);
     }
 
     #[test]
@@ -686,6 +697,15 @@ mod tests {
         }
     }
 
+    fn create(details: ProductFields, initial_stock: u32) -> ProductCommand {
+        ProductCommand::Create {
+            product_id: ProductId::generate(),
+            details,
+            price: eur(100),
+            initial_stock,
+        }
+    }
+
     #[test]
     fn a_product_needs_a_name() {
         assert!(serde_json::from_str::<ProductFields>(r#"{"name": "  "}"#).is_err());
@@ -696,10 +716,11 @@ mod tests {
                 "price": {"amount_minor": 100, "currency": "EUR"}, "initial_stock": 3}"#,
         )
         .unwrap();
-        let then = given([]).decide(&cmd).unwrap();
-        assert!(
-            matches!(&then[0], ProductEvent::ProductCreated(e) if e.details.name == "Cup" && e.details.attributes["colour"] == "blue")
-        );
+        given_no_events::<Product>().when(cmd).then_events(|then| {
+            assert!(
+                matches!(&then[0], ProductEvent::ProductCreated(e) if e.details.name == "Cup" && e.details.attributes["colour"] == "blue")
+            )
+        });
     }
 
     #[test]
@@ -740,16 +761,9 @@ mod tests {
         f.categories = (0..=MAX_CATEGORIES)
             .map(|i| Category::parse(&format!("c{i}")).unwrap())
             .collect();
-        let create = |details| ProductCommand::Create {
-            product_id: ProductId::generate(),
-            details,
-            price: eur(100),
-            initial_stock: 0,
-        };
-        assert!(matches!(
-            given([]).decide(&create(f)),
-            Err(ProductError::Invalid(_))
-        ));
+        given_no_events::<Product>()
+            .when(create(f, 0))
+            .then_err(|e| matches!(e, ProductError::Invalid(_)));
         let mut f = fields("Cup");
         f.attributes = (0..=MAX_ATTRIBUTES)
             .map(|i| {
@@ -759,193 +773,122 @@ mod tests {
                 )
             })
             .collect();
-        assert!(matches!(
-            given([created(1)]).decide(&ProductCommand::Update { details: f }),
-            Err(ProductError::Invalid(_))
-        ));
+        given::<Product>([created(1)])
+            .when(ProductCommand::Update { details: f })
+            .then_err(|e| matches!(e, ProductError::Invalid(_)));
     }
 
     #[test]
     fn stock_is_bounded_and_never_overflows() {
-        assert!(matches!(
-            given([]).decide(&ProductCommand::Create {
-                product_id: ProductId::generate(),
-                details: fields("Cup"),
-                price: eur(100),
-                initial_stock: u32::MAX,
-            }),
-            Err(ProductError::Invalid(_))
-        ));
+        given_no_events::<Product>()
+            .when(create(fields("Cup"), u32::MAX))
+            .then_err(|e| matches!(e, ProductError::Invalid(_)));
+        let product = given::<Product>([created(3)]);
         for delta in [i64::MAX, i64::from(MAX_STOCK), i64::from(u32::MAX)] {
-            let then = given([created(3)]).decide(&ProductCommand::AdjustStock {
-                delta,
-                reason: StockReason::default(),
-            });
-            assert!(
-                matches!(then, Err(ProductError::Invalid(_))),
-                "{delta}: {then:?}"
-            );
+            product
+                .when(adjust(delta))
+                .then_err(|e| matches!(e, ProductError::Invalid(_)));
         }
-        let then = given([created(3)]).decide(&ProductCommand::AdjustStock {
-            delta: i64::MIN,
-            reason: StockReason::default(),
-        });
-        assert!(
-            matches!(then, Err(ProductError::NegativeStock { .. })),
-            "{then:?}"
-        );
-        let then = given([created(3)]).decide(&ProductCommand::AdjustStock {
-            delta: i64::from(MAX_STOCK) - 3,
-            reason: StockReason::default(),
-        });
-        assert!(then.is_ok());
+        product
+            .when(adjust(i64::MIN))
+            .then_err(|e| matches!(e, ProductError::NegativeStock { .. }));
+        product.when(adjust(i64::from(MAX_STOCK) - 3)).then_ok();
     }
 
     #[test]
     fn reserving_within_available_stock() {
-        let then = given([created(3)]).decide(&ProductCommand::ReserveStock {
-            order_id: order(1),
-            quantity: q(2),
-        });
-        assert_eq!(then, Ok(vec![reserved(1, 2)]));
+        given::<Product>([created(3)])
+            .when(reserve(1, 2))
+            .then([reserved(1, 2)]);
     }
 
     #[test]
     fn the_last_unit_goes_to_one_order_only() {
-        let then = given([created(1), reserved(1, 1)]).decide(&ProductCommand::ReserveStock {
-            order_id: order(2),
-            quantity: q(1),
-        });
-        assert_eq!(
-            then,
-            Err(ProductError::InsufficientStock {
+        given::<Product>([created(1), reserved(1, 1)])
+            .when(reserve(2, 1))
+            .then_err_eq(ProductError::InsufficientStock {
                 available: 0,
-                requested: 1
-            })
-        );
+                requested: 1,
+            });
     }
 
     #[test]
     fn reserving_twice_for_one_order_is_a_no_op() {
-        let then = given([created(5), reserved(1, 2)]).decide(&ProductCommand::ReserveStock {
-            order_id: order(1),
-            quantity: q(2),
-        });
-        assert_eq!(then, Ok(vec![]));
+        given::<Product>([created(5), reserved(1, 2)])
+            .when(reserve(1, 2))
+            .then([]);
     }
 
     #[test]
     fn releasing_gives_units_back_once() {
-        let history = [created(2), reserved(1, 2)];
-        let then = given(history.clone())
-            .decide(&ProductCommand::ReleaseReservation { order_id: order(1) })
-            .unwrap();
-        assert_eq!(
-            then,
-            vec![ProductEvent::StockReservationReleased(
+        let release = || ProductCommand::ReleaseReservation { order_id: order(1) };
+        let released = given::<Product>([created(2), reserved(1, 2)])
+            .when(release())
+            .then([ProductEvent::StockReservationReleased(
                 StockReservationReleased {
                     order_id: order(1),
-                    quantity: q(2)
-                }
-            )]
-        );
-        let mut all = history.to_vec();
-        all.extend(then);
-        let state = given(all);
-        assert_eq!(state.available(), 2);
-        assert_eq!(
-            state.decide(&ProductCommand::ReleaseReservation { order_id: order(1) }),
-            Ok(vec![])
-        );
-        assert_eq!(
-            state.decide(&ProductCommand::ReserveStock {
-                order_id: order(1),
-                quantity: q(1)
-            }),
-            Ok(vec![]),
-            "a settled order does not reserve again"
-        );
+                    quantity: q(2),
+                },
+            )]);
+        assert_eq!(released.state().available(), 2);
+        released.when(release()).then([]);
+        // A settled order does not reserve again.
+        released.when(reserve(1, 1)).then([]);
     }
 
     #[test]
     fn committing_takes_units_off_hand() {
-        let then = given([created(5), reserved(1, 2)])
-            .decide(&ProductCommand::CommitReservation { order_id: order(1) });
-        assert_eq!(
-            then,
-            Ok(vec![ProductEvent::StockReservationCommitted(
+        given::<Product>([created(5), reserved(1, 2)])
+            .when(ProductCommand::CommitReservation { order_id: order(1) })
+            .then([ProductEvent::StockReservationCommitted(
                 StockReservationCommitted {
                     order_id: order(1),
                     quantity: q(2),
-                    on_hand: 3
-                }
-            )])
-        );
+                    on_hand: 3,
+                },
+            )]);
     }
 
     #[test]
     fn stock_never_goes_below_what_is_reserved() {
-        let then = given([created(3), reserved(1, 2)]).decide(&ProductCommand::AdjustStock {
-            delta: -2,
-            reason: StockReason::parse("broken").unwrap(),
-        });
-        assert_eq!(
-            then,
-            Err(ProductError::NegativeStock {
-                on_hand: 3,
-                reserved: 2
+        given::<Product>([created(3), reserved(1, 2)])
+            .when(ProductCommand::AdjustStock {
+                delta: -2,
+                reason: StockReason::parse("broken").unwrap(),
             })
-        );
+            .then_err_eq(ProductError::NegativeStock {
+                on_hand: 3,
+                reserved: 2,
+            });
     }
 
     #[test]
     fn an_archived_product_cannot_be_reserved_or_repriced() {
-        let history = [
-            created(3),
-            ProductEvent::ProductArchived(ProductArchived {}),
-        ];
-        assert_eq!(
-            given(history.clone()).decide(&ProductCommand::ReserveStock {
-                order_id: order(1),
-                quantity: q(1)
-            }),
-            Err(ProductError::Archived)
-        );
-        assert_eq!(
-            given(history).decide(&ProductCommand::ChangePrice { price: eur(5) }),
-            Err(ProductError::Archived)
-        );
+        let product = given::<Product>([created(3), archived()]);
+        product
+            .when(reserve(1, 1))
+            .then_err_eq(ProductError::Archived);
+        product
+            .when(ProductCommand::ChangePrice { price: eur(5) })
+            .then_err_eq(ProductError::Archived);
     }
 
     #[test]
     fn an_unarchived_product_is_on_sale_again() {
-        let archived = [
-            created(3),
-            ProductEvent::ProductArchived(ProductArchived {}),
-        ];
-        assert_eq!(
-            given(archived.clone()).decide(&ProductCommand::Unarchive),
-            Ok(vec![ProductEvent::ProductUnarchived(ProductUnarchived {})])
-        );
-        let mut back = archived.to_vec();
-        back.push(ProductEvent::ProductUnarchived(ProductUnarchived {}));
-        assert!(given(back.clone())
-            .decide(&ProductCommand::ReserveStock {
-                order_id: order(1),
-                quantity: q(1)
-            })
-            .is_ok());
+        let back = given::<Product>([created(3), archived()])
+            .when(ProductCommand::Unarchive)
+            .then([ProductEvent::ProductUnarchived(ProductUnarchived {})]);
+        back.when(reserve(1, 1)).then_ok();
         // On sale already: nothing to record.
-        assert_eq!(given(back).decide(&ProductCommand::Unarchive), Ok(vec![]));
+        back.when(ProductCommand::Unarchive).then([]);
     }
 
     #[test]
     fn the_currency_of_a_price_does_not_change() {
         let usd = Money::new(100, Currency::parse("USD").unwrap()).unwrap();
-        assert!(matches!(
-            given([created(1)]).decide(&ProductCommand::ChangePrice { price: usd }),
-            Err(ProductError::CurrencyChange(_))
-        ));
+        given::<Product>([created(1)])
+            .when(ProductCommand::ChangePrice { price: usd })
+            .then_err(|e| matches!(e, ProductError::CurrencyChange(_)));
     }
 
     fn any_command() -> impl Strategy<Value = ProductCommand> {
@@ -973,7 +916,7 @@ mod tests {
             initial in 0u32..5,
             commands in proptest::collection::vec(any_command(), 0..100)
         ) {
-            let mut state = given([created(initial)]);
+            let mut state = Product::fold(&[created(initial)]);
             for c in &commands {
                 if let Ok(events) = state.decide(c) {
                     for e in &events {

@@ -576,6 +576,7 @@ impl Aggregate for User {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::given;
 
     fn registered() -> UserEvent {
         UserEvent::UserRegistered(UserRegistered {
@@ -586,19 +587,37 @@ mod tests {
         })
     }
 
-    fn given(events: impl IntoIterator<Item = UserEvent>) -> User {
-        User::fold(&events.into_iter().collect::<Vec<_>>())
+    fn in_minutes(m: i64) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::minutes(m)
+    }
+
+    fn issued(token_id: &str, token_hash: &str, expires_at: DateTime<Utc>) -> UserEvent {
+        UserEvent::RefreshTokenIssued(RefreshTokenIssued {
+            token_id: token_id.into(),
+            token_hash: token_hash.into(),
+            expires_at,
+            family_id: None,
+        })
+    }
+
+    fn password_changed() -> UserEvent {
+        UserEvent::UserPasswordChanged(UserPasswordChanged {})
+    }
+
+    fn deleted() -> UserEvent {
+        UserEvent::UserDeleted(UserDeleted {})
     }
 
     #[test]
     fn registering_twice_is_refused() {
-        let then = given([registered()]).decide(&UserCommand::Register {
-            user_id: UserId::generate(),
-            email: Email::parse("ann@example.com").unwrap(),
-            name: PersonName::parse("Ann").unwrap(),
-            role: Role::Customer,
-        });
-        assert_eq!(then, Err(UserError::AlreadyExists));
+        given::<User>([registered()])
+            .when(UserCommand::Register {
+                user_id: UserId::generate(),
+                email: Email::parse("ann@example.com").unwrap(),
+                name: PersonName::parse("Ann").unwrap(),
+                role: Role::Customer,
+            })
+            .then_err_eq(UserError::AlreadyExists);
     }
 
     #[test]
@@ -631,124 +650,90 @@ mod tests {
             "x".repeat(1_000_000)
         );
         assert!(serde_json::from_str::<AddressInput>(&huge).is_err());
-        let then = given([registered()]).decide(&UserCommand::ChangeProfile {
+        let user = given::<User>([registered()]);
+        user.when(UserCommand::ChangeProfile {
             name: PersonName::parse("Ann").unwrap(),
             addresses: vec![address(); MAX_ADDRESSES + 1],
-        });
-        assert!(matches!(then, Err(UserError::Invalid(_))));
-        let then = given([registered()])
-            .decide(&UserCommand::ChangeProfile {
-                name: PersonName::parse(" Ann B ").unwrap(),
-                addresses: vec![address()],
-            })
-            .unwrap();
-        assert_eq!(
-            then,
-            vec![UserEvent::UserProfileChanged(UserProfileChanged {
-                name: Some("Ann B".into()),
-                addresses: Some(vec![Address {
-                    line1: "1 Main St".into(),
-                    line2: String::new(),
-                    city: "Springfield".into(),
-                    postal_code: "12345".into(),
-                    country: "US".into(),
-                }]),
-            })]
-        );
+        })
+        .then_err(|e| matches!(e, UserError::Invalid(_)));
+        user.when(UserCommand::ChangeProfile {
+            name: PersonName::parse(" Ann B ").unwrap(),
+            addresses: vec![address()],
+        })
+        .then([UserEvent::UserProfileChanged(UserProfileChanged {
+            name: Some("Ann B".into()),
+            addresses: Some(vec![Address {
+                line1: "1 Main St".into(),
+                line2: String::new(),
+                city: "Springfield".into(),
+                postal_code: "12345".into(),
+                country: "US".into(),
+            }]),
+        })]);
     }
 
     #[test]
     fn a_password_change_revokes_refresh_tokens() {
-        let state = given([
+        let user = given::<User>([
             registered(),
-            UserEvent::RefreshTokenIssued(RefreshTokenIssued {
-                token_id: "t1".into(),
-                token_hash: "h".into(),
-                expires_at: Utc::now(),
-                family_id: None,
-            }),
-            UserEvent::UserPasswordChanged(UserPasswordChanged {}),
+            issued("t1", "h", Utc::now()),
+            password_changed(),
         ]);
-        assert!(state.refresh_tokens.is_empty());
+        assert!(user.state().refresh_tokens.is_empty());
     }
 
     #[test]
     fn a_deleted_account_refuses_everything() {
-        let state = given([registered(), UserEvent::UserDeleted(UserDeleted {})]);
-        assert_eq!(state.decide(&UserCommand::Delete), Err(UserError::Deleted));
-        assert_eq!(
-            state.decide(&UserCommand::ChangePassword),
-            Err(UserError::Deleted)
-        );
+        let user = given::<User>([registered(), deleted()]);
+        user.when(UserCommand::Delete)
+            .then_err_eq(UserError::Deleted);
+        user.when(UserCommand::ChangePassword)
+            .then_err_eq(UserError::Deleted);
     }
 
-    fn rotate(
-        state: &User,
-        token: &str,
-        hash: &str,
-        new: &str,
-    ) -> Result<Vec<UserEvent>, UserError> {
-        state.decide(&UserCommand::RotateRefreshToken {
+    fn rotate(token: &str, hash: &str, new: &str) -> UserCommand {
+        UserCommand::RotateRefreshToken {
             token_id: token.into(),
             presented_hash: hash.into(),
             new_token_id: new.into(),
             new_token_hash: format!("h-{new}"),
             expires_at: Utc::now() + chrono::Duration::days(1),
             now: Utc::now(),
-        })
+        }
     }
 
     #[test]
     fn rotation_keeps_the_family_and_a_replay_is_recognised() {
-        let issued = UserEvent::RefreshTokenIssued(RefreshTokenIssued {
-            token_id: "t1".into(),
-            token_hash: "h-t1".into(),
-            expires_at: Utc::now() + chrono::Duration::days(1),
-            family_id: None,
-        });
-        let state = given([registered(), issued.clone()]);
-        assert_eq!(
-            rotate(&state, "t1", "wrong", "t2"),
-            Err(UserError::InvalidRefreshToken)
-        );
-        let events = rotate(&state, "t1", "h-t1", "t2").unwrap();
-        let state = events.iter().fold(state, |s, e| s.evolve(e));
-        assert_eq!(state.refresh_family_of("t2"), Some("t1"));
-        assert!(state.is_spent_refresh_token("t1", "h-t1"));
-        assert!(!state.is_spent_refresh_token("t1", "forged"));
+        let user = given::<User>([
+            registered(),
+            issued("t1", "h-t1", Utc::now() + chrono::Duration::days(1)),
+        ]);
+        user.when(rotate("t1", "wrong", "t2"))
+            .then_err_eq(UserError::InvalidRefreshToken);
+        let rotated = user.when(rotate("t1", "h-t1", "t2")).then_ok();
+        assert_eq!(rotated.state().refresh_family_of("t2"), Some("t1"));
+        assert!(rotated.state().is_spent_refresh_token("t1", "h-t1"));
+        assert!(!rotated.state().is_spent_refresh_token("t1", "forged"));
         // The spent token cannot rotate again; revoking its family kills its successor.
-        assert_eq!(
-            rotate(&state, "t1", "h-t1", "t3"),
-            Err(UserError::InvalidRefreshToken)
-        );
-        let revoke = state
-            .decide(&UserCommand::RevokeRefreshFamily {
+        rotated
+            .when(rotate("t1", "h-t1", "t3"))
+            .then_err_eq(UserError::InvalidRefreshToken);
+        let revoked = rotated
+            .when(UserCommand::RevokeRefreshFamily {
                 family_id: "t1".into(),
             })
-            .unwrap();
-        assert_eq!(
-            revoke,
-            vec![UserEvent::RefreshTokenRevoked(RefreshTokenRevoked {
-                token_id: "t2".into()
-            })]
-        );
-        let state = revoke.iter().fold(state, |s, e| s.evolve(e));
-        assert!(state.refresh_tokens.is_empty());
+            .then([UserEvent::RefreshTokenRevoked(RefreshTokenRevoked {
+                token_id: "t2".into(),
+            })]);
+        assert!(revoked.state().refresh_tokens.is_empty());
     }
 
     #[test]
     fn a_password_change_or_deletion_raises_the_session_version() {
-        let state = given([
-            registered(),
-            UserEvent::UserPasswordChanged(UserPasswordChanged {}),
-        ]);
-        assert_eq!(state.session_version, 1);
-        let state = state.evolve(&UserEvent::UserDeleted(UserDeleted {}));
-        assert_eq!(state.session_version, 2);
-    }
-
-    fn in_minutes(m: i64) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::minutes(m)
+        let changed = given::<User>([registered(), password_changed()]);
+        assert_eq!(changed.state().session_version, 1);
+        let deleted = given::<User>([registered(), password_changed(), deleted()]);
+        assert_eq!(deleted.state().session_version, 2);
     }
 
     fn reset_requested(hash: &str, expires_at: DateTime<Utc>) -> UserEvent {
@@ -759,136 +744,138 @@ mod tests {
         })
     }
 
-    fn reset(state: &User, hash: &str) -> Result<Vec<UserEvent>, UserError> {
-        state.decide(&UserCommand::ResetPassword {
+    fn reset(hash: &str) -> UserCommand {
+        UserCommand::ResetPassword {
             presented_hash: hash.into(),
             now: Utc::now(),
-        })
+        }
     }
 
     #[test]
     fn a_reset_request_records_the_hash_and_seals_the_token_as_personal() {
         let expires_at = in_minutes(30);
-        let then = given([registered()]).decide(&UserCommand::RequestPasswordReset {
-            token: "raw".into(),
-            token_hash: "h".into(),
-            expires_at,
-        });
-        assert_eq!(
-            then,
-            Ok(vec![UserEvent::PasswordResetRequested(
-                PasswordResetRequested {
-                    token_hash: "h".into(),
-                    expires_at,
-                    token: Some("raw".into()),
-                }
-            )])
-        );
+        given::<User>([registered()])
+            .when(UserCommand::RequestPasswordReset {
+                token: "raw".into(),
+                token_hash: "h".into(),
+                expires_at,
+            })
+            .then([UserEvent::PasswordResetRequested(PasswordResetRequested {
+                token_hash: "h".into(),
+                expires_at,
+                token: Some("raw".into()),
+            })]);
     }
 
     #[test]
     fn a_reset_token_works_once_and_ends_every_session() {
-        let state = given([
+        let user = given::<User>([
             registered(),
-            UserEvent::RefreshTokenIssued(RefreshTokenIssued {
-                token_id: "t1".into(),
-                token_hash: "h-t1".into(),
-                expires_at: in_minutes(60),
-                family_id: None,
-            }),
+            issued("t1", "h-t1", in_minutes(60)),
             reset_requested("h", in_minutes(30)),
         ]);
-        assert_eq!(reset(&state, "wrong"), Err(UserError::InvalidToken));
-        let events = reset(&state, "h").unwrap();
-        assert_eq!(events, vec![UserEvent::PasswordReset(PasswordReset {})]);
-        let state = events.iter().fold(state, |s, e| s.evolve(e));
-        assert!(state.refresh_tokens.is_empty());
-        assert_eq!(state.session_version, 1);
-        assert_eq!(reset(&state, "h"), Err(UserError::InvalidToken));
+        user.when(reset("wrong"))
+            .then_err_eq(UserError::InvalidToken);
+        let reset_done = user
+            .when(reset("h"))
+            .then([UserEvent::PasswordReset(PasswordReset {})]);
+        assert!(reset_done.state().refresh_tokens.is_empty());
+        assert_eq!(reset_done.state().session_version, 1);
+        reset_done
+            .when(reset("h"))
+            .then_err_eq(UserError::InvalidToken);
     }
 
     #[test]
     fn an_expired_superseded_or_unknown_reset_token_is_refused() {
-        let expired = given([registered(), reset_requested("h", in_minutes(-1))]);
-        assert_eq!(reset(&expired, "h"), Err(UserError::InvalidToken));
-        let superseded = given([
+        given::<User>([registered(), reset_requested("h", in_minutes(-1))])
+            .when(reset("h"))
+            .then_err_eq(UserError::InvalidToken);
+        let superseded = given::<User>([
             registered(),
             reset_requested("h1", in_minutes(30)),
             reset_requested("h2", in_minutes(30)),
         ]);
-        assert_eq!(reset(&superseded, "h1"), Err(UserError::InvalidToken));
-        assert!(reset(&superseded, "h2").is_ok());
-        assert_eq!(
-            reset(&given([registered()]), "h"),
-            Err(UserError::InvalidToken)
-        );
-        let changed = given([
+        superseded
+            .when(reset("h1"))
+            .then_err_eq(UserError::InvalidToken);
+        superseded.when(reset("h2")).then_ok();
+        given::<User>([registered()])
+            .when(reset("h"))
+            .then_err_eq(UserError::InvalidToken);
+        given::<User>([
             registered(),
             reset_requested("h", in_minutes(30)),
-            UserEvent::UserPasswordChanged(UserPasswordChanged {}),
-        ]);
-        assert_eq!(reset(&changed, "h"), Err(UserError::InvalidToken));
-        let deleted = given([
+            password_changed(),
+        ])
+        .when(reset("h"))
+        .then_err_eq(UserError::InvalidToken);
+        given::<User>([
             registered(),
             reset_requested("h", in_minutes(30)),
-            UserEvent::UserDeleted(UserDeleted {}),
-        ]);
-        assert_eq!(reset(&deleted, "h"), Err(UserError::Deleted));
+            deleted(),
+        ])
+        .when(reset("h"))
+        .then_err_eq(UserError::Deleted);
     }
 
-    fn verify(state: &User, hash: &str) -> Result<Vec<UserEvent>, UserError> {
-        state.decide(&UserCommand::VerifyEmail {
+    fn request_verification(token_hash: &str, expires_at: DateTime<Utc>) -> UserCommand {
+        UserCommand::RequestEmailVerification {
+            token: "raw".into(),
+            token_hash: token_hash.into(),
+            expires_at,
+        }
+    }
+
+    fn verify(hash: &str) -> UserCommand {
+        UserCommand::VerifyEmail {
             presented_hash: hash.into(),
             now: Utc::now(),
-        })
+        }
     }
 
     #[test]
     fn an_email_is_verified_once_with_its_token() {
-        let state = given([registered()]);
-        assert!(!state.email_verified);
-        let events = state
-            .decide(&UserCommand::RequestEmailVerification {
-                token: "raw".into(),
-                token_hash: "h".into(),
-                expires_at: in_minutes(24 * 60),
-            })
-            .unwrap();
-        let state = events.iter().fold(state, |s, e| s.evolve(e));
-        assert_eq!(verify(&state, "other"), Err(UserError::InvalidToken));
-        let events = verify(&state, "h").unwrap();
-        assert_eq!(events, vec![UserEvent::EmailVerified(EmailVerified {})]);
-        let state = events.iter().fold(state, |s, e| s.evolve(e));
-        assert!(state.email_verified);
-        assert_eq!(verify(&state, "h"), Err(UserError::InvalidToken));
-        assert_eq!(
-            state.decide(&UserCommand::RequestEmailVerification {
-                token: "raw".into(),
-                token_hash: "h2".into(),
-                expires_at: in_minutes(60),
-            }),
-            Err(UserError::AlreadyVerified)
-        );
+        let user = given::<User>([registered()]);
+        assert!(!user.state().email_verified);
+        let requested = user
+            .when(request_verification("h", in_minutes(24 * 60)))
+            .then_ok();
+        requested
+            .when(verify("other"))
+            .then_err_eq(UserError::InvalidToken);
+        let verified = requested
+            .when(verify("h"))
+            .then([UserEvent::EmailVerified(EmailVerified {})]);
+        assert!(verified.state().email_verified);
+        verified
+            .when(verify("h"))
+            .then_err_eq(UserError::InvalidToken);
+        verified
+            .when(request_verification("h2", in_minutes(60)))
+            .then_err_eq(UserError::AlreadyVerified);
     }
 
     #[test]
     fn an_expired_verification_token_is_refused() {
-        let state = given([
+        given::<User>([
             registered(),
             UserEvent::EmailVerificationRequested(EmailVerificationRequested {
                 token_hash: "h".into(),
                 expires_at: in_minutes(-1),
                 token: None,
             }),
-        ]);
-        assert_eq!(verify(&state, "h"), Err(UserError::InvalidToken));
+        ])
+        .when(verify("h"))
+        .then_err_eq(UserError::InvalidToken);
     }
 
     #[test]
     fn revoking_an_unknown_token_changes_nothing() {
-        let then = given([registered()]).decide(&UserCommand::RevokeRefreshToken {
-            token_id: "nope".into(),
-        });
-        assert_eq!(then, Ok(vec![]));
+        given::<User>([registered()])
+            .when(UserCommand::RevokeRefreshToken {
+                token_id: "nope".into(),
+            })
+            .then([]);
     }
 }
