@@ -22,6 +22,9 @@
 # PORT_OFFSET), which `make test` uses so that its fault tests can restart PostgreSQL.
 set -euo pipefail
 
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_DIR=${STACK_DIR:-$ROOT/.stack}
 LOGS=$STACK_DIR/logs
@@ -48,30 +51,8 @@ ENVOY_RATE_LIMIT=${ENVOY_RATE_LIMIT:-400}
 # Per client address and per bearer token (requests per second), under the shared limit.
 ENVOY_CLIENT_RATE_LIMIT=${ENVOY_CLIENT_RATE_LIMIT:-$ENVOY_RATE_LIMIT}
 ENVOY_TOKEN_RATE_LIMIT=${ENVOY_TOKEN_RATE_LIMIT:-$ENVOY_CLIENT_RATE_LIMIT}
-BFF_PORT=${BFF_PORT:-$((8000 + O))}
-CART_COMMAND_PORT=${CART_COMMAND_PORT:-$((50051 + O))}
-ORDER_COMMAND_PORT=${ORDER_COMMAND_PORT:-$((50052 + O))}
-PRODUCT_COMMAND_PORT=${PRODUCT_COMMAND_PORT:-$((50053 + O))}
-PAYMENT_COMMAND_PORT=${PAYMENT_COMMAND_PORT:-$((50054 + O))}
-# The payment service's card tokenization endpoint (HTTP), behind Envoy's /pay/v1/tokens.
-PAYMENT_TOKENS_PORT=${PAYMENT_TOKENS_PORT:-$((8090 + O))}
-USER_COMMAND_PORT=${USER_COMMAND_PORT:-$((50055 + O))}
-CART_QUERY_PORT=${CART_QUERY_PORT:-$((50061 + O))}
-SHOP_QUERY_PORT=${SHOP_QUERY_PORT:-$((50062 + O))}
-CART_COMMAND_ADMIN_PORT=${CART_COMMAND_ADMIN_PORT:-$((9201 + O))}
-CART_QUERY_ADMIN_PORT=${CART_QUERY_ADMIN_PORT:-$((9202 + O))}
-RELAY_ADMIN_PORT=${RELAY_ADMIN_PORT:-$((9203 + O))}
-CART_PROJECTOR_ADMIN_PORT=${CART_PROJECTOR_ADMIN_PORT:-$((9204 + O))}
-BFF_ADMIN_PORT=${BFF_ADMIN_PORT:-$((9205 + O))}
-ORDER_COMMAND_ADMIN_PORT=$((9206 + O))
-PRODUCT_COMMAND_ADMIN_PORT=$((9207 + O))
-PAYMENT_COMMAND_ADMIN_PORT=$((9208 + O))
-USER_COMMAND_ADMIN_PORT=$((9209 + O))
-SHOP_QUERY_ADMIN_PORT=$((9210 + O))
-PRODUCT_PROJECTOR_ADMIN_PORT=$((9211 + O))
-ORDER_PROJECTOR_ADMIN_PORT=$((9212 + O))
-NOTIFICATION_PROJECTOR_ADMIN_PORT=$((9214 + O))
-CHECKOUT_SAGA_ADMIN_PORT=$((9213 + O))
+# The application services' ports (gRPC, admin, the payment service's card tokenization
+# endpoint behind Envoy's /pay/v1/tokens, ...) come from deploy/services.tsv, below.
 # The mail catcher (MailDev): SMTP, and its web page and REST API (GET /api/email).
 MAILDEV_SMTP_PORT=${MAILDEV_SMTP_PORT:-$((1025 + O))}
 MAILDEV_WEB_PORT=${MAILDEV_WEB_PORT:-$((1080 + O))}
@@ -81,6 +62,56 @@ PG_PRIVATE=${PG_PRIVATE:-$(cat "$STACK_DIR/pg_private" 2>/dev/null || echo 0)}
 # The machine's server on 5432, or a private cluster on 5432 + PORT_OFFSET, unless set.
 PG_PORT=${PG_PORT:-$([ "$PG_PRIVATE" = 1 ] && echo $((5432 + O)) || echo 5432)}
 
+# The application services, from deploy/services.tsv (its header explains the columns):
+# SERVICES in start order, and per service its binary, arguments, health check, port
+# variables and URL variable. Each port variable is set here, as before: as given in the
+# environment, else its default + PORT_OFFSET (a default marked `!` ignores the environment).
+SERVICES_TSV=$ROOT/deploy/services.tsv
+SERVICES=()
+declare -A SVC_BIN SVC_ARGS SVC_HEALTH SVC_PORT SVC_ADMIN SVC_URL
+set_port() {
+  local var=${1%%=*} def=${1#*=}
+  [[ $var =~ ^[A-Z_][A-Z0-9_]*$ && ${def%!} =~ ^[0-9]+$ ]] || die "$SERVICES_TSV: bad port $1 (VAR=DEFAULT)"
+  if [[ $def == *! ]]; then printf -v "$var" '%s' "$((${def%!} + O))"
+  else printf -v "$var" '%s' "${!var:-$((def + O))}"; fi
+}
+load_services() {
+  local name bin args port admin extra health url p
+  local -a ports
+  while IFS=$'\t' read -r name bin args port admin extra health url _; do
+    [[ -z $name || $name == \#* ]] && continue
+    [ -n "$url" ] || die "$SERVICES_TSV: $name: too few columns"
+    [ "$url" = - ] || [ "$port" != - ] || die "$SERVICES_TSV: $name: a URL variable needs a port"
+    SERVICES+=("$name")
+    SVC_BIN[$name]=$bin SVC_ARGS[$name]=$args SVC_HEALTH[$name]=$health SVC_URL[$name]=$url
+    SVC_PORT[$name]=${port%%=*} SVC_ADMIN[$name]=${admin%%=*}
+    IFS=, read -ra ports <<<"$port,$admin,$extra"
+    for p in "${ports[@]}"; do [ "$p" = - ] || set_port "$p"; done
+  done <"$SERVICES_TSV"
+}
+# A cell of the table with its placeholders filled in: {host}, {port} and {admin} (the
+# service's own), {VAR} (any port variable).
+fill() {
+  local name=$1 s=$2 var
+  while [[ $s =~ \{([A-Za-z_][A-Za-z0-9_]*)\} ]]; do
+    case ${BASH_REMATCH[1]} in
+      host) s=${s/"${BASH_REMATCH[0]}"/$HOST}; continue ;;
+      port) var=${SVC_PORT[$name]} ;;
+      admin) var=${SVC_ADMIN[$name]} ;;
+      *) var=${BASH_REMATCH[1]} ;;
+    esac
+    [[ $var != - && -n ${!var+set} ]] || die "$SERVICES_TSV: $name: no value for ${BASH_REMATCH[0]}"
+    s=${s/"${BASH_REMATCH[0]}"/${!var}}
+  done
+  printf '%s\n' "$s"
+}
+load_services
+# Every placeholder must resolve (here, where a bad table stops the script, rather than in
+# the subshell that builds a command line).
+for svc in "${SERVICES[@]}"; do
+  fill "$svc" "${SVC_ARGS[$svc]} ${SVC_HEALTH[$svc]}" >/dev/null
+done
+
 EXTERNAL_KAFKA=${KAFKA_BROKERS:+yes}
 EXTERNAL_MONGO=${MONGODB_URI:+yes}
 EXTERNAL_PG=${DATABASE_URL:+yes}
@@ -89,13 +120,10 @@ export KAFKA_BROKERS=${KAFKA_BROKERS:-$HOST:$KAFKA_PORT}
 export MONGODB_URI=${MONGODB_URI:-mongodb://$HOST:$MONGO_PORT/?directConnection=true}
 export MONGODB_DB=${MONGODB_DB:-commerce}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@$HOST:$PG_PORT/$PG_DB}
-export CART_COMMAND_URL=http://$HOST:$CART_COMMAND_PORT
-export CART_QUERY_URL=http://$HOST:$CART_QUERY_PORT
-export ORDER_COMMAND_URL=http://$HOST:$ORDER_COMMAND_PORT
-export PRODUCT_COMMAND_URL=http://$HOST:$PRODUCT_COMMAND_PORT
-export PAYMENT_COMMAND_URL=http://$HOST:$PAYMENT_COMMAND_PORT
-export USER_COMMAND_URL=http://$HOST:$USER_COMMAND_PORT
-export SHOP_QUERY_URL=http://$HOST:$SHOP_QUERY_PORT
+# Where each service with a URL variable in the table is found (CART_COMMAND_URL, ...).
+for svc in "${SERVICES[@]}"; do
+  if [ "${SVC_URL[$svc]}" != - ]; then port=${SVC_PORT[$svc]}; export "${SVC_URL[$svc]}=http://$HOST:${!port}"; fi
+done
 # Where the notification projector mails to (MailDev unless SMTP_URL or SMTP_HOST is given),
 # from whom, and the storefront its links point to.
 [ -n "$EXTERNAL_SMTP" ] || export SMTP_URL=smtp://$HOST:$MAILDEV_SMTP_PORT
@@ -144,12 +172,6 @@ INFRA=(tansu mongo envoy)
 [ "$TRACING" = 1 ] && INFRA+=(collector)
 INFRA+=(maildev)
 [ "$PG_PRIVATE" = 1 ] && [ -z "$EXTERNAL_PG" ] && INFRA=(postgres "${INFRA[@]}")
-SERVICES=(cart-query shop-query cart-command product-command order-command payment-command
-  user-command relay cart-projector product-projector order-projector notification-projector
-  checkout-saga bff)
-
-log() { printf '[stack] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # The newest PostgreSQL server binaries on the machine (Debian's layout), for PG_PRIVATE.
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
@@ -201,29 +223,12 @@ cmd_of() {
         --web "$MAILDEV_WEB_PORT" --web-ip "$HOST" --mail-directory "$DATA/mail" ;;
     envoy) printf '%s\n' "$TOOLS_BIN/envoy" -c "$STACK_DIR/envoy.yaml" --disable-hot-restart \
         --base-id "$ENVOY_PORT" -l warn ;;
-    cart-command) printf '%s\n' "$BIN_DIR/command-service" --aggregate cart \
-        --grpc-addr "$HOST:$CART_COMMAND_PORT" --admin-addr "$HOST:$CART_COMMAND_ADMIN_PORT" ;;
-    product-command|order-command|payment-command|user-command)
-      local agg=${1%-command} up; up=$(echo "$agg" | tr a-z A-Z)
-      local port=${up}_COMMAND_PORT admin=${up}_COMMAND_ADMIN_PORT
-      printf '%s\n' "$BIN_DIR/command-service" --aggregate "$agg" \
-        --grpc-addr "$HOST:${!port}" --admin-addr "$HOST:${!admin}" \
-        --tokens-addr "$HOST:$PAYMENT_TOKENS_PORT" ;;
-    shop-query) printf '%s\n' "$BIN_DIR/query-service" --service shop \
-        --grpc-addr "$HOST:$SHOP_QUERY_PORT" --admin-addr "$HOST:$SHOP_QUERY_ADMIN_PORT" ;;
-    product-projector|order-projector) printf '%s\n' "$BIN_DIR/projector" --projection "${1%-projector}" \
-        --admin-addr "$HOST:$( [ "$1" = product-projector ] && echo "$PRODUCT_PROJECTOR_ADMIN_PORT" || echo "$ORDER_PROJECTOR_ADMIN_PORT")" ;;
-    notification-projector) printf '%s\n' "$BIN_DIR/projector" --projection notification \
-        --admin-addr "$HOST:$NOTIFICATION_PROJECTOR_ADMIN_PORT" ;;
-    checkout-saga) printf '%s\n' "$BIN_DIR/projector" --projection checkout-saga \
-        --admin-addr "$HOST:$CHECKOUT_SAGA_ADMIN_PORT" ;;
-    relay) printf '%s\n' "$BIN_DIR/relay" --admin-addr "$HOST:$RELAY_ADMIN_PORT" ;;
-    cart-projector) printf '%s\n' "$BIN_DIR/projector" --projection cart \
-        --admin-addr "$HOST:$CART_PROJECTOR_ADMIN_PORT" ;;
-    cart-query) printf '%s\n' "$BIN_DIR/query-service" --service cart \
-        --grpc-addr "$HOST:$CART_QUERY_PORT" --admin-addr "$HOST:$CART_QUERY_ADMIN_PORT" ;;
-    bff) printf '%s\n' "$BIN_DIR/bff" --http-addr "$HOST:$BFF_PORT" --admin-addr "$HOST:$BFF_ADMIN_PORT" ;;
-    *) die "unknown service: $1 (one of: ${INFRA[*]} ${SERVICES[*]})" ;;
+    # The application services, from the table.
+    *)
+      [ -n "${SVC_BIN[$1]:-}" ] || die "unknown service: $1 (one of: ${INFRA[*]} ${SERVICES[*]})"
+      local -a args=()
+      [ "${SVC_ARGS[$1]}" = - ] || read -ra args <<<"$(fill "$1" "${SVC_ARGS[$1]}")"
+      printf '%s\n' "$BIN_DIR/${SVC_BIN[$1]}" "${args[@]}" ;;
   esac
 }
 
@@ -236,20 +241,7 @@ health_of() {
     maildev) echo "http http://$HOST:$MAILDEV_WEB_PORT/api/healthz" ;;
     envoy) echo "http http://$HOST:$ENVOY_ADMIN_PORT/ready" ;;
     collector) echo "tcp $OTLP_HTTP_PORT" ;;
-    cart-command) echo "http http://$HOST:$CART_COMMAND_ADMIN_PORT/healthz" ;;
-    relay) echo "http http://$HOST:$RELAY_ADMIN_PORT/healthz" ;;
-    cart-projector) echo "http http://$HOST:$CART_PROJECTOR_ADMIN_PORT/healthz" ;;
-    cart-query) echo "http http://$HOST:$CART_QUERY_ADMIN_PORT/healthz" ;;
-    bff) echo "http http://$HOST:$BFF_PORT/healthz" ;;
-    product-command) echo "http http://$HOST:$PRODUCT_COMMAND_ADMIN_PORT/healthz" ;;
-    order-command) echo "http http://$HOST:$ORDER_COMMAND_ADMIN_PORT/healthz" ;;
-    payment-command) echo "http http://$HOST:$PAYMENT_COMMAND_ADMIN_PORT/healthz" ;;
-    user-command) echo "http http://$HOST:$USER_COMMAND_ADMIN_PORT/healthz" ;;
-    shop-query) echo "http http://$HOST:$SHOP_QUERY_ADMIN_PORT/healthz" ;;
-    product-projector) echo "http http://$HOST:$PRODUCT_PROJECTOR_ADMIN_PORT/healthz" ;;
-    order-projector) echo "http http://$HOST:$ORDER_PROJECTOR_ADMIN_PORT/healthz" ;;
-    notification-projector) echo "http http://$HOST:$NOTIFICATION_PROJECTOR_ADMIN_PORT/healthz" ;;
-    checkout-saga) echo "http http://$HOST:$CHECKOUT_SAGA_ADMIN_PORT/healthz" ;;
+    *) if [ -n "${SVC_HEALTH[$1]:-}" ]; then fill "$1" "${SVC_HEALTH[$1]}"; fi ;;
   esac
 }
 
@@ -392,34 +384,21 @@ KAFKA_BROKERS=$KAFKA_BROKERS
 MONGODB_URI=$MONGODB_URI
 MONGODB_DB=$MONGODB_DB
 DATABASE_URL=$DATABASE_URL
-CART_COMMAND_URL=$CART_COMMAND_URL
-CART_QUERY_URL=$CART_QUERY_URL
 ENVOY_ADMIN_URL=http://$HOST:$ENVOY_ADMIN_PORT
-CART_COMMAND_ADMIN_URL=http://$HOST:$CART_COMMAND_ADMIN_PORT
-CART_QUERY_ADMIN_URL=http://$HOST:$CART_QUERY_ADMIN_PORT
-RELAY_ADMIN_URL=http://$HOST:$RELAY_ADMIN_PORT
-CART_PROJECTOR_ADMIN_URL=http://$HOST:$CART_PROJECTOR_ADMIN_PORT
-BFF_ADMIN_URL=http://$HOST:$BFF_ADMIN_PORT
-ORDER_COMMAND_URL=$ORDER_COMMAND_URL
-PRODUCT_COMMAND_URL=$PRODUCT_COMMAND_URL
-PAYMENT_COMMAND_URL=$PAYMENT_COMMAND_URL
-USER_COMMAND_URL=$USER_COMMAND_URL
-SHOP_QUERY_URL=$SHOP_QUERY_URL
 INTERNAL_SECRET_FILE=$STACK_DIR/internal_secret
-SHOP_QUERY_ADMIN_URL=http://$HOST:$SHOP_QUERY_ADMIN_PORT
-NOTIFICATION_PROJECTOR_ADMIN_URL=http://$HOST:$NOTIFICATION_PROJECTOR_ADMIN_PORT
-ORDER_COMMAND_ADMIN_URL=http://$HOST:$ORDER_COMMAND_ADMIN_PORT
-PRODUCT_COMMAND_ADMIN_URL=http://$HOST:$PRODUCT_COMMAND_ADMIN_PORT
-PAYMENT_COMMAND_ADMIN_URL=http://$HOST:$PAYMENT_COMMAND_ADMIN_PORT
-USER_COMMAND_ADMIN_URL=http://$HOST:$USER_COMMAND_ADMIN_PORT
-PRODUCT_PROJECTOR_ADMIN_URL=http://$HOST:$PRODUCT_PROJECTOR_ADMIN_PORT
-ORDER_PROJECTOR_ADMIN_URL=http://$HOST:$ORDER_PROJECTOR_ADMIN_PORT
-CHECKOUT_SAGA_ADMIN_URL=http://$HOST:$CHECKOUT_SAGA_ADMIN_PORT
 ADMIN_EMAIL=$ADMIN_EMAIL
 ADMIN_PASSWORD=$ADMIN_PASSWORD
 JWT_SECRET_FILE=$STACK_DIR/jwt_secret
 MAILDEV_URL=$([ -n "$EXTERNAL_SMTP" ] || echo "http://$HOST:$MAILDEV_WEB_PORT")
 EOV
+  # Per service of the table: its URL variable (CART_COMMAND_URL, ...), and its admin
+  # endpoint as <SERVICE>_ADMIN_URL (tests/tests/dashboards.rs scrapes each).
+  local s admin
+  for s in "${SERVICES[@]}"; do
+    [ "${SVC_URL[$s]}" = - ] || printf '%s=http://%s:%s\n' "${SVC_URL[$s]}" "$HOST" "$(fill "$s" '{port}')"
+    admin=${SVC_ADMIN[$s]}
+    [ "$admin" = - ] || printf '%s_URL=http://%s:%s\n' "${admin%_PORT}" "$HOST" "$(fill "$s" '{admin}')"
+  done
   if [ "$TRACING" = 1 ]; then
     printf 'OTLP_HTTP_URL=http://%s:%s\nOTEL_TRACES_TOPIC=%s\n' "$HOST" "$OTLP_HTTP_PORT" "$OTEL_TRACES_TOPIC"
   fi

@@ -1,6 +1,7 @@
 //! docker-compose, read by a real Compose (`docker-compose config`, which needs no engine):
 //! it refuses to render without each of its secrets and names the one missing, and with them
-//! it publishes Envoy's port and nothing else.
+//! it publishes Envoy's port and nothing else. Its application services are what the service
+//! table (`deploy/services.tsv`, through `scripts/gen-compose.sh`) gives.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -95,4 +96,25 @@ fn with_its_secrets_compose_publishes_only_envoy() {
     }
     assert!(!service.is_empty(), "services rendered: {stdout}");
     assert_eq!(published, vec!["envoy".to_owned()], "{stdout}");
+}
+
+/// The application services (and x-app's URL variables) are generated from the table that
+/// `scripts/stack.sh` starts the same services from: like a checked-in schema, the file must
+/// be what the generator writes now (`scripts/gen-compose.sh --check` prints the difference).
+#[test]
+fn compose_application_services_are_what_the_service_table_gives() {
+    let root = compose_file()
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let out = Command::new("bash")
+        .arg(root.join("scripts/gen-compose.sh"))
+        .arg("--check")
+        .output()
+        .expect("bash runs scripts/gen-compose.sh");
+    assert!(
+        out.status.success(),
+        "docker-compose.yml is out of date; run scripts/gen-compose.sh:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
