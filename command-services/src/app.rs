@@ -3,9 +3,10 @@
 //! `relay` publishes the store to Kafka.
 
 use crate::cart_service::CartService;
+use crate::gateway::SimulatedGateway;
 use crate::generic_service::GenericCommands;
 use crate::handler::CommandHandler;
-use crate::payment_service::{PaymentService, SimulatedGateway};
+use crate::payment_service::PaymentService;
 use crate::policies::{OrderPolicy, ProductPolicy};
 use crate::relay::{Relay, RelayConfig};
 use crate::user_service::UserService;
@@ -128,8 +129,7 @@ pub async fn command_service_main() -> anyhow::Result<()> {
         AggregateKind::Payment => {
             let db = store.database().clone();
             let handler = Arc::new(CommandHandler::<Payment>::new(store, args.max_attempts));
-            let gateway: Arc<dyn crate::payment_service::PaymentGateway> =
-                Arc::new(SimulatedGateway);
+            let gateway: Arc<dyn crate::gateway::PaymentGateway> = Arc::new(SimulatedGateway);
             let tokens = tokio::spawn(crate::tokens::serve_tokens(
                 args.tokens_addr,
                 gateway.clone(),

@@ -6,7 +6,8 @@
 //!   command services.
 //! - [`relay`]: tails the store and publishes every committed event to Kafka.
 //! - [`policies`]: who may issue which command; [`passwords`], [`credentials`], [`tokens`]:
-//!   the user service's secrets and the payment service's card tokens.
+//!   the user service's secrets and the payment service's card tokens; [`gateway`]: the
+//!   payment gateway it calls.
 //! - [`error`]: the command side's error enum and its mapping to gRPC status codes.
 //! - [`app`]: the binaries' wiring.
 
@@ -14,6 +15,7 @@ pub mod app;
 pub mod cart_service;
 pub mod credentials;
 pub mod error;
+pub mod gateway;
 pub mod generic_service;
 pub mod handler;
 pub mod passwords;

@@ -11,7 +11,7 @@
 //! Errors are JSON `{"error": {"code", "message"}}`: 400 `INVALID_ARGUMENT` (bad card or
 //! body), 413 (body over [`MAX_BODY`]), 503 `UNAVAILABLE`.
 
-use crate::payment_service::{GatewayError, PaymentGateway};
+use crate::gateway::{GatewayError, PaymentGateway};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

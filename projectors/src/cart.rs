@@ -13,7 +13,14 @@ use uuid::Uuid;
 
 pub struct CartProjection;
 
+/// The tables this projection writes, parents first.
+pub const TABLES: &[&str] = &["carts", "cart_lines"];
+
 impl Projection for CartProjection {
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
     fn name(&self) -> &'static str {
         "cart"
     }

@@ -10,7 +10,14 @@ use uuid::Uuid;
 
 pub struct ProductProjection;
 
+/// The tables this projection writes, parents first.
+pub const TABLES: &[&str] = &["products", "reviews"];
+
 impl Projection for ProductProjection {
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
     fn name(&self) -> &'static str {
         "product"
     }

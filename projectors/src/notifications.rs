@@ -171,7 +171,18 @@ impl<N: Notifier> NotificationProjection<N> {
     }
 }
 
+/// The tables this projection writes, parents first.
+pub const TABLES: &[&str] = &[
+    "notification_recipients",
+    "notification_orders",
+    "notifications",
+];
+
 impl<N: Notifier> Projection for NotificationProjection<N> {
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
     fn name(&self) -> &'static str {
         "notification"
     }

@@ -11,7 +11,14 @@ use uuid::Uuid;
 
 pub struct OrderProjection;
 
+/// The tables this projection writes, parents first.
+pub const TABLES: &[&str] = &["orders", "order_lines", "payments", "order_timeline"];
+
 impl Projection for OrderProjection {
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
     fn name(&self) -> &'static str {
         "order"
     }

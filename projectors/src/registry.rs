@@ -29,29 +29,25 @@ pub fn read_models() -> Vec<ReadModel> {
         ReadModel {
             name: CartProjection.name(),
             topics: CartProjection.topics(),
-            tables: &["carts", "cart_lines"],
+            tables: crate::cart::TABLES,
             rebuildable: true,
         },
         ReadModel {
             name: ProductProjection.name(),
             topics: ProductProjection.topics(),
-            tables: &["products", "reviews"],
+            tables: crate::catalogue::TABLES,
             rebuildable: true,
         },
         ReadModel {
             name: OrderProjection.name(),
             topics: OrderProjection.topics(),
-            tables: &["orders", "order_lines", "payments", "order_timeline"],
+            tables: crate::orders::TABLES,
             rebuildable: true,
         },
         ReadModel {
             name: "notification",
             topics: vec![topic_for("order"), topic_for("user")],
-            tables: &[
-                "notification_recipients",
-                "notification_orders",
-                "notifications",
-            ],
+            tables: crate::notifications::TABLES,
             // It sends notifications.
             rebuildable: false,
         },
@@ -61,7 +57,7 @@ pub fn read_models() -> Vec<ReadModel> {
                 .iter()
                 .map(|t| topic_for(t))
                 .collect(),
-            tables: &["checkouts"],
+            tables: crate::saga::TABLES,
             rebuildable: false,
         },
     ]

@@ -175,6 +175,9 @@ pub trait Projection: Send + Sync + 'static {
     /// Names the consumer group (`projector.<name>`) and the checkpoint rows.
     fn name(&self) -> &'static str;
     fn topics(&self) -> Vec<String>;
+    /// Every table it writes, parents first: a reset empties them, and a rebuild writes them
+    /// in a schema of its own.
+    fn tables(&self) -> &'static [&'static str];
     /// Applies one event inside the batch's transaction. Must be idempotent: an event at or
     /// below the row's version changes nothing.
     fn apply<'a>(
@@ -217,7 +220,7 @@ pub trait Projection: Send + Sync + 'static {
 }
 
 /// [`Projection::apply_all`] for callers outside the runtime (rebuild and verify, through
-/// [`crate::registry`]), on a connection inside a transaction: a permanent database error
+/// `registry`), on a connection inside a transaction: a permanent database error
 /// (which aborts the transaction) becomes that event's refusal, found by applying the batch
 /// again event by event, each under a savepoint, like the live runtime does.
 pub async fn apply_isolated<P: Projection>(
@@ -572,9 +575,13 @@ impl<P: Projection> ProjectorRuntime<P> {
                 save_epoch(&mut tx, name, topic, epoch).await?;
             }
             None => {
-                if let Some(model) = crate::registry::find(name) {
-                    let tables: Vec<String> =
-                        model.tables.iter().map(|t| format!("public.{t}")).collect();
+                let tables: Vec<String> = self
+                    .projection
+                    .tables()
+                    .iter()
+                    .map(|t| format!("public.{t}"))
+                    .collect();
+                if !tables.is_empty() {
                     sqlx::query(&format!("TRUNCATE {}", tables.join(", ")))
                         .execute(&mut *tx)
                         .await?;

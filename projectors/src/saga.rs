@@ -867,7 +867,14 @@ struct Checkout {
     card_last4: String,
 }
 
+/// The tables this projection writes, parents first.
+pub const TABLES: &[&str] = &["checkouts"];
+
 impl Projection for CheckoutSaga {
+    fn tables(&self) -> &'static [&'static str] {
+        TABLES
+    }
+
     fn name(&self) -> &'static str {
         "checkout-saga"
     }

@@ -5,13 +5,5 @@
 
 /// Keys of today's violations (see the `[known]` entries of `cargo run -p layers`).
 pub const KNOWN_VIOLATIONS: &[&str] = &[
-    "bff -> command-services",
-    "projectors -> command-services",
-    "query-services -> command-services",
-    "query-services -> projectors",
     "cycle bff: catalogue, connection, live, orders, schema, server, session, shop, throttle, ws",
-    "cycle command-services: cart_service, generic_service",
-    "cycle command-services: event_store, group_commit, pii",
-    "cycle command-services: payment_service, tokens",
-    "cycle projectors: cart, cart_bulk, catalogue, notifications, orders, registry, runtime",
 ];
