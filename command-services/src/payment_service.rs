@@ -9,33 +9,15 @@ use crate::error::CommandError;
 use crate::gateway::PaymentGateway;
 use crate::generic_service::{context_of, parse_command, stream_id};
 use crate::handler::CommandHandler;
+use domain::payment::PaymentRequest;
 use domain::payment::{Card, Payment, PaymentCommand, PaymentStatus};
-use domain::values::{CardBrand, CardLast4, Money, OrderId, PaymentId, PaymentToken};
+use domain::values::PaymentId;
 use proto::commands::commands_server::{Commands, CommandsServer};
 use proto::commands::{ExecuteRequest, ExecuteResponse};
 use proto::payment::payment_methods_server::{PaymentMethods, PaymentMethodsServer};
 use proto::payment::CardToken;
-use serde::Deserialize;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
-
-/// What clients ask of a payment (the gateway's answer is added by the service).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum PaymentRequest {
-    Authorize {
-        order_id: OrderId,
-        amount: Money,
-        token: PaymentToken,
-        brand: CardBrand,
-        last4: CardLast4,
-    },
-    Capture,
-    Void,
-    Refund {
-        amount: Money,
-    },
-}
 
 pub struct PaymentService {
     handler: Arc<CommandHandler<Payment>>,

@@ -6,7 +6,7 @@
 //! that redelivers never charges twice. Refunds never exceed what was captured; a payment
 //! refunded in full is `Refunded`.
 
-use crate::values::{CardBrand, CardLast4, Money, OrderId, PaymentId};
+use crate::values::{CardBrand, CardLast4, Money, OrderId, PaymentId, PaymentToken};
 use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -321,6 +321,27 @@ impl Aggregate for Payment {
         }
         self
     }
+}
+
+/// What a client (the checkout saga, an admin) asks of a payment. The payment service calls
+/// the gateway and turns the request and the gateway's answer into a [`PaymentCommand`].
+/// Serialised like every command: `{"type": "snake_case_name", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PaymentRequest {
+    Authorize {
+        order_id: OrderId,
+        amount: Money,
+        /// The gateway's token, or a reference from the tokenization endpoint.
+        token: PaymentToken,
+        brand: CardBrand,
+        last4: CardLast4,
+    },
+    Capture,
+    Void,
+    Refund {
+        amount: Money,
+    },
 }
 
 #[cfg(test)]

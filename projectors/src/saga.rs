@@ -25,9 +25,13 @@
 
 use crate::runtime::{decode, Projection, ProjectionError};
 use domain::cart::CartEvent;
-use domain::order::{CancelledBy, OrderEvent};
-use domain::payment::{DeclineReason, PaymentEvent};
+use domain::order::{CancelledBy, OrderCommand, OrderEvent, OrderLine};
+use domain::payment::{DeclineReason, PaymentEvent, PaymentRequest};
+use domain::product::ProductCommand;
 use domain::user::UserEvent;
+use domain::values::{
+    CancelReason, CardBrand, CardLast4, CartId, Currency, Money, OrderId, PaymentToken,
+};
 use event_schemas::{topic_for, EventEnvelope};
 use platform::internal_auth::{Actor, AuthedChannel, InternalAuthArgs, CHECKOUT_SAGA};
 use platform::support::lazy_channel;
@@ -35,7 +39,8 @@ use proto::cart::cart_commands_client::CartCommandsClient;
 use proto::cart::{ClearCartRequest, CommandMeta, ReopenCheckoutRequest};
 use proto::commands::commands_client::CommandsClient;
 use proto::commands::{ExecuteRequest, Meta};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashSet;
 use std::future::Future;
@@ -186,17 +191,19 @@ impl CheckoutSaga {
     async fn exec(
         client: &CommandsClient<AuthedChannel>,
         stream_id: Uuid,
-        command: Value,
+        command: impl Serialize,
         key: String,
         correlation_id: &str,
     ) -> Result<Step, ProjectionError> {
+        let command_json =
+            serde_json::to_string(&command).map_err(|e| ProjectionError::Poison(e.to_string()))?;
         let req = Self::request(
             ExecuteRequest {
                 meta: Some(Meta {
                     idempotency_key: key,
                 }),
                 stream_id: stream_id.to_string(),
-                command_json: command.to_string(),
+                command_json,
             },
             correlation_id,
         );
@@ -273,16 +280,16 @@ impl CheckoutSaga {
         let order_id = e.order_id.as_uuid();
         let lines =
             serde_json::to_value(&e.lines).map_err(|x| ProjectionError::Poison(x.to_string()))?;
-        let total = domain::order::total_of(
-            &e.lines
-                .iter()
-                .map(|l| domain::order::OrderLine {
-                    product_id: l.product_id,
-                    quantity: l.quantity,
-                    unit_price: l.unit_price,
-                })
-                .collect::<Vec<_>>(),
-        );
+        let order_lines: Vec<OrderLine> = e
+            .lines
+            .iter()
+            .map(|l| OrderLine {
+                product_id: l.product_id,
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+            })
+            .collect();
+        let total = domain::order::total_of(&order_lines);
         let total = match total {
             Ok(t) => t,
             Err(why) => {
@@ -334,13 +341,12 @@ impl CheckoutSaga {
                 )
                 .await;
         }
-        let place = json!({
-            "type": "place",
-            "order_id": order_id,
-            "customer_id": e.customer_id,
-            "cart_id": cart_id,
-            "lines": lines,
-        });
+        let place = OrderCommand::Place {
+            order_id: e.order_id,
+            customer_id: e.customer_id,
+            cart_id: CartId::from(cart_id),
+            lines: order_lines,
+        };
         let placed = Self::exec(
             &self.orders,
             order_id,
@@ -397,7 +403,10 @@ impl CheckoutSaga {
         reason: &str,
         corr: &str,
     ) -> Result<(), ProjectionError> {
-        let cmd = json!({ "type": "cancel", "reason": reason, "by": "system" });
+        let cmd = OrderCommand::Cancel {
+            reason: cancel_reason(reason),
+            by: CancelledBy::System,
+        };
         let key = format!("saga:cancel:{order_id}");
         if let Step::Refused(code, why) = Self::exec(&self.orders, order_id, cmd, key, corr).await?
         {
@@ -424,7 +433,10 @@ impl CheckoutSaga {
             OrderEvent::OrderPlaced(_) => {
                 for l in &lines {
                     let product = l.product_id.as_uuid();
-                    let cmd = json!({ "type": "reserve_stock", "order_id": order_id, "quantity": l.quantity });
+                    let cmd = ProductCommand::ReserveStock {
+                        order_id: OrderId::from(order_id),
+                        quantity: l.quantity,
+                    };
                     let key = format!("saga:reserve:{order_id}:{product}");
                     if let Step::Refused(_, why) =
                         Self::exec(&self.products, product, cmd, key, corr).await?
@@ -435,7 +447,7 @@ impl CheckoutSaga {
                             .await;
                     }
                 }
-                let cmd = json!({ "type": "mark_stock_reserved" });
+                let cmd = OrderCommand::MarkStockReserved;
                 Self::exec(
                     &self.orders,
                     order_id,
@@ -447,14 +459,7 @@ impl CheckoutSaga {
                 Self::set_status(conn, order_id, "stock_reserved").await?;
             }
             OrderEvent::OrderStockReserved(_) => {
-                let cmd = json!({
-                    "type": "authorize",
-                    "order_id": order_id,
-                    "amount": { "amount_minor": c.amount_minor, "currency": c.currency },
-                    "token": c.payment_token,
-                    "brand": c.card_brand,
-                    "last4": c.card_last4,
-                });
+                let cmd = c.authorize(order_id)?;
                 let key = format!("saga:authorize:{order_id}");
                 if let Step::Refused(_, why) =
                     Self::exec(&self.payments, c.payment_id, cmd, key, corr).await?
@@ -465,7 +470,7 @@ impl CheckoutSaga {
                 }
             }
             OrderEvent::OrderPaymentAuthorized(_) => {
-                let cmd = json!({ "type": "confirm" });
+                let cmd = OrderCommand::Confirm;
                 Self::exec(
                     &self.orders,
                     order_id,
@@ -477,7 +482,7 @@ impl CheckoutSaga {
                 Self::set_status(conn, order_id, "payment_authorized").await?;
             }
             OrderEvent::OrderConfirmed(_) => {
-                let cmd = json!({ "type": "capture" });
+                let cmd = PaymentRequest::Capture;
                 let captured = Self::exec(
                     &self.payments,
                     c.payment_id,
@@ -502,7 +507,9 @@ impl CheckoutSaga {
             OrderEvent::OrderCancelled(e) => {
                 for l in &lines {
                     let product = l.product_id.as_uuid();
-                    let cmd = json!({ "type": "release_reservation", "order_id": order_id });
+                    let cmd = ProductCommand::ReleaseReservation {
+                        order_id: OrderId::from(order_id),
+                    };
                     Self::exec(
                         &self.products,
                         product,
@@ -514,7 +521,7 @@ impl CheckoutSaga {
                 }
                 // Voiding a payment that was never authorized, or was captured (its refund
                 // follows as the order's `OrderRefunded`), is refused: nothing to void.
-                let cmd = json!({ "type": "void" });
+                let cmd = PaymentRequest::Void;
                 Self::exec(
                     &self.payments,
                     c.payment_id,
@@ -534,7 +541,9 @@ impl CheckoutSaga {
             OrderEvent::OrderShipped(_) => {
                 for l in &lines {
                     let product = l.product_id.as_uuid();
-                    let cmd = json!({ "type": "commit_reservation", "order_id": order_id });
+                    let cmd = ProductCommand::CommitReservation {
+                        order_id: OrderId::from(order_id),
+                    };
                     Self::exec(
                         &self.products,
                         product,
@@ -546,7 +555,7 @@ impl CheckoutSaga {
                 }
             }
             OrderEvent::OrderRefunded(e) => {
-                let cmd = json!({ "type": "refund", "amount": e.amount });
+                let cmd = PaymentRequest::Refund { amount: e.amount };
                 let key = format!("saga:refund:{order_id}:{}", e.total_refunded.amount_minor());
                 if let Step::Refused(_, why) =
                     Self::exec(&self.payments, c.payment_id, cmd, key, corr).await?
@@ -571,7 +580,9 @@ impl CheckoutSaga {
                 if self.checkout(conn, order_id).await?.is_none() {
                     return Ok(());
                 }
-                let cmd = json!({ "type": "mark_payment_authorized", "payment_id": e.payment_id });
+                let cmd = OrderCommand::MarkPaymentAuthorized {
+                    payment_id: e.payment_id,
+                };
                 if let Step::Refused(_, why) = Self::exec(
                     &self.orders,
                     order_id,
@@ -583,7 +594,7 @@ impl CheckoutSaga {
                 {
                     // The order moved on without us (cancelled, timed out): undo the hold.
                     tracing::info!(%order_id, %why, "order no longer payable; voiding");
-                    let void = json!({ "type": "void" });
+                    let void = PaymentRequest::Void;
                     Self::exec(
                         &self.payments,
                         e.payment_id.as_uuid(),
@@ -812,7 +823,7 @@ impl CheckoutSaga {
         .fetch_all(pool)
         .await?;
         for order_id in due {
-            let cmd = json!({ "type": "time_out" });
+            let cmd = OrderCommand::TimeOut;
             let key = format!("saga:timeout:{order_id}");
             let step = match Self::exec(&self.orders, order_id, cmd, key, "").await {
                 Ok(step) => step,
@@ -865,6 +876,35 @@ struct Checkout {
     payment_token: String,
     card_brand: String,
     card_last4: String,
+}
+
+/// `why` as a cancel reason: one line, cut to the length a reason may have (a service's
+/// answer quoted in it may be long or span lines).
+fn cancel_reason(why: &str) -> CancelReason {
+    let line: String = why
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(500)
+        .collect();
+    CancelReason::parse(&line).unwrap_or_default()
+}
+
+impl Checkout {
+    /// The payment authorization this checkout asks for. Its fields were checked when the
+    /// cart was checked out: one that no longer parses is a corrupt row.
+    fn authorize(&self, order_id: Uuid) -> Result<PaymentRequest, ProjectionError> {
+        let bad = |e: &dyn std::fmt::Display| {
+            ProjectionError::Poison(format!("checkout {order_id}: {e}"))
+        };
+        let currency = Currency::parse(&self.currency).map_err(|e| bad(&e))?;
+        Ok(PaymentRequest::Authorize {
+            order_id: OrderId::from(order_id),
+            amount: Money::new(self.amount_minor, currency).map_err(|e| bad(&e))?,
+            token: PaymentToken::parse(&self.payment_token).map_err(|e| bad(&e))?,
+            brand: CardBrand::parse(&self.card_brand).map_err(|e| bad(&e))?,
+            last4: CardLast4::parse(&self.card_last4).map_err(|e| bad(&e))?,
+        })
+    }
 }
 
 /// The tables this projection writes, parents first.
@@ -940,5 +980,70 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(500));
         assert_eq!(backoff(4), Duration::from_secs(4));
         assert_eq!(backoff(30), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_cancel_reason_is_one_bounded_line() {
+        let long = format!("out of stock: {}\nsecond line", "x".repeat(600));
+        let r = cancel_reason(&long);
+        assert_eq!(r.as_str().chars().count(), 500);
+        assert!(!r.as_str().contains('\n'));
+        assert_eq!(
+            cancel_reason("payment failed: declined").as_str(),
+            "payment failed: declined"
+        );
+    }
+
+    fn json<T: Serialize>(v: &T) -> Value {
+        serde_json::to_value(v).unwrap()
+    }
+
+    /// The typed commands travel as the JSON the services have always parsed.
+    #[test]
+    fn typed_commands_keep_their_wire_form() {
+        let order = Uuid::from_u128(1);
+        let c = Checkout {
+            order_id: order,
+            payment_id: Uuid::from_u128(2),
+            cart_id: Uuid::from_u128(3),
+            lines: Value::Null,
+            amount_minor: 1250,
+            currency: "EUR".into(),
+            payment_token: "tok_1".into(),
+            card_brand: "visa".into(),
+            card_last4: "4242".into(),
+        };
+        assert_eq!(
+            json(&c.authorize(order).unwrap()),
+            serde_json::json!({
+                "type": "authorize",
+                "order_id": order,
+                "amount": { "amount_minor": 1250, "currency": "EUR" },
+                "token": "tok_1",
+                "brand": "visa",
+                "last4": "4242",
+            })
+        );
+        assert_eq!(
+            json(&PaymentRequest::Void),
+            serde_json::json!({ "type": "void" })
+        );
+        assert_eq!(
+            json(&OrderCommand::TimeOut),
+            serde_json::json!({ "type": "time_out" })
+        );
+        assert_eq!(
+            json(&ProductCommand::ReleaseReservation {
+                order_id: OrderId::from(order)
+            }),
+            serde_json::json!({ "type": "release_reservation", "order_id": order })
+        );
+        assert_eq!(
+            json(&OrderCommand::Cancel {
+                reason: cancel_reason("late"),
+                by: CancelledBy::System
+            }),
+            serde_json::json!({ "type": "cancel", "reason": "late", "by": "system" })
+        );
     }
 }
