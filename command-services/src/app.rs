@@ -2,11 +2,9 @@
 //! one line. `command-service --aggregate <name>` serves one aggregate's gRPC commands;
 //! `relay` publishes the store to Kafka.
 
-use crate::cart_service::CartService;
 use crate::gateway::SimulatedGateway;
 use crate::generic_service::GenericCommands;
 use crate::handler::CommandHandler;
-use crate::payment_service::PaymentService;
 use crate::policies::{OrderPolicy, ProductPolicy};
 use crate::relay::{Relay, RelayConfig};
 use crate::user_service::UserService;
@@ -108,13 +106,8 @@ pub async fn command_service_main() -> anyhow::Result<()> {
                 )),
                 None => None,
             };
-            serve_grpc(
-                args.grpc_addr,
-                CartService::new(handler, shop),
-                &auth,
-                shutdown.clone(),
-            )
-            .await
+            let (routes, names) = crate::cart_service::routes(handler, shop);
+            serve_grpc_routes(args.grpc_addr, routes, &names, &auth, shutdown.clone()).await
         }
         AggregateKind::Product => {
             let handler = Arc::new(CommandHandler::<Product>::new(store, args.max_attempts));
@@ -136,7 +129,7 @@ pub async fn command_service_main() -> anyhow::Result<()> {
                 db,
                 shutdown.clone(),
             ));
-            let (routes, names) = PaymentService::new(handler, gateway).routes();
+            let (routes, names) = crate::payment_service::routes(handler, gateway);
             let served =
                 serve_grpc_routes(args.grpc_addr, routes, &names, &auth, shutdown.clone()).await;
             shutdown.cancel();

@@ -4,10 +4,9 @@
 //! call's verified credential, then hands it to the generic handler.
 
 use crate::error::CommandError;
-use crate::handler::{CommandContext, CommandHandler};
+use crate::handler::{CommandContext, CommandHandler, CommandOutcome};
 use domain::Aggregate;
 use event_schemas::EventMeta;
-use event_store::event_store::EventStore;
 use platform::internal_auth::{actor_of, Actor};
 use platform::trace_context::CORRELATION_HEADER;
 use proto::commands::commands_server::{Commands, CommandsServer};
@@ -16,6 +15,9 @@ use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
+/// The `Commands` service of one aggregate: parse the typed request, check it against the
+/// [`Policy`], complete it with [`Prepare`] (facts only the service may establish), decide
+/// and append through the one [`CommandHandler`].
 pub struct GenericCommands<A: Aggregate, Z, P = AsIs> {
     handler: Arc<CommandHandler<A>>,
     policy: Z,
@@ -29,27 +31,59 @@ where
     Z: Policy<A>,
 {
     pub fn new(handler: Arc<CommandHandler<A>>, policy: Z) -> CommandsServer<Self> {
-        CommandsServer::new(Self {
-            handler,
-            policy,
-            prepare: AsIs,
-        })
+        CommandsServer::new(Self::instance(handler, policy, AsIs))
     }
 }
 
 impl<A, Z, P> GenericCommands<A, Z, P>
 where
     A: Aggregate,
-    A::Command: DeserializeOwned,
-    Z: Policy<A>,
+    Z: Policy<A, P::Request>,
     P: Prepare<A>,
 {
-    /// With a step that completes commands from the event store before they are decided.
+    /// With a step that completes requests into commands before they are decided.
     pub fn with(handler: Arc<CommandHandler<A>>, policy: Z, prepare: P) -> CommandsServer<Self> {
-        CommandsServer::new(Self {
+        CommandsServer::new(Self::instance(handler, policy, prepare))
+    }
+
+    /// The service itself, for a typed gRPC front (the cart's) that shares it.
+    pub fn instance(handler: Arc<CommandHandler<A>>, policy: Z, prepare: P) -> Self {
+        Self {
             handler,
             policy,
             prepare,
+        }
+    }
+
+    pub fn handler(&self) -> &Arc<CommandHandler<A>> {
+        &self.handler
+    }
+
+    pub fn policy(&self) -> &Z {
+        &self.policy
+    }
+
+    /// One request on one stream: checked by the policy, completed by the prepare step,
+    /// decided and appended. A request the prepare step finds already done appends nothing
+    /// and answers the stream's current version.
+    pub async fn run(
+        &self,
+        stream_id: &str,
+        request: P::Request,
+        ctx: &CommandContext,
+        actor: &Actor,
+    ) -> Result<CommandOutcome, Status> {
+        authorize(&self.policy, &self.handler, actor, stream_id, &request).await?;
+        let prepared = self
+            .prepare
+            .prepare(&self.handler, stream_id, request, ctx, actor)
+            .await?;
+        Ok(match prepared {
+            Some(command) => self.handler.handle(stream_id, &command, ctx).await?,
+            None => CommandOutcome {
+                stream_id: stream_id.to_owned(),
+                version: self.handler.load(stream_id).await?.1,
+            },
         })
     }
 }
@@ -62,10 +96,11 @@ pub enum Permit {
     IfOwner,
 }
 
-/// Who may issue which command of an aggregate, and see its past (time travel). The actor
-/// comes from the call's verified credential; a refusal is `PERMISSION_DENIED`.
-pub trait Policy<A: Aggregate>: Send + Sync + 'static {
-    fn permit(&self, actor: &Actor, command: &A::Command) -> Result<Permit, Status>;
+/// Who may issue which command (or request, `R`) of an aggregate, and see its past (time
+/// travel). The actor comes from the call's verified credential; a refusal is
+/// `PERMISSION_DENIED`.
+pub trait Policy<A: Aggregate, R = <A as Aggregate>::Command>: Send + Sync + 'static {
+    fn permit(&self, actor: &Actor, request: &R) -> Result<Permit, Status>;
     /// The user who owns the aggregate, when it has one.
     fn owner(&self, _state: &A) -> Option<String> {
         None
@@ -80,15 +115,15 @@ pub trait Policy<A: Aggregate>: Send + Sync + 'static {
     }
 }
 
-/// Checks a command against a policy: `IfOwner` loads the stream and compares.
-pub async fn authorize<A: Aggregate, Z: Policy<A>>(
+/// Checks a request against a policy: `IfOwner` loads the stream and compares.
+pub async fn authorize<A: Aggregate, R, Z: Policy<A, R>>(
     policy: &Z,
     handler: &CommandHandler<A>,
     actor: &Actor,
     stream_id: &str,
-    command: &A::Command,
+    request: &R,
 ) -> Result<(), Status> {
-    if policy.permit(actor, command)? == Permit::IfOwner
+    if policy.permit(actor, request)? == Permit::IfOwner
         && !(actor.is_admin() || actor.is_any_service())
     {
         let (state, _) = handler.load(stream_id).await?;
@@ -100,30 +135,42 @@ pub async fn authorize<A: Aggregate, Z: Policy<A>>(
     Ok(())
 }
 
-/// Completes a parsed command with facts the service establishes itself (never taken from
-/// the client), such as what another aggregate's events say, before the handler decides.
+/// Completes a request into the aggregate's command with facts the service establishes
+/// itself, never taken from the client: catalogue prices, whether a reviewer bought the
+/// product, the payment gateway's answer. `None`: nothing left to do (a payment already
+/// authorized), so nothing is appended. The one enrichment hook of every aggregate.
 pub trait Prepare<A: Aggregate>: Send + Sync + 'static {
+    /// What clients send: the aggregate's command, or a request the service completes.
+    type Request: DeserializeOwned + Send + Sync;
+
     fn prepare<'a>(
         &'a self,
-        store: &'a EventStore,
+        handler: &'a CommandHandler<A>,
         stream_id: &'a str,
-        command: A::Command,
+        request: Self::Request,
         ctx: &'a CommandContext,
-    ) -> impl std::future::Future<Output = Result<A::Command, CommandError>> + Send + 'a;
+        actor: &'a Actor,
+    ) -> impl std::future::Future<Output = Result<Option<A::Command>, CommandError>> + Send + 'a;
 }
 
 /// Commands go to the handler as parsed.
 pub struct AsIs;
 
-impl<A: Aggregate> Prepare<A> for AsIs {
+impl<A: Aggregate> Prepare<A> for AsIs
+where
+    A::Command: DeserializeOwned,
+{
+    type Request = A::Command;
+
     async fn prepare(
         &self,
-        _store: &EventStore,
+        _handler: &CommandHandler<A>,
         _stream_id: &str,
         command: A::Command,
         _ctx: &CommandContext,
-    ) -> Result<A::Command, CommandError> {
-        Ok(command)
+        _actor: &Actor,
+    ) -> Result<Option<A::Command>, CommandError> {
+        Ok(Some(command))
     }
 }
 
@@ -165,7 +212,7 @@ pub fn command_context<T>(
 
 /// Time travel for any aggregate: its events up to the bound, folded with `evolve`, shown
 /// through the domain's `view` to whom the policy lets see it.
-pub async fn state_at<A: Aggregate, Z: Policy<A>>(
+pub async fn state_at<A: Aggregate, R, Z: Policy<A, R>>(
     handler: &CommandHandler<A>,
     policy: &Z,
     request: &Request<StateAtRequest>,
@@ -234,8 +281,7 @@ pub fn parse_command<C: DeserializeOwned>(json: &str) -> Result<C, CommandError>
 impl<A, Z, P> Commands for GenericCommands<A, Z, P>
 where
     A: Aggregate,
-    A::Command: DeserializeOwned,
-    Z: Policy<A>,
+    Z: Policy<A, P::Request>,
     P: Prepare<A>,
 {
     async fn execute(
@@ -245,13 +291,8 @@ where
         let r = request.get_ref();
         let id = stream_id(&r.stream_id)?;
         let (ctx, actor) = context_of(&request, r.meta.as_ref())?;
-        let command: A::Command = parse_command(&r.command_json)?;
-        authorize(&self.policy, &self.handler, &actor, &id, &command).await?;
-        let command = self
-            .prepare
-            .prepare(self.handler.store(), &id, command, &ctx)
-            .await?;
-        let outcome = self.handler.handle(&id, &command, &ctx).await?;
+        let command: P::Request = parse_command(&r.command_json)?;
+        let outcome = self.run(&id, command, &ctx, &actor).await?;
         Ok(Response::new(ExecuteResponse {
             stream_id: outcome.stream_id,
             version: outcome.version,
@@ -263,7 +304,7 @@ where
         request: Request<StateAtRequest>,
     ) -> Result<Response<StateAtResponse>, Status> {
         Ok(Response::new(
-            state_at(&self.handler, &self.policy, &request).await?,
+            state_at::<A, P::Request, Z>(&self.handler, &self.policy, &request).await?,
         ))
     }
 }

@@ -1,55 +1,74 @@
 //! The payment service, over a [`PaymentGateway`] (see [`crate::gateway`]): card
 //! tokenization (an HTTP endpoint of its own, see [`crate::tokens`]; `PaymentMethods.Describe`
 //! tells the BFF a reference's brand and last four digits), and the generic `Commands` API for
-//! payments, where authorize / capture / void / refund call the gateway before the outcome is
-//! recorded. Every step is idempotent: a payment already authorized, captured or voided is
+//! payments (an instance of the generic service), where authorize / capture / void / refund
+//! call the gateway, in its prepare step, before the outcome is recorded. Every step is idempotent: a payment already authorized, captured or voided is
 //! not sent to the gateway again.
 
 use crate::error::CommandError;
 use crate::gateway::PaymentGateway;
-use crate::generic_service::{context_of, parse_command, stream_id};
-use crate::handler::CommandHandler;
-use domain::payment::PaymentRequest;
-use domain::payment::{Card, Payment, PaymentCommand, PaymentStatus};
+use crate::generic_service::{GenericCommands, Prepare};
+use crate::handler::{CommandContext, CommandHandler};
+use crate::policies::PaymentPolicy;
+use domain::payment::{Card, Payment, PaymentCommand, PaymentRequest, PaymentStatus};
 use domain::values::PaymentId;
-use proto::commands::commands_server::{Commands, CommandsServer};
-use proto::commands::{ExecuteRequest, ExecuteResponse};
+use domain::Aggregate as _;
+use platform::internal_auth::Actor;
+use proto::commands::commands_server::CommandsServer;
 use proto::payment::payment_methods_server::{PaymentMethods, PaymentMethodsServer};
 use proto::payment::CardToken;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-pub struct PaymentService {
-    handler: Arc<CommandHandler<Payment>>,
+/// The payment service's [`Prepare`] step: a request becomes a command once the gateway has
+/// answered it. Every step is idempotent: a payment already authorized is not sent to the
+/// gateway again (`None`: nothing to append).
+pub struct CallGateway {
     gateway: Arc<dyn PaymentGateway>,
 }
 
-impl PaymentService {
-    pub fn new(handler: Arc<CommandHandler<Payment>>, gateway: Arc<dyn PaymentGateway>) -> Self {
-        Self { handler, gateway }
-    }
+/// The payment service: the generic `Commands` service over the gateway step, and the
+/// `PaymentMethods` service, on one port.
+pub type PaymentCommands = GenericCommands<Payment, PaymentPolicy, CallGateway>;
 
-    pub fn routes(self) -> (tonic::service::Routes, [&'static str; 2]) {
-        let methods = Tokenizer(self.handler.store().database().clone());
-        let routes = tonic::service::Routes::new(CommandsServer::new(self))
-            .add_service(PaymentMethodsServer::new(methods));
-        (
-            routes,
-            [
-                <CommandsServer<PaymentService> as tonic::server::NamedService>::NAME,
-                <PaymentMethodsServer<Tokenizer> as tonic::server::NamedService>::NAME,
-            ],
-        )
-    }
+/// The payment service's routes and the names they serve.
+pub fn routes(
+    handler: Arc<CommandHandler<Payment>>,
+    gateway: Arc<dyn PaymentGateway>,
+) -> (tonic::service::Routes, [&'static str; 2]) {
+    let methods = Tokenizer(handler.store().database().clone());
+    let routes = tonic::service::Routes::new(GenericCommands::with(
+        handler,
+        PaymentPolicy,
+        CallGateway { gateway },
+    ))
+    .add_service(PaymentMethodsServer::new(methods));
+    (
+        routes,
+        [
+            <CommandsServer<PaymentCommands> as tonic::server::NamedService>::NAME,
+            <PaymentMethodsServer<Tokenizer> as tonic::server::NamedService>::NAME,
+        ],
+    )
+}
 
-    async fn command_for(
+impl Prepare<Payment> for CallGateway {
+    type Request = PaymentRequest;
+
+    async fn prepare(
         &self,
+        handler: &CommandHandler<Payment>,
         id: &str,
         req: PaymentRequest,
-        key: &str,
+        ctx: &CommandContext,
+        _actor: &Actor,
     ) -> Result<Option<PaymentCommand>, CommandError> {
-        let (state, _) = self.handler.load(id).await?;
+        let (state, _) = handler.load(id).await?;
         let reference = format!("sim_auth_{id}");
+        let key = ctx
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         Ok(match req {
             PaymentRequest::Authorize {
                 order_id,
@@ -65,7 +84,7 @@ impl PaymentService {
                 // gateway's token, which only this service holds.
                 let token = match token.as_str() {
                     r if r.starts_with(crate::tokens::REFERENCE_PREFIX) => {
-                        crate::tokens::resolve(self.handler.store().database(), r)
+                        crate::tokens::resolve(handler.store().database(), r)
                             .await
                             .map_err(|e| CommandError::Unavailable(e.to_string()))?
                             .ok_or_else(|| {
@@ -106,53 +125,10 @@ impl PaymentService {
                 state
                     .decide(&PaymentCommand::Refund { amount })
                     .map_err(|e| CommandError::domain(&e))?;
-                self.gateway.refund(&reference, amount, key).await?;
+                self.gateway.refund(&reference, amount, &key).await?;
                 Some(PaymentCommand::Refund { amount })
             }
         })
-    }
-}
-
-use domain::Aggregate;
-
-#[tonic::async_trait]
-impl Commands for PaymentService {
-    async fn execute(
-        &self,
-        request: Request<ExecuteRequest>,
-    ) -> Result<Response<ExecuteResponse>, Status> {
-        let r = request.get_ref();
-        let id = stream_id(&r.stream_id)?;
-        let (ctx, actor) = context_of(&request, r.meta.as_ref())?;
-        // Only the checkout saga moves money.
-        crate::policies::PaymentPolicy.permit_any(&actor)?;
-        let req: PaymentRequest = parse_command(&r.command_json)?;
-        let key = ctx
-            .idempotency_key
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let version = match self.command_for(&id, req, &key).await? {
-            Some(command) => self.handler.handle(&id, &command, &ctx).await?.version,
-            None => self.handler.load(&id).await?.1,
-        };
-        Ok(Response::new(ExecuteResponse {
-            stream_id: id,
-            version,
-        }))
-    }
-
-    async fn state_at(
-        &self,
-        request: Request<proto::commands::StateAtRequest>,
-    ) -> Result<Response<proto::commands::StateAtResponse>, Status> {
-        Ok(Response::new(
-            crate::generic_service::state_at(
-                &self.handler,
-                &crate::policies::PaymentPolicy,
-                &request,
-            )
-            .await?,
-        ))
     }
 }
 

@@ -17,7 +17,7 @@
 
 use crate::generic_service::{Permit, Policy};
 use domain::order::{CancelledBy, Order, OrderCommand};
-use domain::payment::Payment;
+use domain::payment::{Payment, PaymentRequest};
 use domain::product::{Product, ProductCommand};
 use platform::internal_auth::{Actor, CHECKOUT_SAGA};
 use tonic::Status;
@@ -90,22 +90,11 @@ impl Policy<Order> for OrderPolicy {
     }
 }
 
-/// Payments: every command is the saga's (the payment service checks with
-/// [`PaymentPolicy::permit_any`] before it calls the gateway).
+/// Payments: every request is the saga's, checked before the gateway is called.
 pub struct PaymentPolicy;
 
-impl PaymentPolicy {
-    pub fn permit_any(&self, actor: &Actor) -> Result<(), Status> {
-        saga(actor).map(|_| ())
-    }
-}
-
-impl Policy<Payment> for PaymentPolicy {
-    fn permit(
-        &self,
-        actor: &Actor,
-        _command: &domain::payment::PaymentCommand,
-    ) -> Result<Permit, Status> {
+impl Policy<Payment, PaymentRequest> for PaymentPolicy {
+    fn permit(&self, actor: &Actor, _request: &PaymentRequest) -> Result<Permit, Status> {
         saga(actor)
     }
 }

@@ -5,23 +5,26 @@
 
 use crate::error::CommandError;
 use crate::generic_service::Prepare;
-use crate::handler::CommandContext;
+use crate::handler::{CommandContext, CommandHandler};
 use domain::order::{Order, OrderEvent, OrderStatus};
 use domain::product::{Product, ProductCommand, Purchase};
 use domain::values::UserId;
 use domain::Aggregate;
-use event_store::event_store::EventStore;
+use platform::internal_auth::Actor;
 
 pub struct VerifyPurchase;
 
 impl Prepare<Product> for VerifyPurchase {
+    type Request = ProductCommand;
+
     async fn prepare(
         &self,
-        store: &EventStore,
+        handler: &CommandHandler<Product>,
         stream_id: &str,
         command: ProductCommand,
         ctx: &CommandContext,
-    ) -> Result<ProductCommand, CommandError> {
+        _actor: &Actor,
+    ) -> Result<Option<ProductCommand>, CommandError> {
         let ProductCommand::Review {
             order_id,
             rating,
@@ -30,7 +33,7 @@ impl Prepare<Product> for VerifyPurchase {
             ..
         } = command
         else {
-            return Ok(command);
+            return Ok(Some(command));
         };
         let actor = &ctx.meta.actor;
         let reviewer = actor
@@ -40,7 +43,8 @@ impl Prepare<Product> for VerifyPurchase {
             .ok_or_else(|| CommandError::PermissionDenied("sign in to write a review".into()))?;
         let mut order = Order::default();
         // No such order (nothing stored, or another aggregate's stream): NOT_FOUND.
-        let events = store
+        let events = handler
+            .store()
             .load_typed(Order::STREAM_TYPE, &order_id.to_string(), 0)
             .await?
             .filter(|events| !events.is_empty())
@@ -57,12 +61,12 @@ impl Prepare<Product> for VerifyPurchase {
                 .lines
                 .iter()
                 .any(|l| l.product_id.to_string() == stream_id);
-        Ok(ProductCommand::Review {
+        Ok(Some(ProductCommand::Review {
             order_id,
             rating,
             title,
             body,
             purchase: Some(Purchase { reviewer, received }),
-        })
+        }))
     }
 }

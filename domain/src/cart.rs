@@ -20,8 +20,10 @@ use std::collections::BTreeMap;
 /// The most distinct products one cart may hold.
 pub const MAX_LINES: usize = 100;
 
-/// What a client can ask of a cart.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a client can ask of a cart. Serialised (for the generic gRPC `Commands` service) as
+/// `{"type": "snake_case_name", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum CartCommand {
     Create {
         cart_id: CartId,
@@ -76,7 +78,8 @@ pub struct PaymentMethod {
 }
 
 /// How a checkout pays, as the command carries it: each part checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CheckoutPayment {
     pub token: PaymentToken,
     pub brand: CardBrand,
