@@ -6,7 +6,7 @@
 #
 #   scripts/gen-compose.sh            rewrite docker-compose.yml
 #   scripts/gen-compose.sh --check    change nothing; fail, with a diff, if the file is not
-#                                     what the table gives (tests/tests/compose.rs runs this)
+#                                     what the table gives (tests/tests/e2e/compose.rs runs this)
 #
 # In compose every service listens on 0.0.0.0 ({host}) and on the table's default ports
 # (without PORT_OFFSET): each runs in a container of its own.

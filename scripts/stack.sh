@@ -392,7 +392,7 @@ JWT_SECRET_FILE=$STACK_DIR/jwt_secret
 MAILDEV_URL=$([ -n "$EXTERNAL_SMTP" ] || echo "http://$HOST:$MAILDEV_WEB_PORT")
 EOV
   # Per service of the table: its URL variable (CART_COMMAND_URL, ...), and its admin
-  # endpoint as <SERVICE>_ADMIN_URL (tests/tests/dashboards.rs scrapes each).
+  # endpoint as <SERVICE>_ADMIN_URL (tests/tests/e2e/dashboards.rs scrapes each).
   local s admin
   for s in "${SERVICES[@]}"; do
     [ "${SVC_URL[$s]}" = - ] || printf '%s=http://%s:%s\n' "${SVC_URL[$s]}" "$HOST" "$(fill "$s" '{port}')"

@@ -29,7 +29,7 @@ export CHECKOUT_TIMEOUT_SECS=15
 # per-client account rates go up (the per-account log-in backoff stays as it is).
 export REGISTER_PER_CLIENT_PER_MINUTE=100000 REFRESH_PER_CLIENT_PER_MINUTE=100000
 export LOGIN_FREE_FAILURES_PER_CLIENT=100000 WS_MESSAGES_PER_SECOND=1000
-# Traces on: every service exports its spans to the stack's collector (tests/tests/tracing.rs
+# Traces on: every service exports its spans to the stack's collector (tests/tests/e2e/traces.rs
 # reads them back).
 export TRACING=1
 # The browser tests' Chromium is installed with the other tools.
@@ -53,8 +53,13 @@ set +a
 export ENVOY_BIN=${TOOLS_DIR:-$HOME/.cache/commerce-tools}/bin/envoy
 
 echo "== tests"
-cargo test --workspace --locked --no-fail-fast
+status=0
+cargo test --workspace --exclude e2e-tests --locked --no-fail-fast || status=1
+cargo test -p e2e-tests --lib --bins --locked || status=1
+# The end-to-end tests: one binary, its modules one after another (see scripts/e2e.sh).
+scripts/e2e.sh || status=1
 
 echo "== browser tests (web/tests, against the same stack)"
 web/build.sh
 (cd web && npm test)
+exit "$status"

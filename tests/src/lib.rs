@@ -1,4 +1,4 @@
-//! End-to-end tests live in `tests/tests/`; this library holds what they share with the
+//! End-to-end tests live in `tests/tests/e2e/` (one binary); this library holds what they share with the
 //! benchmarks: the internal credential of direct gRPC calls to the services.
 
 pub use platform::internal_auth::AuthedChannel;
