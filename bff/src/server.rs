@@ -196,7 +196,13 @@ async fn graphql(
         "error"
     };
     metrics::counter!("graphql_requests_total", "outcome" => outcome).increment(1);
-    // Errors from the engine itself (syntax, validation, limits) get a code too.
+    finish_errors(&mut response);
+    GraphQLResponse::from(response).into_response()
+}
+
+/// Every error gets a code (the engine's own errors too: syntax, validation, limits), no
+/// message quotes more than a short prefix of what the client sent, and each is counted.
+fn finish_errors(response: &mut async_graphql::Response) {
     for e in &mut response.errors {
         // No error quotes more than a short prefix of what the client sent.
         e.message = bounded(&e.message);
@@ -218,7 +224,6 @@ async fn graphql(
             .unwrap_or_default();
         metrics::counter!("graphql_errors_total", "code" => code).increment(1);
     }
-    GraphQLResponse::from(response).into_response()
 }
 
 /// graphql-ws (and the older subscriptions-transport-ws): the caller is taken from the

@@ -10,7 +10,7 @@
 
 use super::cart::Cart;
 use super::common::MoneyView;
-use super::order::load_order;
+use super::order::{load_order, Order};
 use crate::auth::Caller;
 use crate::clients::Backends;
 use crate::context::{backends, caller, live, RequestContext};
@@ -72,7 +72,7 @@ impl SubscriptionRoot {
         gql(async move {
             let claims = caller(ctx).user()?.clone();
             let id = OrderId::parse(&order_id)?.to_string();
-            let mut rx = live(ctx)?.subscribe();
+            let rx = live(ctx)?.subscribe();
             let (who, backends, _) = owned_ctx(ctx);
             // The current state, when the order is already in the read model.
             let current = match load_order(&backends, &id, 0).await {
@@ -84,76 +84,13 @@ impl SubscriptionRoot {
                 Err(e) => return Err(e),
             };
             let stream = async_stream(move |y| async move {
-                let mut sent: u64 = 0;
-                let mut status = String::new();
-                let mut authorized = current.is_some() || claims.is_admin();
-                if let Some(o) = current {
-                    sent = o.version as u64;
-                    status = o.status.clone();
-                    y.send(Ok(OrderStatusChange {
-                        order_id: ID(id.clone()),
-                        status: o.status,
-                        version: o.version,
-                    }))
-                    .await;
-                }
-                loop {
-                    let env = match next_event(&mut rx, "order", &id, sent).await {
-                        None => return,
-                        Some(Ok(env)) => env,
-                        Some(Err(Lagged)) => {
-                            // Missed events: the read model has the current state.
-                            match load_order(&backends, &id, sent + 1).await {
-                                Ok(o) if who.check_owner(Some(&o.customer_id)).is_ok() => {
-                                    authorized = true;
-                                    if o.status != status && o.version as u64 > sent {
-                                        sent = o.version as u64;
-                                        status = o.status.clone();
-                                        y.send(Ok(OrderStatusChange {
-                                            order_id: ID(id.clone()),
-                                            status: o.status,
-                                            version: o.version,
-                                        }))
-                                        .await;
-                                    }
-                                    continue;
-                                }
-                                Ok(_) => {
-                                    y.send(Err(forbidden())).await;
-                                    return;
-                                }
-                                Err(_) => continue,
-                            }
-                        }
-                    };
-                    let Ok(event) = env.decode::<OrderEvent>() else {
-                        continue;
-                    };
-                    if !authorized {
-                        // Nothing is sent for an order until it is known to be the caller's.
-                        match &event {
-                            OrderEvent::OrderPlaced(p)
-                                if p.customer_id.to_string() == claims.sub =>
-                            {
-                                authorized = true;
-                            }
-                            _ => {
-                                y.send(Err(forbidden())).await;
-                                return;
-                            }
-                        }
-                    }
-                    sent = env.version;
-                    if let Some(s) = event.status_after() {
-                        status = s.as_str().to_uppercase();
-                        y.send(Ok(OrderStatusChange {
-                            order_id: ID(id.clone()),
-                            status: status.clone(),
-                            version: env.version as i64,
-                        }))
-                        .await;
-                    }
-                }
+                let follow = OrderFollow {
+                    id,
+                    who,
+                    backends,
+                    claims,
+                };
+                follow.run(y, rx, current).await;
             });
             Ok(stream)
         }
@@ -274,6 +211,94 @@ impl SubscriptionRoot {
             Ok(stream)
         }
         .await)
+    }
+}
+
+/// One `orderStatusChanged` subscription, followed on the feed.
+struct OrderFollow {
+    id: String,
+    who: Caller,
+    backends: Backends,
+    claims: platform::auth::Claims,
+}
+
+impl OrderFollow {
+    /// Sends the current status (if the order is known), then each change, until the feed
+    /// closes, the client goes away, or the order turns out not to be the caller's.
+    async fn run(
+        self,
+        y: Yield<OrderStatusChange>,
+        mut rx: broadcast::Receiver<std::sync::Arc<event_schemas::EventEnvelope>>,
+        current: Option<Order>,
+    ) {
+        let mut sent: u64 = 0;
+        let mut status = String::new();
+        let mut authorized = current.is_some() || self.claims.is_admin();
+        if let Some(o) = current {
+            sent = o.version as u64;
+            status = o.status.clone();
+            y.send(Ok(OrderStatusChange {
+                order_id: ID(self.id.clone()),
+                status: o.status,
+                version: o.version,
+            }))
+            .await;
+        }
+        loop {
+            let env = match next_event(&mut rx, "order", &self.id, sent).await {
+                None => return,
+                Some(Ok(env)) => env,
+                Some(Err(Lagged)) => {
+                    // Missed events: the read model has the current state.
+                    match load_order(&self.backends, &self.id, sent + 1).await {
+                        Ok(o) if self.who.check_owner(Some(&o.customer_id)).is_ok() => {
+                            authorized = true;
+                            if o.status != status && o.version as u64 > sent {
+                                sent = o.version as u64;
+                                status = o.status.clone();
+                                y.send(Ok(OrderStatusChange {
+                                    order_id: ID(self.id.clone()),
+                                    status: o.status,
+                                    version: o.version,
+                                }))
+                                .await;
+                            }
+                            continue;
+                        }
+                        Ok(_) => {
+                            y.send(Err(forbidden())).await;
+                            return;
+                        }
+                        Err(_) => continue,
+                    }
+                }
+            };
+            let Ok(event) = env.decode::<OrderEvent>() else {
+                continue;
+            };
+            if !authorized {
+                // Nothing is sent for an order until it is known to be the caller's.
+                match &event {
+                    OrderEvent::OrderPlaced(p) if p.customer_id.to_string() == self.claims.sub => {
+                        authorized = true;
+                    }
+                    _ => {
+                        y.send(Err(forbidden())).await;
+                        return;
+                    }
+                }
+            }
+            sent = env.version;
+            if let Some(s) = event.status_after() {
+                status = s.as_str().to_uppercase();
+                y.send(Ok(OrderStatusChange {
+                    order_id: ID(self.id.clone()),
+                    status: status.clone(),
+                    version: env.version as i64,
+                }))
+                .await;
+            }
+        }
     }
 }
 
