@@ -9,13 +9,14 @@
 
 use crate::auth::Caller;
 use crate::clients::{BackendArgs, Backends};
+use crate::context::RequestContext;
+use crate::edge::Edge;
 use crate::error::{bounded, engine_error_code};
+use crate::feed::LiveEvents;
 use crate::limits::{check_document, DocumentKind};
-use crate::live::LiveEvents;
-use crate::schema::{build_introspection_schema, build_schema, AppSchema, RequestContext};
-use crate::session::Sessions;
-use crate::throttle::{Throttle, ThrottleArgs};
-use crate::ws::{Expiry, WsLimiter};
+use crate::schema::{build_introspection_schema, build_schema, request_loader, AppSchema};
+use crate::throttle::ThrottleArgs;
+use crate::ws::Expiry;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
@@ -28,9 +29,8 @@ use clap::Parser;
 use platform::auth::{Jwt, JwtArgs};
 use platform::kafka::KafkaArgs;
 use platform::support::{init_tracing, serve_admin, shutdown_token, Readiness};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use tower_http::services::{ServeDir, ServeFile};
 use tracing::Instrument;
 
@@ -72,61 +72,6 @@ pub struct BffArgs {
     /// The built web app (`web/dist`), served at `/`; unset, only the API is served.
     #[arg(long, env = "WEB_DIR")]
     pub web_dir: Option<PathBuf>,
-}
-
-/// The edge's per-request services, shared by every request.
-#[derive(Clone)]
-pub struct Edge {
-    pub sessions: Sessions,
-    pub throttle: Arc<Throttle>,
-    pub ws: WsLimiter,
-    /// None: trust every peer's `x-forwarded-for`.
-    pub trusted_proxies: Option<Vec<IpAddr>>,
-}
-
-impl Edge {
-    pub fn new(args: &BffArgs) -> Self {
-        let trusted_proxies = if args.trusted_proxies.iter().any(|p| p.trim() == "any") {
-            None
-        } else {
-            Some(
-                args.trusted_proxies
-                    .iter()
-                    .filter_map(|p| p.trim().parse().ok())
-                    .collect(),
-            )
-        };
-        Self {
-            sessions: Sessions::new(std::time::Duration::from_millis(args.session_cache_ms)),
-            throttle: Arc::new(Throttle::new(args.throttle.clone())),
-            ws: WsLimiter::new(args.ws_messages_per_second),
-            trusted_proxies,
-        }
-    }
-
-    /// The client's address: the hop Envoy appended to `x-forwarded-for` when the peer is a
-    /// trusted proxy, else the peer's own address.
-    pub fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
-        let peer_ip = peer.map(|p| p.ip());
-        let trusted = match (&self.trusted_proxies, peer_ip) {
-            (None, _) => true,
-            (Some(list), Some(ip)) => list.contains(&ip),
-            (Some(_), None) => false,
-        };
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|v| !v.is_empty())
-            .and_then(|v| v.parse::<IpAddr>().ok());
-        match (trusted, forwarded, peer_ip) {
-            (true, Some(ip), _) => ip.to_string(),
-            (_, _, Some(ip)) => ip.to_string(),
-            _ => "unknown".into(),
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -224,7 +169,7 @@ async fn graphql(
     let backends = state.backends.acting_for(&caller);
     let request = req
         .into_inner()
-        .data(crate::catalogue::new_loader(backends.shop.clone()))
+        .data(request_loader(&backends))
         .data(backends)
         .data(RequestContext {
             correlation_id,
@@ -251,7 +196,13 @@ async fn graphql(
         "error"
     };
     metrics::counter!("graphql_requests_total", "outcome" => outcome).increment(1);
-    // Errors from the engine itself (syntax, validation, limits) get a code too.
+    finish_errors(&mut response);
+    GraphQLResponse::from(response).into_response()
+}
+
+/// Every error gets a code (the engine's own errors too: syntax, validation, limits), no
+/// message quotes more than a short prefix of what the client sent, and each is counted.
+fn finish_errors(response: &mut async_graphql::Response) {
     for e in &mut response.errors {
         // No error quotes more than a short prefix of what the client sent.
         e.message = bounded(&e.message);
@@ -273,7 +224,6 @@ async fn graphql(
             .unwrap_or_default();
         metrics::counter!("graphql_errors_total", "code" => code).increment(1);
     }
-    GraphQLResponse::from(response).into_response()
 }
 
 /// graphql-ws (and the older subscriptions-transport-ws): the caller is taken from the
@@ -320,7 +270,7 @@ async fn subscriptions(
                 let mut data = Data::default();
                 // The connection's backends act for its caller.
                 let backends = backends.acting_for(&caller);
-                data.insert(crate::catalogue::new_loader(backends.shop.clone()));
+                data.insert(request_loader(&backends));
                 data.insert(backends);
                 data.insert(RequestContext {
                     correlation_id: uuid::Uuid::now_v7().to_string(),
@@ -381,7 +331,12 @@ pub async fn bff_main() -> anyhow::Result<()> {
             None
         }
     };
-    let edge = Edge::new(&args);
+    let edge = Edge::new(
+        std::time::Duration::from_millis(args.session_cache_ms),
+        args.throttle.clone(),
+        args.ws_messages_per_second,
+        &args.trusted_proxies,
+    );
     let mut router = app(schema, introspection, jwt, backends, edge);
     if let Some(dir) = &args.web_dir {
         tracing::info!(dir = %dir.display(), "serving the web app on /");

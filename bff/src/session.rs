@@ -98,10 +98,3 @@ impl Sessions {
         Some(answer)
     }
 }
-
-/// After a password change or deletion made through this BFF: its next request re-asks.
-pub fn forget(ctx: &async_graphql::Context<'_>, user_id: &str) {
-    if let Some(edge) = ctx.data_opt::<crate::server::Edge>() {
-        edge.sessions.forget(user_id);
-    }
-}

@@ -256,22 +256,6 @@ impl LoginAttempt<'_> {
     }
 }
 
-/// The request's throttle (absent only in unit tests of the schema).
-fn of<'a>(ctx: &'a async_graphql::Context<'_>) -> Option<&'a Throttle> {
-    ctx.data_opt::<crate::server::Edge>()
-        .map(|e| e.throttle.as_ref())
-}
-
-/// Admits a log-in for `email` from this request's client (see [`Throttle::login`]).
-pub fn login_attempt<'a>(
-    ctx: &'a async_graphql::Context<'_>,
-    email: &str,
-) -> Result<Option<LoginAttempt<'a>>, BffError> {
-    of(ctx)
-        .map(|t| t.login(email, crate::schema::client_of(ctx)))
-        .transpose()
-}
-
 /// Settles a log-in attempt by the user service's answer.
 pub fn settle<T>(attempt: Option<LoginAttempt<'_>>, result: &Result<T, tonic::Status>) {
     let Some(a) = attempt else { return };
@@ -280,16 +264,6 @@ pub fn settle<T>(attempt: Option<LoginAttempt<'_>>, result: &Result<T, tonic::St
         Err(s) if s.code() == tonic::Code::Unauthenticated => a.failed(),
         Err(_) => a.refund(),
     }
-}
-
-/// Admits a registration from this request's client.
-pub fn register(ctx: &async_graphql::Context<'_>) -> Result<(), BffError> {
-    of(ctx).map_or(Ok(()), |t| t.register(crate::schema::client_of(ctx)))
-}
-
-/// Admits a token refresh from this request's client.
-pub fn refresh(ctx: &async_graphql::Context<'_>) -> Result<(), BffError> {
-    of(ctx).map_or(Ok(()), |t| t.refresh(crate::schema::client_of(ctx)))
 }
 
 #[cfg(test)]

@@ -13,8 +13,6 @@ use std::time::Duration;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 
-use crate::schema::AppSchema;
-
 /// Per-client message rate of graphql-ws connections.
 #[derive(Clone)]
 pub struct WsLimiter(Arc<DefaultKeyedRateLimiter<String>>);
@@ -66,15 +64,16 @@ impl Expiry {
 type CloseReason = Arc<Mutex<Option<(u16, &'static str)>>>;
 
 /// Serves one graphql-ws connection; `init` answers `connection_init` (and sets `expiry`).
-pub async fn serve<F, Fut>(
+pub async fn serve<E, F, Fut>(
     socket: WebSocket,
-    schema: AppSchema,
+    schema: E,
     protocol: GraphQLProtocol,
     client: String,
     limiter: WsLimiter,
     expiry: Expiry,
     init: F,
 ) where
+    E: async_graphql::Executor,
     F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = async_graphql::Result<async_graphql::Data>> + Send + 'static,
 {

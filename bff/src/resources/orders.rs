@@ -1,43 +1,48 @@
-//! Orders beyond the single order: a customer's own list and the back office's list (both
-//! Relay connections, the latter filtered by status, placing time and customer), an order's
-//! timeline, time travel (`orderAt`), and the notifications sent about orders.
+//! The orders resource: one order (`order`), a customer's own list and the back office's
+//! list (Relay connections, the latter filtered by status, placing time and customer), time
+//! travel (`orderAt`), and the order commands: the customer's `cancelOrder`, the back
+//! office's `shipOrder`, `markDelivered` and `refundPayment` (the domain's `OrderCommand`).
 
-use crate::connection::Connection;
+use super::common::{exec, money, MoneyView, MutationResult};
+use super::connection::Connection;
+use super::order::{load_order, order_of, Order, OrderLine};
+use crate::context::{backends, caller, grpc, parse_doc};
 use crate::error::{gql, BffError};
-use crate::schema::{backends, caller, grpc};
-use crate::shop::{order_of, parse_doc, MoneyView, Order, OrderLine};
 use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use domain::values::{OrderId, UserId};
-use proto::queries::{ById, ListOrdersRequest, NotificationsRequest};
+use domain::order::{CancelledBy, OrderCommand};
+use domain::values::{CancelReason, Carrier, OrderId, TrackingNumber, UserId};
+use proto::queries::ListOrdersRequest;
 use serde::Deserialize;
 
-#[derive(SimpleObject, Deserialize)]
-pub struct TimelineEntry {
-    pub version: i64,
-    pub event_type: String,
-    /// What happened, for people: "Shipped with DHL, tracking number JD014600".
-    pub summary: String,
-    /// Who did it: a user id, or a service such as `checkout-saga`.
-    pub actor: String,
-    pub occurred_at: String,
-}
+#[derive(Default)]
+pub struct OrderQuery;
 
-/// An order's timeline, from the read model.
-pub async fn timeline(ctx: &Context<'_>, order_id: &str) -> Result<Vec<TimelineEntry>, BffError> {
-    let docs = backends(ctx)
-        .shop
-        .clone()
-        .get_order_timeline(grpc(
-            ctx,
-            ById {
-                id: order_id.to_owned(),
-                at_least_version: 0,
-            },
-        ))
-        .await?
-        .into_inner();
-    docs.json.iter().map(|j| parse_doc(j)).collect()
+#[Object]
+impl OrderQuery {
+    /// An order: its owner or an admin only.
+    /// With `atLeastVersion`, waits briefly for the read model to reach it (`STALE` if not).
+    async fn order(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at_least_version: Option<i64>,
+    ) -> Result<Order> {
+        gql(async move {
+            caller(ctx).user()?;
+            let at_least = at_least_version.unwrap_or(0).max(0) as u64;
+            let order = load_order(backends(ctx), id.as_str(), at_least).await?;
+            caller(ctx).check_owner(Some(&order.customer_id))?;
+            if (order.version as u64) < at_least {
+                return Err(BffError::Stale(format!(
+                    "the order is at version {}, not yet {at_least}; retry",
+                    order.version
+                )));
+            }
+            Ok(order)
+        }
+        .await)
+    }
 }
 
 #[derive(Enum, Copy, Clone, PartialEq, Eq)]
@@ -153,59 +158,11 @@ struct LineView {
     unit_price: MoneyView,
 }
 
-#[derive(SimpleObject, Deserialize)]
-pub struct NotificationView {
-    pub event_id: String,
-    /// The order it is about (none for account mails).
-    pub order_id: Option<String>,
-    pub customer_id: String,
-    /// order_received, order_confirmation, shipment, delivery, cancellation, refund,
-    /// password_reset or email_verification.
-    pub kind: String,
-    pub channel: String,
-    pub recipient: Option<String>,
-    pub subject: String,
-    pub body: String,
-    pub occurred_at: String,
-    /// When the mail was handed to the SMTP server (null: not yet, or never).
-    #[serde(default)]
-    pub sent_at: Option<String>,
-}
-
-async fn notifications(
-    ctx: &Context<'_>,
-    order_id: Option<ID>,
-    customer_id: Option<String>,
-    first: i32,
-) -> Result<Vec<NotificationView>, BffError> {
-    if !(1..=500).contains(&first) {
-        return Err(BffError::InvalidArgument("first is from 1 to 500".into()));
-    }
-    let order_id = match order_id {
-        Some(id) => OrderId::parse(&id)?.to_string(),
-        None => String::new(),
-    };
-    let docs = backends(ctx)
-        .shop
-        .clone()
-        .list_notifications(grpc(
-            ctx,
-            NotificationsRequest {
-                order_id,
-                customer_id: customer_id.unwrap_or_default(),
-                limit: first as u32,
-            },
-        ))
-        .await?
-        .into_inner();
-    docs.json.iter().map(|j| parse_doc(j)).collect()
-}
-
 #[derive(Default)]
-pub struct OrderQuery;
+pub struct OrderListQuery;
 
 #[Object]
-impl OrderQuery {
+impl OrderListQuery {
     /// The signed-in customer's orders, newest first.
     async fn my_orders(
         &self,
@@ -300,36 +257,135 @@ impl OrderQuery {
         }
         .await)
     }
+}
 
-    /// Notifications sent (back office), newest first, for one order or customer or all.
-    async fn notifications(
+#[derive(Default)]
+pub struct OrderMutation;
+
+#[Object]
+impl OrderMutation {
+    /// Cancels one of the signed-in customer's orders before it ships.
+    async fn cancel_order(
         &self,
         ctx: &Context<'_>,
-        order_id: Option<ID>,
-        customer_id: Option<ID>,
-        #[graphql(default = 50)] first: i32,
-    ) -> Result<Vec<NotificationView>> {
+        order_id: ID,
+        reason: Option<String>,
+    ) -> Result<MutationResult> {
         gql(async move {
-            caller(ctx).admin()?;
-            let customer = match customer_id {
-                Some(c) => Some(UserId::parse(&c)?.to_string()),
-                None => None,
-            };
-            notifications(ctx, order_id, customer, first).await
+            caller(ctx).user()?;
+            let order = load_order(backends(ctx), order_id.as_str(), 0).await?;
+            caller(ctx).check_owner(Some(&order.customer_id))?;
+            let cmd = cancel(reason.as_deref())?;
+            exec(ctx, &backends(ctx).orders, order.id, &cmd, None).await
         }
         .await)
     }
 
-    /// The notifications the signed-in customer was sent, newest first.
-    async fn my_notifications(
+    /// Admin: ships a confirmed order.
+    async fn ship_order(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
-    ) -> Result<Vec<NotificationView>> {
+        order_id: ID,
+        carrier: String,
+        tracking_number: String,
+    ) -> Result<MutationResult> {
         gql(async move {
-            let me = caller(ctx).user()?.sub.clone();
-            notifications(ctx, None, Some(me), first).await
+            caller(ctx).admin()?;
+            let id = OrderId::parse(&order_id)?;
+            let cmd = ship(&carrier, &tracking_number)?;
+            exec(ctx, &backends(ctx).orders, id.to_string(), &cmd, None).await
         }
         .await)
+    }
+
+    /// Admin: marks a shipped order delivered.
+    async fn mark_delivered(&self, ctx: &Context<'_>, order_id: ID) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let id = OrderId::parse(&order_id)?;
+            let cmd = OrderCommand::MarkDelivered;
+            exec(ctx, &backends(ctx).orders, id.to_string(), &cmd, None).await
+        }
+        .await)
+    }
+
+    /// Admin: refunds part or all of a paid order; the saga refunds the payment.
+    async fn refund_payment(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        amount_minor: i64,
+        idempotency_key: Option<String>,
+    ) -> Result<MutationResult> {
+        gql(async move {
+            caller(ctx).admin()?;
+            let order = load_order(backends(ctx), order_id.as_str(), 0).await?;
+            let cmd = OrderCommand::Refund {
+                amount: money(amount_minor, &order.total.currency)?,
+            };
+            exec(ctx, &backends(ctx).orders, order.id, &cmd, idempotency_key).await
+        }
+        .await)
+    }
+}
+
+/// A customer's cancellation, with the default reason when none is given.
+fn cancel(reason: Option<&str>) -> Result<OrderCommand, BffError> {
+    Ok(OrderCommand::Cancel {
+        reason: CancelReason::parse(reason.unwrap_or("cancelled by the customer"))?,
+        by: CancelledBy::Customer,
+    })
+}
+
+fn ship(carrier: &str, tracking_number: &str) -> Result<OrderCommand, BffError> {
+    Ok(OrderCommand::Ship {
+        carrier: Carrier::parse(carrier)?,
+        tracking_number: TrackingNumber::parse(tracking_number)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn json_of(c: &OrderCommand) -> serde_json::Value {
+        serde_json::to_value(c).unwrap()
+    }
+
+    #[test]
+    fn cancel_serializes_as_the_hand_written_command_did() {
+        assert_eq!(
+            json_of(&cancel(None).unwrap()),
+            json!({ "type": "cancel", "reason": "cancelled by the customer", "by": "customer" })
+        );
+        assert_eq!(
+            json_of(&cancel(Some("changed my mind")).unwrap()),
+            json!({ "type": "cancel", "reason": "changed my mind", "by": "customer" })
+        );
+    }
+
+    #[test]
+    fn ship_delivered_and_refund_serialize_as_before() {
+        assert_eq!(
+            json_of(&ship("DHL", "JD014600").unwrap()),
+            json!({ "type": "ship", "carrier": "DHL", "tracking_number": "JD014600" })
+        );
+        assert!(matches!(ship("", "x"), Err(BffError::InvalidArgument(_))));
+        assert_eq!(
+            json_of(&OrderCommand::MarkDelivered),
+            json!({ "type": "mark_delivered" })
+        );
+        let refund = OrderCommand::Refund {
+            amount: money(250, "EUR").unwrap(),
+        };
+        assert_eq!(
+            json_of(&refund),
+            json!({ "type": "refund", "amount": { "amount_minor": 250, "currency": "EUR" } })
+        );
+        assert!(matches!(
+            money(-1, "EUR"),
+            Err(BffError::InvalidArgument(_))
+        ));
     }
 }

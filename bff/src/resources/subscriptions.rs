@@ -1,8 +1,6 @@
-//! GraphQL subscriptions, fed from Kafka: `orderStatusChanged(orderId)` and
-//! `cartChanged(cartId)` for their owner, `orderPlaced` for the back office.
-//!
-//! One consumer per BFF reads the order and cart topics from their ends (assigned, no group)
-//! and fans events out on a broadcast channel. Each subscription:
+//! The subscriptions resource, fed from Kafka (see `feed`): `orderStatusChanged(orderId)`
+//! and `cartChanged(cartId)` for their owner, `orderPlaced` for the back office. Each
+//! subscription:
 //! - is authorized when it starts, against the read model (and, for an order not projected
 //!   yet, against its `OrderPlaced` event before anything is sent; a cart not projected yet
 //!   is awaited in the read model, and checked there before anything is sent);
@@ -10,139 +8,20 @@
 //! - only ever moves forward: an event at or below the version it last sent (a broker replay,
 //!   a duplicate from the relay's at-least-once delivery) is dropped, never sent as new.
 
+use super::cart::Cart;
+use super::common::MoneyView;
+use super::order::{load_order, Order};
 use crate::auth::Caller;
+use crate::clients::Backends;
+use crate::context::{backends, caller, live, RequestContext};
 use crate::error::{gql, BffError};
-use crate::schema::{backends, caller, Cart, RequestContext};
-use crate::shop::{load_order, MoneyView};
+use crate::feed::{next_event, version_of, Lagged};
 use async_graphql::{Context, Result, SimpleObject, Subscription, ID};
 use domain::order::OrderEvent;
 use domain::values::{CartId, OrderId};
-use event_schemas::{cloudevents, topic_for, EventEnvelope};
-use futures::{Stream, StreamExt};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use std::sync::Arc;
+use futures::Stream;
 use std::time::Duration;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
-
-/// Events as they arrive from Kafka, for every subscription of this BFF.
-#[derive(Clone)]
-pub struct LiveEvents {
-    tx: broadcast::Sender<Arc<EventEnvelope>>,
-}
-
-impl LiveEvents {
-    pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(4096);
-        Self { tx }
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Arc<EventEnvelope>> {
-        self.tx.subscribe()
-    }
-
-    /// Feeds the channel from the ends of the order and cart topics until shutdown; the
-    /// consumer is re-created after an error, with a pause.
-    pub async fn run(self, kafka: platform::kafka::KafkaArgs, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            if let Err(e) = self.consume(&kafka, &shutdown).await {
-                tracing::warn!(error = %e, "subscription feed from Kafka failed; reconnecting");
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    }
-
-    async fn consume(
-        &self,
-        kafka: &platform::kafka::KafkaArgs,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        let topics = [topic_for("order"), topic_for("cart")];
-        kafka.ensure_topics(&topics).await?;
-        let consumer: StreamConsumer = kafka
-            .client_config()
-            .set("group.id", "bff.subscriptions")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .create()?;
-        let mut tpl = TopicPartitionList::new();
-        for topic in &topics {
-            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            let partitions = md
-                .topics()
-                .first()
-                .map(|t| t.partitions().len())
-                .unwrap_or(0);
-            anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
-            for p in 0..partitions as i32 {
-                tpl.add_partition_offset(topic, p, Offset::End)?;
-            }
-        }
-        consumer.assign(&tpl)?;
-        tracing::info!(?topics, "subscription feed consuming");
-        let mut stream = consumer.stream();
-        loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                m = stream.next() => m,
-            };
-            let Some(message) = message else {
-                return Ok(());
-            };
-            let message = message?;
-            match message.payload().map(cloudevents::decode) {
-                Some(Ok(env)) => {
-                    metrics::counter!("bff_live_events_total", "stream_type" => env.stream_type.clone())
-                        .increment(1);
-                    // No subscriber is fine: the event is simply not wanted.
-                    let _ = self.tx.send(Arc::new(env));
-                }
-                _ => tracing::debug!(offset = message.offset(), "undecodable record skipped"),
-            }
-        }
-    }
-}
-
-impl Default for LiveEvents {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The next event of one stream above `after`, or `None` when the feed closed. A lagging
-/// receiver reports `Lagged` so the caller can resynchronise from the read model.
-async fn next_event(
-    rx: &mut broadcast::Receiver<Arc<EventEnvelope>>,
-    stream_type: &str,
-    stream_id: &str,
-    after: u64,
-) -> Option<Result<Arc<EventEnvelope>, Lagged>> {
-    loop {
-        match rx.recv().await {
-            Ok(env) => {
-                if env.stream_type == stream_type && env.stream_id == stream_id {
-                    if env.version > after {
-                        return Some(Ok(env));
-                    }
-                    metrics::counter!("bff_live_stale_events_total").increment(1);
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => return Some(Err(Lagged)),
-            Err(broadcast::error::RecvError::Closed) => return None,
-        }
-    }
-}
-
-struct Lagged;
-
-/// The version of [`next_event`]'s event.
-fn version_of(e: Option<Result<Arc<EventEnvelope>, Lagged>>) -> Option<Result<u64, Lagged>> {
-    e.map(|r| r.map(|env| env.version))
-}
 
 /// How many bounded waits `cartChanged` spends on a cart not projected yet before it
 /// follows the feed alone.
@@ -166,12 +45,8 @@ pub struct PlacedOrder {
     pub placed_at: String,
 }
 
-fn live<'a>(ctx: &'a Context<'_>) -> Result<&'a LiveEvents, BffError> {
-    ctx.data_opt::<LiveEvents>().ok_or(BffError::Internal)
-}
-
 /// The owner of a context for a stream resolved outside a request (subscriptions run on).
-fn owned_ctx(ctx: &Context<'_>) -> (Caller, crate::clients::Backends, String) {
+fn owned_ctx(ctx: &Context<'_>) -> (Caller, Backends, String) {
     let rc = ctx.data_opt::<RequestContext>();
     (
         caller(ctx).clone(),
@@ -197,7 +72,7 @@ impl SubscriptionRoot {
         gql(async move {
             let claims = caller(ctx).user()?.clone();
             let id = OrderId::parse(&order_id)?.to_string();
-            let mut rx = live(ctx)?.subscribe();
+            let rx = live(ctx)?.subscribe();
             let (who, backends, _) = owned_ctx(ctx);
             // The current state, when the order is already in the read model.
             let current = match load_order(&backends, &id, 0).await {
@@ -209,76 +84,13 @@ impl SubscriptionRoot {
                 Err(e) => return Err(e),
             };
             let stream = async_stream(move |y| async move {
-                let mut sent: u64 = 0;
-                let mut status = String::new();
-                let mut authorized = current.is_some() || claims.is_admin();
-                if let Some(o) = current {
-                    sent = o.version as u64;
-                    status = o.status.clone();
-                    y.send(Ok(OrderStatusChange {
-                        order_id: ID(id.clone()),
-                        status: o.status,
-                        version: o.version,
-                    }))
-                    .await;
-                }
-                loop {
-                    let env = match next_event(&mut rx, "order", &id, sent).await {
-                        None => return,
-                        Some(Ok(env)) => env,
-                        Some(Err(Lagged)) => {
-                            // Missed events: the read model has the current state.
-                            match load_order(&backends, &id, sent + 1).await {
-                                Ok(o) if who.check_owner(Some(&o.customer_id)).is_ok() => {
-                                    authorized = true;
-                                    if o.status != status && o.version as u64 > sent {
-                                        sent = o.version as u64;
-                                        status = o.status.clone();
-                                        y.send(Ok(OrderStatusChange {
-                                            order_id: ID(id.clone()),
-                                            status: o.status,
-                                            version: o.version,
-                                        }))
-                                        .await;
-                                    }
-                                    continue;
-                                }
-                                Ok(_) => {
-                                    y.send(Err(forbidden())).await;
-                                    return;
-                                }
-                                Err(_) => continue,
-                            }
-                        }
-                    };
-                    let Ok(event) = env.decode::<OrderEvent>() else {
-                        continue;
-                    };
-                    if !authorized {
-                        // Nothing is sent for an order until it is known to be the caller's.
-                        match &event {
-                            OrderEvent::OrderPlaced(p)
-                                if p.customer_id.to_string() == claims.sub =>
-                            {
-                                authorized = true;
-                            }
-                            _ => {
-                                y.send(Err(forbidden())).await;
-                                return;
-                            }
-                        }
-                    }
-                    sent = env.version;
-                    if let Some(s) = event.status_after() {
-                        status = s.as_str().to_uppercase();
-                        y.send(Ok(OrderStatusChange {
-                            order_id: ID(id.clone()),
-                            status: status.clone(),
-                            version: env.version as i64,
-                        }))
-                        .await;
-                    }
-                }
+                let follow = OrderFollow {
+                    id,
+                    who,
+                    backends,
+                    claims,
+                };
+                follow.run(y, rx, current).await;
             });
             Ok(stream)
         }
@@ -402,13 +214,101 @@ impl SubscriptionRoot {
     }
 }
 
+/// One `orderStatusChanged` subscription, followed on the feed.
+struct OrderFollow {
+    id: String,
+    who: Caller,
+    backends: Backends,
+    claims: platform::auth::Claims,
+}
+
+impl OrderFollow {
+    /// Sends the current status (if the order is known), then each change, until the feed
+    /// closes, the client goes away, or the order turns out not to be the caller's.
+    async fn run(
+        self,
+        y: Yield<OrderStatusChange>,
+        mut rx: broadcast::Receiver<std::sync::Arc<event_schemas::EventEnvelope>>,
+        current: Option<Order>,
+    ) {
+        let mut sent: u64 = 0;
+        let mut status = String::new();
+        let mut authorized = current.is_some() || self.claims.is_admin();
+        if let Some(o) = current {
+            sent = o.version as u64;
+            status = o.status.clone();
+            y.send(Ok(OrderStatusChange {
+                order_id: ID(self.id.clone()),
+                status: o.status,
+                version: o.version,
+            }))
+            .await;
+        }
+        loop {
+            let env = match next_event(&mut rx, "order", &self.id, sent).await {
+                None => return,
+                Some(Ok(env)) => env,
+                Some(Err(Lagged)) => {
+                    // Missed events: the read model has the current state.
+                    match load_order(&self.backends, &self.id, sent + 1).await {
+                        Ok(o) if self.who.check_owner(Some(&o.customer_id)).is_ok() => {
+                            authorized = true;
+                            if o.status != status && o.version as u64 > sent {
+                                sent = o.version as u64;
+                                status = o.status.clone();
+                                y.send(Ok(OrderStatusChange {
+                                    order_id: ID(self.id.clone()),
+                                    status: o.status,
+                                    version: o.version,
+                                }))
+                                .await;
+                            }
+                            continue;
+                        }
+                        Ok(_) => {
+                            y.send(Err(forbidden())).await;
+                            return;
+                        }
+                        Err(_) => continue,
+                    }
+                }
+            };
+            let Ok(event) = env.decode::<OrderEvent>() else {
+                continue;
+            };
+            if !authorized {
+                // Nothing is sent for an order until it is known to be the caller's.
+                match &event {
+                    OrderEvent::OrderPlaced(p) if p.customer_id.to_string() == self.claims.sub => {
+                        authorized = true;
+                    }
+                    _ => {
+                        y.send(Err(forbidden())).await;
+                        return;
+                    }
+                }
+            }
+            sent = env.version;
+            if let Some(s) = event.status_after() {
+                status = s.as_str().to_uppercase();
+                y.send(Ok(OrderStatusChange {
+                    order_id: ID(self.id.clone()),
+                    status: status.clone(),
+                    version: env.version as i64,
+                }))
+                .await;
+            }
+        }
+    }
+}
+
 fn forbidden() -> async_graphql::Error {
     use async_graphql::ErrorExtensions;
     BffError::Forbidden("this belongs to another customer".into()).extend()
 }
 
 async fn get_cart(
-    backends: &crate::clients::Backends,
+    backends: &Backends,
     id: &str,
     at_least: u64,
 ) -> Result<proto::cart::Cart, BffError> {

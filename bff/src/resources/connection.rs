@@ -2,11 +2,10 @@
 //! documents with their cursors from a query service becomes `edges`, `pageInfo` and
 //! `totalCount`.
 
-use crate::catalogue::Product;
+use super::order::Order;
+use super::product::Product;
 use crate::error::BffError;
-use crate::shop::Order;
 use async_graphql::{OutputType, SimpleObject};
-
 /// Relay page info.
 #[derive(SimpleObject)]
 pub struct PageInfo {
