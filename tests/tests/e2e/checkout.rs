@@ -4,7 +4,6 @@
 //! office ships, delivers and refunds (in part, never more than was paid), and cancelling a
 //! paid order refunds it in full.
 
-
 use crate::common::*;
 use serde_json::json;
 

@@ -3,7 +3,6 @@
 //! old password and sessions, an unknown email is answered alike and mailed nothing, an email
 //! is verified by its mailed token, and an order confirmation is mailed too.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;

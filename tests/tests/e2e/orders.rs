@@ -3,7 +3,6 @@
 //! and notifications: exactly one per notifying order event, even after the notification
 //! projection is replayed from the start of the topic.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

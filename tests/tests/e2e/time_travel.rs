@@ -1,7 +1,6 @@
 //! Time travel: `cartAt` at each version, folded from the event store with the domain's
 //! `evolve`, equals what the read model showed at that version.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
