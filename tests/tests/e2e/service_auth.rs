@@ -711,7 +711,13 @@ async fn reflection_lists_exactly_what_each_port_serves_and_health_needs_no_cred
         "grpc.reflection.v1alpha.ServerReflection",
     ];
     let ports: [(String, &[&str]); 7] = [
-        (cart_command_url(), &["commerce.cart.v1.CartCommands"]),
+        (
+            cart_command_url(),
+            &[
+                "commerce.cart.v1.CartCommands",
+                "commerce.commands.v1.Commands",
+            ],
+        ),
         (order_command_url(), &["commerce.commands.v1.Commands"]),
         (product_command_url(), &["commerce.commands.v1.Commands"]),
         (
@@ -776,4 +782,92 @@ async fn the_saga_identity_passes_where_others_are_denied() {
     );
     // The credential helper mints what the services accept.
     assert!(credential(saga).is_ok());
+}
+
+/// The cart is an instance of the generic service too: its commands travel as tagged JSON on
+/// `Commands.Execute`, under the same owner check as the typed front, and a checkout's prices
+/// are the catalogue's, never the caller's.
+#[tokio::test]
+async fn cart_commands_travel_on_the_generic_service() {
+    let client = http();
+    let admin = admin_token(&client).await;
+    let (alice_id, _, _) = new_customer(&client).await;
+    let (bob_id, _, _) = new_customer(&client).await;
+    let product = new_product(&client, &admin, 990, 10).await;
+    let mut alice = CommandsClient::new(as_actor(&cart_command_url(), &customer(&alice_id)).await);
+    let mut bob = CommandsClient::new(as_actor(&cart_command_url(), &customer(&bob_id)).await);
+    let cart = new_id();
+    let created = alice
+        .execute(exec(
+            &cart,
+            json!({ "type": "create", "cart_id": cart, "customer_id": alice_id }),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (created.stream_id.as_str(), created.version),
+        (cart.as_str(), 1)
+    );
+    let add = json!({ "type": "add_item", "product_id": product, "quantity": 2 });
+    let added = alice
+        .execute(exec(&cart, add.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(added.version, 2);
+    assert_eq!(
+        code(bob.execute(exec(&cart, add)).await),
+        Code::PermissionDenied,
+        "another customer's cart"
+    );
+    assert_eq!(
+        code(
+            bob.execute(exec(
+                &new_id(),
+                json!({ "type": "create", "cart_id": new_id(), "customer_id": alice_id })
+            ))
+            .await
+        ),
+        Code::PermissionDenied,
+        "a cart for someone else"
+    );
+    let priced = json!({
+        "type": "check_out",
+        "order_id": new_id(),
+        "prices": { product.clone(): { "amount_minor": 1, "currency": "EUR" } },
+        "payment": { "token": "pm_x", "brand": "visa", "last4": "4242" },
+    });
+    assert_eq!(
+        code(alice.execute(exec(&cart, priced)).await),
+        Code::InvalidArgument,
+        "prices from the caller"
+    );
+    assert_eq!(
+        code(
+            alice
+                .execute(exec(
+                    &cart,
+                    json!({ "type": "reopen_checkout", "order_id": new_id(), "reason": "x" })
+                ))
+                .await
+        ),
+        Code::PermissionDenied,
+        "only the saga reopens"
+    );
+    assert_eq!(
+        code(
+            alice
+                .execute(exec(
+                    &cart,
+                    json!({ "type": "add_item", "product_id": product, "quantity": 0 })
+                ))
+                .await
+        ),
+        Code::InvalidArgument,
+        "a bad quantity"
+    );
+    // Nothing refused was appended: the stream holds the create and the add.
+    let events = stored_events(&cart).await;
+    assert_eq!(events.len(), 2, "{events:?}");
 }
