@@ -25,6 +25,7 @@ use event_schemas::{EventEnvelope, EventMeta};
 use event_store::event_store::{
     EventStore, IdempotencyScope, IdempotentResult, SideWrite, StoreError,
 };
+use event_store::store::Store;
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -64,15 +65,15 @@ impl From<IdempotentResult> for CommandOutcome {
 /// How many folded states to keep; the cache is cleared when it grows past this.
 const CACHE_CAPACITY: usize = 10_000;
 
-/// The generic handler for aggregate `A`.
-pub struct CommandHandler<A: Aggregate> {
-    store: EventStore,
+/// The generic handler for aggregate `A`, over a [`Store`] (MongoDB's by default).
+pub struct CommandHandler<A: Aggregate, S = EventStore> {
+    store: S,
     cache: Mutex<HashMap<String, (A, u64)>>,
     max_attempts: u32,
 }
 
-impl<A: Aggregate> CommandHandler<A> {
-    pub fn new(store: EventStore, max_attempts: u32) -> Self {
+impl<A: Aggregate, S: Store> CommandHandler<A, S> {
+    pub fn new(store: S, max_attempts: u32) -> Self {
         // Counters of rare events are exported from the start, at zero: a dashboard's rate()
         // sees the first conflict, and a scrape shows the series before it happens.
         metrics::counter!("command_conflicts_total", "aggregate" => A::STREAM_TYPE).increment(0);
@@ -84,7 +85,7 @@ impl<A: Aggregate> CommandHandler<A> {
         }
     }
 
-    pub fn store(&self) -> &EventStore {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -385,5 +386,155 @@ mod tests {
         .unwrap();
         let size = event_schemas::cloudevents::encode(&env).len();
         assert!(size < MAX_EVENT_BYTES, "{size}");
+    }
+
+    /// The handler over the in-memory store: decide, append, idempotency, conflicts.
+    mod over_a_store {
+        use super::*;
+        use domain::cart::{Cart, CartCommand};
+        use domain::values::{CartId, ProductId, Quantity, UserId};
+        use event_store::memory::MemoryStore;
+
+        fn handler() -> CommandHandler<Cart, MemoryStore> {
+            CommandHandler::new(MemoryStore::new(), 3)
+        }
+
+        fn as_actor(actor: &str, key: Option<&str>) -> CommandContext {
+            CommandContext {
+                idempotency_key: key.map(str::to_owned),
+                meta: EventMeta {
+                    actor: actor.to_owned(),
+                    ..EventMeta::default()
+                },
+                creates_stream: false,
+            }
+        }
+
+        fn add(product: ProductId, n: i64) -> CartCommand {
+            CartCommand::AddItem {
+                product_id: product,
+                quantity: Quantity::new(n).unwrap(),
+            }
+        }
+
+        async fn new_cart(h: &CommandHandler<Cart, MemoryStore>, owner: Option<UserId>) -> String {
+            let cart_id = CartId::generate();
+            let id = cart_id.to_string();
+            let create = CartCommand::Create {
+                cart_id,
+                customer_id: owner,
+            };
+            h.handle(&id, &create, &as_actor("anonymous", None))
+                .await
+                .unwrap();
+            id
+        }
+
+        #[tokio::test]
+        async fn a_command_appends_its_events_at_the_next_version() {
+            let h = handler();
+            let cart = new_cart(&h, None).await;
+            let out = h
+                .handle(
+                    &cart,
+                    &add(ProductId::generate(), 2),
+                    &as_actor("anonymous", None),
+                )
+                .await
+                .unwrap();
+            assert_eq!(out.version, 2);
+            let events = h.store().events(&cart);
+            assert_eq!(
+                events
+                    .iter()
+                    .map(|e| e.event_type.as_str())
+                    .collect::<Vec<_>>(),
+                ["CartCreated", "CartItemAdded"]
+            );
+            assert_eq!(h.load(&cart).await.unwrap().1, 2);
+        }
+
+        #[tokio::test]
+        async fn a_repeated_key_answers_the_first_outcome_and_appends_nothing() {
+            let h = handler();
+            let cart = new_cart(&h, None).await;
+            let ctx = as_actor("anonymous", Some("k-1"));
+            let product = ProductId::generate();
+            let first = h.handle(&cart, &add(product, 1), &ctx).await.unwrap();
+            let again = h.handle(&cart, &add(product, 1), &ctx).await.unwrap();
+            assert_eq!(first, again);
+            assert_eq!(h.store().events(&cart).len(), 2);
+        }
+
+        #[tokio::test]
+        async fn a_stale_fold_conflicts_once_and_the_retry_reads_what_it_missed() {
+            let writer = handler();
+            let cart = new_cart(&writer, None).await;
+            // Another writer appends behind this handler's cached fold.
+            let product = ProductId::generate();
+            let behind = writer.store().events(&cart);
+            let mut sneaked = behind[0].clone();
+            sneaked.version = 2;
+            sneaked.event_id = uuid::Uuid::now_v7();
+            sneaked.event_type = "CartItemAdded".into();
+            sneaked.data = serde_json::json!({ "product_id": product, "quantity": 1 });
+            writer
+                .store()
+                .append_with(&[sneaked], None, &[])
+                .await
+                .unwrap();
+            let out = writer
+                .handle(&cart, &add(product, 1), &as_actor("anonymous", None))
+                .await
+                .unwrap();
+            assert_eq!(out.version, 3, "appended after the event it had not seen");
+            let (state, _) = writer.load(&cart).await.unwrap();
+            assert_eq!(state.lines.get(&product).map(|q| q.get()), Some(2));
+        }
+
+        #[tokio::test]
+        async fn a_refused_command_appends_nothing() {
+            let h = handler();
+            let owner = UserId::generate();
+            let cart = new_cart(&h, Some(owner)).await;
+            let stranger = format!("user:{}", UserId::generate());
+            let refused = h
+                .handle(
+                    &cart,
+                    &add(ProductId::generate(), 1),
+                    &as_actor(&stranger, None),
+                )
+                .await;
+            assert!(
+                matches!(refused, Err(CommandError::PermissionDenied(_))),
+                "{refused:?}"
+            );
+            let unknown = h
+                .handle(
+                    &CartId::generate().to_string(),
+                    &add(ProductId::generate(), 1),
+                    &as_actor("anonymous", None),
+                )
+                .await;
+            assert!(unknown.is_err(), "{unknown:?}");
+            assert_eq!(h.store().events(&cart).len(), 1);
+        }
+
+        #[tokio::test]
+        async fn another_aggregates_stream_is_not_found() {
+            let h = handler();
+            let cart = new_cart(&h, None).await;
+            let mut foreign = h.store().events(&cart)[0].clone();
+            foreign.stream_type = "order".into();
+            foreign.stream_id = uuid::Uuid::now_v7().to_string();
+            h.store()
+                .append_with(&[foreign.clone()], None, &[])
+                .await
+                .unwrap();
+            assert!(matches!(
+                h.load(&foreign.stream_id).await,
+                Err(CommandError::NotFound(_))
+            ));
+        }
     }
 }

@@ -6,14 +6,18 @@
 //! - [`group_commit`]: concurrent single-event appends share one `insert_many`.
 //! - [`pii`]: the key vault for personal fields sealed in events (crypto-shredding).
 //! - [`parking`]: the streams the relay holds behind an event it cannot publish.
+//! - [`store`]: the store as the command handler sees it (a trait), and [`memory`], the same
+//!   rules in memory for unit tests.
 //! - [`watermark`]: how far the relay vouches for the broker's copy.
 
 pub mod error;
 pub mod event_store;
 pub mod group_commit;
+pub mod memory;
 pub mod mongo;
 pub mod parking;
 pub mod pii;
+pub mod store;
 pub mod watermark;
 
 /// Where the event store is.

@@ -1,0 +1,139 @@
+//! An event store in memory with the MongoDB store's rules: streams continue gap-free (an
+//! append at a version already taken is a `Conflict`, and nothing of it is written), an
+//! idempotency record id is unique, inserted side documents are unique by `_id`. For unit
+//! tests of the command handler and of anything else written over [`Store`].
+
+use crate::error::StoreError;
+use crate::event_store::IdempotentResult;
+use crate::mongo::SideWrite;
+use crate::store::Store;
+use event_schemas::EventEnvelope;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct State {
+    streams: HashMap<String, Vec<EventEnvelope>>,
+    records: HashMap<String, IdempotentResult>,
+    side: HashSet<(&'static str, String)>,
+}
+
+/// The store in memory. Cheap to make; one per test.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event of a stream, whatever its type.
+    pub fn events(&self, stream_id: &str) -> Vec<EventEnvelope> {
+        self.lock()
+            .map(|s| s.streams.get(stream_id).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store poisoned".into()))
+    }
+}
+
+fn side_id(w: &SideWrite) -> (&'static str, String) {
+    match w {
+        SideWrite::Insert { collection, doc } => (
+            collection,
+            doc.get("_id").map(|id| id.to_string()).unwrap_or_default(),
+        ),
+        SideWrite::Delete { collection, id } | SideWrite::Replace { collection, id, .. } => {
+            (collection, format!("{:?}", id))
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    async fn load_typed(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Option<Vec<EventEnvelope>>, StoreError> {
+        let state = self.lock()?;
+        let events = state.streams.get(stream_id).cloned().unwrap_or_default();
+        if events.iter().any(|e| e.stream_type != stream_type) {
+            return Ok(None);
+        }
+        Ok(Some(
+            events
+                .into_iter()
+                .filter(|e| e.version > after_version)
+                .collect(),
+        ))
+    }
+
+    async fn idempotent_result(
+        &self,
+        record_id: &str,
+    ) -> Result<Option<IdempotentResult>, StoreError> {
+        Ok(self.lock()?.records.get(record_id).cloned())
+    }
+
+    async fn append_with(
+        &self,
+        events: &[EventEnvelope],
+        idempotency_record: Option<&str>,
+        side: &[SideWrite],
+    ) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(());
+        };
+        let mut state = self.lock()?;
+        let held = state.streams.get(&first.stream_id).map_or(0, Vec::len) as u64;
+        let gap_free = events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.stream_id == first.stream_id && e.version == held + 1 + i as u64);
+        if !gap_free {
+            return Err(StoreError::Conflict);
+        }
+        if idempotency_record.is_some_and(|r| state.records.contains_key(r)) {
+            return Err(StoreError::Conflict);
+        }
+        for w in side {
+            if let SideWrite::Insert { collection, .. } = w {
+                if state.side.contains(&side_id(w)) {
+                    return Err(StoreError::Taken(collection));
+                }
+            }
+        }
+        for w in side {
+            match w {
+                SideWrite::Insert { .. } | SideWrite::Replace { .. } => {
+                    state.side.insert(side_id(w));
+                }
+                SideWrite::Delete { .. } => {
+                    state.side.remove(&side_id(w));
+                }
+            }
+        }
+        if let Some(record) = idempotency_record {
+            state.records.insert(
+                record.to_owned(),
+                IdempotentResult {
+                    stream_id: last.stream_id.clone(),
+                    version: last.version,
+                },
+            );
+        }
+        state
+            .streams
+            .entry(first.stream_id.clone())
+            .or_default()
+            .extend(events.iter().cloned());
+        Ok(())
+    }
+}
