@@ -10,7 +10,8 @@ use crate::runtime::{ProjectorRuntime, RuntimeConfig};
 use crate::saga::{sweep_timeouts, CheckoutSaga, SagaArgs};
 use clap::Parser;
 use platform::kafka::KafkaArgs;
-use platform::support::{init_tracing, retry_startup, serve_admin, shutdown_token, Readiness};
+use platform::host::{self, Service};
+use read_model::PgArgs;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -33,12 +34,8 @@ pub struct ProjectorArgs {
     /// Serves `/healthz`.
     #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:9204")]
     pub admin_addr: SocketAddr,
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/commerce"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub pg: PgArgs,
     #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
     /// The event store whose identity the read side is checked against at start (a read
@@ -60,31 +57,27 @@ pub struct ProjectorArgs {
     pub mail: MailArgs,
 }
 
-/// Connects to PostgreSQL with a small pool.
 pub async fn projector_main() -> anyhow::Result<()> {
-    init_tracing();
     let args = ProjectorArgs::parse();
     // Every upcaster chain must be complete before an event is read.
     event_schemas::upcast::check().map_err(anyhow::Error::msg)?;
-    let shutdown = shutdown_token();
-    let ready = Readiness::default();
-    let admin = tokio::spawn(serve_admin(
-        args.admin_addr,
-        ready.clone(),
-        shutdown.clone(),
-    ));
-    let pool = retry_startup("PostgreSQL", &shutdown, || async {
-        let pool = read_model::connect_pg(&args.database_url, 4).await?;
-        read_model::migrate(&pool).await?;
-        Ok(pool)
-    })
-    .await?;
+    host::serve(args.admin_addr, |service| run_projection(args, service)).await
+}
+
+/// Migrates the read models (a small pool) and runs the projection until shutdown.
+async fn run_projection(args: ProjectorArgs, service: Service) -> anyhow::Result<()> {
+    let pool = service
+        .start("PostgreSQL", || args.pg.connect_migrated(4))
+        .await?;
     let config = RuntimeConfig {
         batch_size: args.batch_size.max(1),
         ..RuntimeConfig::default()
     };
-    let token = shutdown.clone();
-    let result = match args.projection {
+    let Service {
+        shutdown: token,
+        ready,
+    } = service;
+    match args.projection {
         ProjectionKind::Cart => {
             ProjectorRuntime::new(CartProjection, pool, args.kafka, config, ready)
                 .with_store(&args.mongodb_uri, &args.mongodb_db)
@@ -130,8 +123,5 @@ pub async fn projector_main() -> anyhow::Result<()> {
                 .run(token)
                 .await
         }
-    };
-    shutdown.cancel();
-    admin.await??;
-    result
+    }
 }
