@@ -17,9 +17,9 @@ use domain::product::Product;
 use domain::user::User;
 use event_store::MongoArgs;
 use platform::auth::{Jwt, JwtArgs};
+use platform::host::{self, Service};
 use platform::internal_auth::{Actor, InternalAuthArgs, CART_SERVICE};
 use platform::kafka::KafkaArgs;
-use platform::host::{self, Service};
 use platform::support::{grpc_routes, lazy_channel, serve_grpc_routes};
 use proto::queries::queries_client::QueriesClient;
 use std::net::SocketAddr;
@@ -91,7 +91,9 @@ pub async fn command_service_main() -> anyhow::Result<()> {
 /// Connects to the store and serves the aggregate's gRPC API until shutdown.
 async fn serve_aggregate(args: CommandServiceArgs, service: Service) -> anyhow::Result<()> {
     let auth = args.internal.auth()?;
-    let store = service.start("event store", || args.mongo.connect()).await?;
+    let store = service
+        .start("event store", || args.mongo.connect())
+        .await?;
     let Service { shutdown, ready } = service;
     ready.set_ready(true);
     // The payment service also serves card tokenization over HTTP, stopped with it.
@@ -174,7 +176,9 @@ pub struct RelayArgs {
 pub async fn relay_main() -> anyhow::Result<()> {
     let args = RelayArgs::parse();
     host::serve(args.admin_addr, |service| async move {
-        let store = service.start("event store", || args.mongo.connect()).await?;
+        let store = service
+            .start("event store", || args.mongo.connect())
+            .await?;
         let config = RelayConfig {
             batch_size: args.batch_size.max(1),
             ..RelayConfig::default()

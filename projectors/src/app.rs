@@ -9,8 +9,8 @@ use crate::orders::OrderProjection;
 use crate::runtime::{ProjectorRuntime, RuntimeConfig};
 use crate::saga::{sweep_timeouts, CheckoutSaga, SagaArgs};
 use clap::Parser;
-use platform::kafka::KafkaArgs;
 use platform::host::{self, Service};
+use platform::kafka::KafkaArgs;
 use read_model::PgArgs;
 use std::net::SocketAddr;
 
