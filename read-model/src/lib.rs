@@ -16,6 +16,7 @@ pub async fn connect_pg(url: &str, max: u32) -> anyhow::Result<sqlx::PgPool> {
 /// Where the read models are, as the projectors and query services take it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PgArgs {
+    /// The read models' PostgreSQL.
     #[arg(
         long,
         env = "DATABASE_URL",
