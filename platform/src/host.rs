@@ -86,3 +86,31 @@ where
     admin??;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_maps_an_error_to_exit_1_and_success_to_0() {
+        let failed = run("test", || async { anyhow::bail!("no store") });
+        assert_eq!(format!("{failed:?}"), format!("{:?}", ExitCode::FAILURE));
+        let ok = run("test", || async { Ok(()) });
+        assert_eq!(format!("{ok:?}"), format!("{:?}", ExitCode::SUCCESS));
+    }
+
+    #[tokio::test]
+    async fn serve_returns_the_body_error_after_stopping_the_admin_server() {
+        let mut token = None;
+        let result = serve("127.0.0.1:0".parse().unwrap(), |service| {
+            token = Some(service.shutdown.clone());
+            async move {
+                assert!(!service.ready.is_ready());
+                anyhow::bail!("no store")
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap_err().to_string(), "no store");
+        assert!(token.unwrap().is_cancelled());
+    }
+}

@@ -177,3 +177,31 @@ pub fn record_origin<M: Message>(m: &M) -> (Option<String>, Option<i64>) {
     }
     (store, epoch)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_has_the_brokers_its_group_and_no_auto_commit_plus_its_own_settings() {
+        let config = KafkaArgs::brokers("k:9092")
+            .consumer("g")
+            .from_earliest()
+            .no_partition_eof()
+            .set("fetch.max.bytes", "52428800")
+            .config();
+        for (key, value) in [
+            ("bootstrap.servers", "k:9092"),
+            ("group.id", "g"),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            ("fetch.max.bytes", "52428800"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
+        let plain = KafkaArgs::brokers("k:9092").consumer("g").config();
+        assert_eq!(plain.get("auto.offset.reset"), None);
+        assert_eq!(plain.get("allow.auto.create.topics"), None);
+    }
+}
