@@ -12,7 +12,7 @@ use crate::events::{parse_duration, AGGREGATES};
 use crate::output::{self, Format};
 use crate::Endpoints;
 use event_schemas::{cloudevents, dead_letter_topic, topic_for};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -112,14 +112,7 @@ fn read_dead_letters(ep: &Endpoints, which: &Which) -> anyhow::Result<Vec<DeadLe
         which.topics.clone()
     };
     let dlqs: Vec<String> = sources.iter().map(|t| dead_letter_topic(t)).collect();
-    let consumer: BaseConsumer = ep
-        .kafka()
-        .client_config()
-        .set("group.id", format!("commerce-cli-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("allow.auto.create.topics", "false")
-        .create()?;
+    let consumer = ep.consumer().no_topic_creation().base()?;
     let mut tpl = TopicPartitionList::new();
     let md = consumer.fetch_metadata(None, Duration::from_secs(10))?;
     for t in md.topics() {

@@ -10,7 +10,7 @@ use event_schemas::{cloudevents, topic_for, EventEnvelope};
 use event_store::pii::{open_installed, Reveal};
 use futures::TryStreamExt;
 use mongodb::bson::{self, doc, Document};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::HashSet;
 use std::io::Write;
@@ -345,13 +345,7 @@ pub fn read_kafka(
     follow: bool,
     sink: &mut Sink,
 ) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ep
-        .kafka()
-        .client_config()
-        .set("group.id", format!("commerce-cli-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
+    let consumer = ep.consumer().base()?;
     let parts = projectors::lag::partitions(&consumer, &filter.kafka_topics())?;
     let mut tpl = TopicPartitionList::new();
     for (t, p) in &parts {

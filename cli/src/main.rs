@@ -82,6 +82,14 @@ impl Endpoints {
         }
     }
 
+    /// A consumer of its own group (a fresh one per run, never committed to), reading a
+    /// partition from its beginning unless told where.
+    pub fn consumer(&self) -> platform::kafka::ConsumerBuilder {
+        self.kafka()
+            .consumer(format!("commerce-cli-{}", uuid::Uuid::new_v4()))
+            .from_earliest()
+    }
+
     pub async fn store(&self) -> anyhow::Result<event_store::event_store::EventStore> {
         event_store::event_store::EventStore::connect(&self.mongodb_uri, &self.mongodb_db).await
     }

@@ -15,12 +15,10 @@ use domain::product::Product;
 use domain::user::User;
 use event_store::MongoArgs;
 use platform::auth::{Jwt, JwtArgs};
+use platform::host::{self, Service};
 use platform::internal_auth::{Actor, InternalAuthArgs, CART_SERVICE};
 use platform::kafka::KafkaArgs;
-use platform::support::{
-    init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
-};
-use platform::support::{lazy_channel, serve_grpc_routes};
+use platform::support::{grpc_routes, lazy_channel, serve_grpc_routes};
 use proto::queries::queries_client::QueriesClient;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,21 +80,23 @@ impl CommandServiceArgs {
 }
 
 pub async fn command_service_main() -> anyhow::Result<()> {
-    init_tracing();
     let args = CommandServiceArgs::parse();
     // Every upcaster chain must be complete before an event is read.
     event_schemas::upcast::check().map_err(anyhow::Error::msg)?;
-    let shutdown = shutdown_token();
-    let ready = Readiness::default();
-    let admin = tokio::spawn(serve_admin(
-        args.admin_addr,
-        ready.clone(),
-        shutdown.clone(),
-    ));
+    host::serve(args.admin_addr, |service| serve_aggregate(args, service)).await
+}
+
+/// Connects to the store and serves the aggregate's gRPC API until shutdown.
+async fn serve_aggregate(args: CommandServiceArgs, service: Service) -> anyhow::Result<()> {
     let auth = args.internal.auth()?;
-    let store = retry_startup("event store", &shutdown, || args.mongo.connect()).await?;
+    let store = service
+        .start("event store", || args.mongo.connect())
+        .await?;
+    let Service { shutdown, ready } = service;
     ready.set_ready(true);
-    let served = match args.aggregate {
+    // The payment service also serves card tokenization over HTTP, stopped with it.
+    let mut tokens = None;
+    let (routes, names) = match args.aggregate {
         AggregateKind::Cart => {
             let handler = Arc::new(CommandHandler::new(store, args.max_attempts));
             let shop = match &args.shop_query_url {
@@ -107,34 +107,28 @@ pub async fn command_service_main() -> anyhow::Result<()> {
                 None => None,
             };
             let (routes, names) = crate::cart_service::routes(handler, shop);
-            serve_grpc_routes(args.grpc_addr, routes, &names, &auth, shutdown.clone()).await
+            (routes, names.to_vec())
         }
         AggregateKind::Product => {
             let handler = Arc::new(CommandHandler::<Product>::new(store, args.max_attempts));
-            serve_grpc(
-                args.grpc_addr,
-                GenericCommands::with(handler, ProductPolicy, crate::reviews::VerifyPurchase),
-                &auth,
-                shutdown.clone(),
-            )
-            .await
+            grpc_routes(GenericCommands::with(
+                handler,
+                ProductPolicy,
+                crate::reviews::VerifyPurchase,
+            ))
         }
         AggregateKind::Payment => {
             let db = store.database().clone();
             let handler = Arc::new(CommandHandler::<Payment>::new(store, args.max_attempts));
             let gateway: Arc<dyn crate::gateway::PaymentGateway> = Arc::new(SimulatedGateway);
-            let tokens = tokio::spawn(crate::tokens::serve_tokens(
+            tokens = Some(tokio::spawn(crate::tokens::serve_tokens(
                 args.tokens_addr,
                 gateway.clone(),
                 db,
                 shutdown.clone(),
-            ));
+            )));
             let (routes, names) = crate::payment_service::routes(handler, gateway);
-            let served =
-                serve_grpc_routes(args.grpc_addr, routes, &names, &auth, shutdown.clone()).await;
-            shutdown.cancel();
-            tokens.await??;
-            served
+            (routes, names.to_vec())
         }
         AggregateKind::User => {
             let jwt = Jwt::new(
@@ -148,27 +142,18 @@ pub async fn command_service_main() -> anyhow::Result<()> {
                 service.bootstrap_admin(email, password).await?;
                 tracing::info!(%email, "admin account ready");
             }
-            serve_grpc(
-                args.grpc_addr,
-                service.into_server(),
-                &auth,
-                shutdown.clone(),
-            )
-            .await
+            grpc_routes(service.into_server())
         }
         AggregateKind::Order => {
             let handler = Arc::new(CommandHandler::<Order>::new(store, args.max_attempts));
-            serve_grpc(
-                args.grpc_addr,
-                GenericCommands::new(handler, OrderPolicy),
-                &auth,
-                shutdown.clone(),
-            )
-            .await
+            grpc_routes(GenericCommands::new(handler, OrderPolicy))
         }
     };
-    shutdown.cancel();
-    admin.await??;
+    let served = serve_grpc_routes(args.grpc_addr, routes, &names, &auth, shutdown.clone()).await;
+    if let Some(tokens) = tokens {
+        shutdown.cancel();
+        tokens.await??;
+    }
     served
 }
 
@@ -188,23 +173,17 @@ pub struct RelayArgs {
 }
 
 pub async fn relay_main() -> anyhow::Result<()> {
-    init_tracing();
     let args = RelayArgs::parse();
-    let shutdown = shutdown_token();
-    let ready = Readiness::default();
-    let admin = tokio::spawn(serve_admin(
-        args.admin_addr,
-        ready.clone(),
-        shutdown.clone(),
-    ));
-    let store = retry_startup("event store", &shutdown, || args.mongo.connect()).await?;
-    let config = RelayConfig {
-        batch_size: args.batch_size.max(1),
-        ..RelayConfig::default()
-    };
-    let relay = Relay::new(store, args.kafka, config, ready)?;
-    relay.run(shutdown.clone()).await?;
-    shutdown.cancel();
-    admin.await??;
-    Ok(())
+    host::serve(args.admin_addr, |service| async move {
+        let store = service
+            .start("event store", || args.mongo.connect())
+            .await?;
+        let config = RelayConfig {
+            batch_size: args.batch_size.max(1),
+            ..RelayConfig::default()
+        };
+        let relay = Relay::new(store, args.kafka, config, service.ready)?;
+        relay.run(service.shutdown).await
+    })
+    .await
 }

@@ -798,13 +798,11 @@ pub fn check_topics(
     if probes.is_empty() {
         return Ok(out);
     }
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", "commerce-relay-probe")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "error")
-        .set("allow.auto.create.topics", "false")
-        .create()?;
+    let consumer = kafka
+        .consumer("commerce-relay-probe")
+        .offset_reset("error")
+        .no_topic_creation()
+        .base()?;
     let md = consumer.fetch_metadata(None, Duration::from_secs(5))?;
     let present: HashMap<String, usize> = md
         .topics()
@@ -928,7 +926,7 @@ async fn check_loop(
         let snapshot = probes.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let k = kafka.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            let cluster = cluster_id(&k);
+            let cluster = k.cluster_id();
             check_topics(&k, &snapshot, wait).map(|v| (v, cluster))
         })
         .await;
@@ -969,12 +967,6 @@ async fn check_loop(
         }
         tokio::time::sleep(every).await;
     }
-}
-
-/// The id of the Kafka cluster the broker belongs to (blocking).
-fn cluster_id(kafka: &KafkaArgs) -> Option<String> {
-    let consumer: BaseConsumer = kafka.client_config().create().ok()?;
-    consumer.client().fetch_cluster_id(Duration::from_secs(5))
 }
 
 /// The watermark in memory: how far it reached, and what was last written.

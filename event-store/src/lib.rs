@@ -20,9 +20,11 @@ pub mod pii;
 pub mod store;
 pub mod watermark;
 
-/// Where the event store is.
+/// Where the event store is: its server and database.
 #[derive(Debug, Clone, clap::Args)]
-pub struct MongoArgs {
+pub struct StoreLocation {
+    /// The event store's MongoDB (the projectors check the read side's identity against
+    /// it at start, emptying and replaying a read model of another store; empty: no check).
     #[arg(
         long,
         env = "MONGODB_URI",
@@ -31,6 +33,13 @@ pub struct MongoArgs {
     pub mongodb_uri: String,
     #[arg(long, env = "MONGODB_DB", default_value = "commerce")]
     pub mongodb_db: String,
+}
+
+/// Where the event store is, and how it is written.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MongoArgs {
+    #[command(flatten)]
+    pub store: StoreLocation,
     /// Group commit: most single-event appends written together in one `insert_many`;
     /// 1 turns it off (one `insert_one` per append).
     #[arg(long, env = "STORE_GROUP_COMMIT", default_value_t = 64)]
@@ -43,8 +52,8 @@ pub struct MongoArgs {
 impl MongoArgs {
     pub async fn connect(&self) -> anyhow::Result<event_store::EventStore> {
         event_store::EventStore::connect_with(
-            &self.mongodb_uri,
-            &self.mongodb_db,
+            &self.store.mongodb_uri,
+            &self.store.mongodb_db,
             group_commit::GroupCommitConfig {
                 max_batch: self.group_commit,
                 writers: self.group_commit_writers,

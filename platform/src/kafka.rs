@@ -1,10 +1,11 @@
 //! Kafka plumbing shared by the relay, the projectors and the tools: client configuration,
-//! the idempotent producer, topic creation (event topics keep history forever), and the
+//! the consumer builder every consumer is made with, the idempotent producer, topic creation (event topics keep history forever), and the
 //! headers the relay puts on every record.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Headers as _, Message};
 use rdkafka::producer::FutureProducer;
@@ -25,10 +26,42 @@ pub struct KafkaArgs {
 }
 
 impl KafkaArgs {
+    /// These brokers, with the default topic layout (3 partitions, replication 1).
+    pub fn brokers(kafka_brokers: impl Into<String>) -> Self {
+        Self {
+            kafka_brokers: kafka_brokers.into(),
+            kafka_partitions: 3,
+            kafka_replication: 1,
+        }
+    }
+
+    /// What every client shares: the bootstrap brokers.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.kafka_brokers);
         c
+    }
+
+    /// A consumer in `group` that never commits on its own (every consumer here assigns
+    /// its partitions and positions itself). What differs between consumers is set on the
+    /// builder.
+    pub fn consumer(&self, group: impl Into<String>) -> ConsumerBuilder {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group.into())
+            .set("enable.auto.commit", "false");
+        ConsumerBuilder { config }
+    }
+
+    /// A consumer without a group, for metadata only (partitions, the cluster id).
+    pub fn metadata_consumer(&self) -> anyhow::Result<BaseConsumer> {
+        Ok(self.client_config().create()?)
+    }
+
+    /// The id of the Kafka cluster the broker belongs to (blocking; `spawn_blocking` it).
+    pub fn cluster_id(&self) -> Option<String> {
+        let consumer = self.metadata_consumer().ok()?;
+        consumer.client().fetch_cluster_id(Duration::from_secs(5))
     }
 
     /// An idempotent producer (acks=all, ordered per partition across retries).
@@ -68,6 +101,59 @@ impl KafkaArgs {
     }
 }
 
+/// A consumer's configuration: the brokers and group from [`KafkaArgs::consumer`], and what
+/// this consumer needs of its own.
+#[derive(Clone)]
+#[must_use]
+pub struct ConsumerBuilder {
+    config: ClientConfig,
+}
+
+impl ConsumerBuilder {
+    /// Where a partition without a valid position starts: `earliest`, `latest` or `error`
+    /// (`auto.offset.reset`; librdkafka's default, `latest`, when never called).
+    pub fn offset_reset(mut self, reset: &str) -> Self {
+        self.config.set("auto.offset.reset", reset);
+        self
+    }
+
+    /// Reads from the beginning of a partition without a position.
+    pub fn from_earliest(self) -> Self {
+        self.offset_reset("earliest")
+    }
+
+    /// Never creates a topic it asks about (`allow.auto.create.topics=false`).
+    pub fn no_topic_creation(self) -> Self {
+        self.set("allow.auto.create.topics", "false")
+    }
+
+    /// No end-of-partition events (`enable.partition.eof=false`).
+    pub fn no_partition_eof(self) -> Self {
+        self.set("enable.partition.eof", "false")
+    }
+
+    /// Any other librdkafka property (fetch sizes, queue depths, session timeout, ...).
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.config.set(key, value);
+        self
+    }
+
+    /// The configuration, for a consumer type of the caller's choosing.
+    pub fn config(self) -> ClientConfig {
+        self.config
+    }
+
+    /// A polling consumer.
+    pub fn base(self) -> anyhow::Result<BaseConsumer> {
+        Ok(self.config.create()?)
+    }
+
+    /// An async (stream) consumer.
+    pub fn stream(self) -> anyhow::Result<StreamConsumer> {
+        Ok(self.config.create()?)
+    }
+}
+
 /// Header of every record: the event's id, checked by the probes.
 pub const EVENT_ID_HEADER: &str = "event-id";
 /// Header of every record: the identity of the store it came from.
@@ -90,4 +176,32 @@ pub fn record_origin<M: Message>(m: &M) -> (Option<String>, Option<i64>) {
         }
     }
     (store, epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_has_the_brokers_its_group_and_no_auto_commit_plus_its_own_settings() {
+        let config = KafkaArgs::brokers("k:9092")
+            .consumer("g")
+            .from_earliest()
+            .no_partition_eof()
+            .set("fetch.max.bytes", "52428800")
+            .config();
+        for (key, value) in [
+            ("bootstrap.servers", "k:9092"),
+            ("group.id", "g"),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            ("fetch.max.bytes", "52428800"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
+        let plain = KafkaArgs::brokers("k:9092").consumer("g").config();
+        assert_eq!(plain.get("auto.offset.reset"), None);
+        assert_eq!(plain.get("allow.auto.create.topics"), None);
+    }
 }

@@ -33,8 +33,14 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
 }
 
 /// Logs to stderr; JSON lines when `LOG_FORMAT=json`. Level from `RUST_LOG` (default info).
-/// Also installs the metrics recorder, so metrics recorded from the start are kept.
+/// Also installs the metrics recorder, so metrics recorded from the start are kept. Only the
+/// first call sets anything up ([`crate::host::run`] calls it before a binary's body does).
 pub fn init_tracing() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(install_tracing);
+}
+
+fn install_tracing() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
@@ -235,16 +241,8 @@ pub async fn serve_admin(
     Ok(())
 }
 
-/// Runs a tonic router with the standard gRPC health service (reporting `service_name` as
-/// serving) and reflection (v1 and v1alpha) advertising exactly what the port serves, until
-/// the token is cancelled. Every call but health and reflection must carry an internal
-/// credential ([`RequireCredential`]).
-pub async fn serve_grpc<S>(
-    addr: SocketAddr,
-    service: S,
-    auth: &InternalAuth,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()>
+/// One tonic service as the routes and service names [`serve_grpc_routes`] takes.
+pub fn grpc_routes<S>(service: S) -> (tonic::service::Routes, Vec<&'static str>)
 where
     S: tonic::server::NamedService
         + tower::Service<
@@ -257,14 +255,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    serve_grpc_routes(
-        addr,
-        tonic::service::Routes::new(service),
-        &[S::NAME],
-        auth,
-        shutdown,
-    )
-    .await
+    (tonic::service::Routes::new(service), vec![S::NAME])
 }
 
 /// The gRPC health service's name.
@@ -301,7 +292,10 @@ fn reflection_builder(names: &[&str]) -> tonic_reflection::server::Builder<'stat
     builder
 }
 
-/// [`serve_grpc`] for several services on one port.
+/// Runs a tonic router with the standard gRPC health service (reporting each of `names` as
+/// serving) and reflection (v1 and v1alpha) advertising exactly what the port serves, until
+/// the token is cancelled. Every call but health and reflection must carry an internal
+/// credential ([`RequireCredential`]). One service: [`grpc_routes`].
 pub async fn serve_grpc_routes(
     addr: SocketAddr,
     routes: tonic::service::Routes,

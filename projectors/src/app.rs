@@ -6,11 +6,15 @@ use crate::catalogue::ProductProjection;
 use crate::mailer::{run_configured, MailArgs};
 use crate::notifications::{NotificationProjection, TableNotifier};
 use crate::orders::OrderProjection;
-use crate::runtime::{ProjectorRuntime, RuntimeConfig};
+use crate::runtime::{Projection, ProjectorRuntime, RuntimeConfig};
 use crate::saga::{sweep_timeouts, CheckoutSaga, SagaArgs};
 use clap::Parser;
+use event_store::StoreLocation;
+use platform::host::{self, Service};
 use platform::kafka::KafkaArgs;
-use platform::support::{init_tracing, retry_startup, serve_admin, shutdown_token, Readiness};
+use platform::support::Readiness;
+use read_model::PgArgs;
+use sqlx::PgPool;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -25,6 +29,7 @@ pub enum ProjectionKind {
     Notification,
 }
 
+/// Runs one projection: a read model (or the checkout saga) fed from Kafka.
 #[derive(Debug, Parser)]
 #[command(name = "projector", version)]
 pub struct ProjectorArgs {
@@ -33,24 +38,12 @@ pub struct ProjectorArgs {
     /// Serves `/healthz`.
     #[arg(long, env = "ADMIN_ADDR", default_value = "127.0.0.1:9204")]
     pub admin_addr: SocketAddr,
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/commerce"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub pg: PgArgs,
     #[arg(long, env = "PROJECTOR_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
-    /// The event store whose identity the read side is checked against at start (a read
-    /// model of another store is emptied and replayed). Empty: no check.
-    #[arg(
-        long,
-        env = "MONGODB_URI",
-        default_value = "mongodb://127.0.0.1:27017/?directConnection=true"
-    )]
-    pub mongodb_uri: String,
-    #[arg(long, env = "MONGODB_DB", default_value = "commerce")]
-    pub mongodb_db: String,
+    #[command(flatten)]
+    pub store: StoreLocation,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -60,48 +53,39 @@ pub struct ProjectorArgs {
     pub mail: MailArgs,
 }
 
-/// Connects to PostgreSQL with a small pool.
 pub async fn projector_main() -> anyhow::Result<()> {
-    init_tracing();
     let args = ProjectorArgs::parse();
     // Every upcaster chain must be complete before an event is read.
     event_schemas::upcast::check().map_err(anyhow::Error::msg)?;
-    let shutdown = shutdown_token();
-    let ready = Readiness::default();
-    let admin = tokio::spawn(serve_admin(
-        args.admin_addr,
-        ready.clone(),
-        shutdown.clone(),
-    ));
-    let pool = retry_startup("PostgreSQL", &shutdown, || async {
-        let pool = read_model::connect_pg(&args.database_url, 4).await?;
-        read_model::migrate(&pool).await?;
-        Ok(pool)
-    })
-    .await?;
+    host::serve(args.admin_addr, |service| run_projection(args, service)).await
+}
+
+/// Migrates the read models (a small pool) and runs the projection until shutdown.
+async fn run_projection(args: ProjectorArgs, service: Service) -> anyhow::Result<()> {
+    let pool = service
+        .start("PostgreSQL", || args.pg.connect_migrated(4))
+        .await?;
     let config = RuntimeConfig {
         batch_size: args.batch_size.max(1),
         ..RuntimeConfig::default()
     };
-    let token = shutdown.clone();
-    let result = match args.projection {
-        ProjectionKind::Cart => {
-            ProjectorRuntime::new(CartProjection, pool, args.kafka, config, ready)
-                .with_store(&args.mongodb_uri, &args.mongodb_db)
-                .run(token)
-                .await
-        }
-        ProjectionKind::Product => {
-            ProjectorRuntime::new(ProductProjection, pool, args.kafka, config, ready)
-                .with_store(&args.mongodb_uri, &args.mongodb_db)
-                .run(token)
-                .await
-        }
+    let Service {
+        shutdown: token,
+        ready,
+    } = service;
+    let runtimes = Runtimes {
+        args: &args,
+        pool: pool.clone(),
+        config,
+        ready,
+    };
+    match args.projection {
+        ProjectionKind::Cart => runtimes.of(CartProjection).run(token).await,
+        ProjectionKind::Product => runtimes.of(ProductProjection).run(token).await,
+        ProjectionKind::Order => runtimes.of(OrderProjection).run(token).await,
         ProjectionKind::CheckoutSaga => {
             let saga = CheckoutSaga::new(&args.saga)?;
-            let runtime =
-                ProjectorRuntime::new(saga.clone(), pool.clone(), args.kafka, config, ready)
-                    .with_store(&args.mongodb_uri, &args.mongodb_db);
+            let runtime = runtimes.of(saga.clone());
             let sweeper = tokio::spawn(sweep_timeouts(saga, pool, runtime.health(), token.clone()));
             let r = runtime.run(token).await;
             sweeper.abort();
@@ -111,27 +95,37 @@ pub async fn projector_main() -> anyhow::Result<()> {
             let projection =
                 NotificationProjection::new(TableNotifier).with_web_url(&args.mail.public_web_url);
             let sender = tokio::spawn({
-                let (mail, pool, token) = (args.mail.clone(), pool.clone(), token.clone());
+                let (mail, token) = (args.mail.clone(), token.clone());
                 async move { run_configured(&mail, pool, token).await }
             });
-            let r = ProjectorRuntime::new(projection, pool, args.kafka, config, ready)
-                .with_store(&args.mongodb_uri, &args.mongodb_db)
-                .run(token.clone())
-                .await;
+            let r = runtimes.of(projection).run(token.clone()).await;
             token.cancel();
             if let Err(e) = sender.await {
                 tracing::error!(error = %e, "the mail sender panicked");
             }
             r
         }
-        ProjectionKind::Order => {
-            ProjectorRuntime::new(OrderProjection, pool, args.kafka, config, ready)
-                .with_store(&args.mongodb_uri, &args.mongodb_db)
-                .run(token)
-                .await
-        }
-    };
-    shutdown.cancel();
-    admin.await??;
-    result
+    }
+}
+
+/// What every projection's runtime is made with.
+struct Runtimes<'a> {
+    args: &'a ProjectorArgs,
+    pool: PgPool,
+    config: RuntimeConfig,
+    ready: Readiness,
+}
+
+impl Runtimes<'_> {
+    /// The runtime of `projection`, checked against the configured event store.
+    fn of<P: Projection>(&self, projection: P) -> ProjectorRuntime<P> {
+        ProjectorRuntime::new(
+            projection,
+            self.pool.clone(),
+            self.args.kafka.clone(),
+            self.config.clone(),
+            self.ready.clone(),
+        )
+        .with_store(&self.args.store.mongodb_uri, &self.args.store.mongodb_db)
+    }
 }

@@ -80,12 +80,10 @@ pub fn measure(
     quiet: Duration,
     cap: usize,
 ) -> anyhow::Result<Vec<PartitionLag>> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", "commerce-lag-probe")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
+    let consumer = kafka
+        .consumer("commerce-lag-probe")
+        .from_earliest()
+        .base()?;
     let parts = partitions(&consumer, topics)?;
     let mut tpl = TopicPartitionList::new();
     for (t, p) in &parts {
@@ -399,12 +397,10 @@ pub fn first_epochs(
     topics: &[String],
     wait: Duration,
 ) -> anyhow::Result<HashMap<String, (Option<String>, i64)>> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", "commerce-epoch-probe")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
+    let consumer = kafka
+        .consumer("commerce-epoch-probe")
+        .from_earliest()
+        .base()?;
     let parts = partitions(&consumer, topics)?;
     let mut tpl = TopicPartitionList::new();
     for (t, p) in &parts {

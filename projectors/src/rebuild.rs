@@ -299,19 +299,14 @@ fn consumer_at(
     model: &ReadModel,
     from: &Checkpoints,
 ) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set("group.id", format!("rebuild.{}", model.name))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
+    let consumer = kafka
+        .consumer(format!("rebuild.{}", model.name))
+        .from_earliest()
+        .no_partition_eof()
         .set("fetch.max.bytes", "52428800")
         .set("queued.min.messages", "200000")
-        .create()?;
-    let parts = {
-        let base: rdkafka::consumer::BaseConsumer = kafka.client_config().create()?;
-        partitions(&base, &model.topics)?
-    };
+        .stream()?;
+    let parts = partitions(&kafka.metadata_consumer()?, &model.topics)?;
     let mut tpl = TopicPartitionList::new();
     for (t, p) in parts {
         let at = from

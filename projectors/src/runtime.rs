@@ -322,15 +322,9 @@ enum Heal {
     Cluster(String),
 }
 
-/// The id of the Kafka cluster the broker belongs to (blocking; `spawn_blocking` it).
-fn cluster_id(kafka: &KafkaArgs) -> Option<String> {
-    let consumer: rdkafka::consumer::BaseConsumer = kafka.client_config().create().ok()?;
-    consumer.client().fetch_cluster_id(Duration::from_secs(5))
-}
-
 async fn current_cluster(kafka: &KafkaArgs) -> Option<String> {
     let k = kafka.clone();
-    tokio::task::spawn_blocking(move || cluster_id(&k))
+    tokio::task::spawn_blocking(move || k.cluster_id())
         .await
         .ok()
         .flatten()
@@ -614,15 +608,13 @@ impl<P: Projection> ProjectorRuntime<P> {
         topics: &[String],
         checkpoints: &Checkpoints,
     ) -> anyhow::Result<StreamConsumer> {
-        let consumer: StreamConsumer = self
+        let consumer = self
             .kafka
-            .client_config()
-            .set("group.id", format!("projector.{}", self.projection.name()))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
+            .consumer(format!("projector.{}", self.projection.name()))
+            .from_earliest()
+            .no_partition_eof()
             .set("session.timeout.ms", "10000")
-            .create()?;
+            .stream()?;
         // Partitions are assigned from the checkpoints, not by group membership: the
         // PostgreSQL checkpoint is the position, a restart resumes exactly there at once,
         // and no group rebalance can stall the projection. The group id still names the

@@ -4,10 +4,10 @@ use crate::cart::CartQueryService;
 use crate::shop::ShopQueryService;
 use crate::watch::VersionWatch;
 use clap::Parser;
+use platform::host;
 use platform::internal_auth::InternalAuthArgs;
-use platform::support::{
-    init_tracing, retry_startup, serve_admin, serve_grpc, shutdown_token, Readiness,
-};
+use platform::support::{grpc_routes, serve_grpc_routes};
+use read_model::PgArgs;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -30,61 +30,31 @@ pub struct QueryServiceArgs {
     /// Longest wait of a read-your-writes query (`atLeastVersion`), in milliseconds.
     #[arg(long, env = "READ_WAIT_MS", default_value_t = 2000)]
     pub read_wait_ms: u64,
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/commerce"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub pg: PgArgs,
     /// The secret of service-to-service credentials.
     #[command(flatten)]
     pub internal: InternalAuthArgs,
 }
 
 pub async fn query_service_main() -> anyhow::Result<()> {
-    init_tracing();
     let args = QueryServiceArgs::parse();
     let auth = args.internal.auth()?;
-    let shutdown = shutdown_token();
-    let ready = Readiness::default();
-    let admin = tokio::spawn(serve_admin(
-        args.admin_addr,
-        ready.clone(),
-        shutdown.clone(),
-    ));
-    let pool = retry_startup("PostgreSQL", &shutdown, || async {
-        let pool = read_model::connect_pg(&args.database_url, 8).await?;
-        read_model::migrate(&pool).await?;
-        Ok(pool)
+    host::serve(args.admin_addr, |service| async move {
+        let pool = service
+            .start("PostgreSQL", || args.pg.connect_migrated(8))
+            .await?;
+        let watch = VersionWatch::start(
+            pool.clone(),
+            &["cart", "order"],
+            std::time::Duration::from_millis(args.read_wait_ms),
+        );
+        service.ready.set_ready(true);
+        let (routes, names) = match args.service {
+            ServiceKind::Shop => grpc_routes(ShopQueryService::new(pool.clone(), watch)),
+            ServiceKind::Cart => grpc_routes(CartQueryService::new(pool.clone(), watch)),
+        };
+        serve_grpc_routes(args.grpc_addr, routes, &names, &auth, service.shutdown).await
     })
-    .await?;
-    let watch = VersionWatch::start(
-        pool.clone(),
-        &["cart", "order"],
-        std::time::Duration::from_millis(args.read_wait_ms),
-    );
-    ready.set_ready(true);
-    let served = match args.service {
-        ServiceKind::Shop => {
-            serve_grpc(
-                args.grpc_addr,
-                ShopQueryService::new(pool.clone(), watch),
-                &auth,
-                shutdown.clone(),
-            )
-            .await
-        }
-        ServiceKind::Cart => {
-            serve_grpc(
-                args.grpc_addr,
-                CartQueryService::new(pool.clone(), watch),
-                &auth,
-                shutdown.clone(),
-            )
-            .await
-        }
-    };
-    shutdown.cancel();
-    admin.await??;
-    served
+    .await
 }

@@ -13,6 +13,27 @@ pub async fn connect_pg(url: &str, max: u32) -> anyhow::Result<sqlx::PgPool> {
         .await?)
 }
 
+/// Where the read models are, as the projectors and query services take it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PgArgs {
+    /// The read models' PostgreSQL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/commerce"
+    )]
+    pub database_url: String,
+}
+
+impl PgArgs {
+    /// A pool of at most `max` connections to migrated read models.
+    pub async fn connect_migrated(&self, max: u32) -> anyhow::Result<sqlx::PgPool> {
+        let pool = connect_pg(&self.database_url, max).await?;
+        migrate(&pool).await?;
+        Ok(pool)
+    }
+}
+
 /// Runs the read models' migrations (safe to call from several processes at once).
 pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     sqlx::migrate!("./migrations").run(pool).await?;

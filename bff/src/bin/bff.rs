@@ -1,7 +1,4 @@
 //! `bff`: the GraphQL API (run it behind Envoy).
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let result = bff::server::bff_main().await;
-    platform::support::shutdown_tracing();
-    result
+fn main() -> std::process::ExitCode {
+    platform::host::run("bff", bff::server::bff_main)
 }

@@ -1,7 +1,4 @@
 //! `relay`: publishes every committed event from the MongoDB store to Kafka.
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let result = command_services::app::relay_main().await;
-    platform::support::shutdown_tracing();
-    result
+fn main() -> std::process::ExitCode {
+    platform::host::run("relay", command_services::app::relay_main)
 }

@@ -1,7 +1,4 @@
 //! `projector --projection cart`: builds a PostgreSQL read model from Kafka.
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let result = projectors::app::projector_main().await;
-    platform::support::shutdown_tracing();
-    result
+fn main() -> std::process::ExitCode {
+    platform::host::run("projector", projectors::app::projector_main)
 }

@@ -13,8 +13,6 @@ use event_schemas::{EventEnvelope, EventMeta};
 use event_store::event_store::to_document;
 use proto::cart::cart_commands_client::CartCommandsClient;
 use proto::cart::{AddItemRequest, CreateCartRequest};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -181,36 +179,6 @@ fn sample_event(i: usize) -> anyhow::Result<EventEnvelope> {
         &EventMeta::default(),
         chrono::Utc::now(),
     )?)
-}
-
-/// Reads the whole topic with a plain consumer: the broker-side limit for the projector.
-fn raw_consume(brokers: &str, topic: &str, expected: usize) -> anyhow::Result<Rate> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bench-raw-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = md.topics()[0].partitions().len() as i32;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    drop(tpl);
-    let start = Instant::now();
-    let mut n = 0;
-    while n < expected && start.elapsed() < Duration::from_secs(120) {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            m?;
-            n += 1;
-        }
-    }
-    Ok(Rate {
-        ops: n,
-        elapsed: start.elapsed(),
-        latencies: Vec::new(),
-    })
 }
 
 /// Rows written (inserted, updated, deleted) in this database so far, from PostgreSQL's
@@ -499,7 +467,17 @@ async fn main() -> anyhow::Result<()> {
     let topic_events = target as usize;
     let brokers = args.kafka_brokers.clone();
     let consume = tokio::task::spawn_blocking(move || {
-        raw_consume(&brokers, "commerce.cart.events", topic_events)
+        e2e_tests::raw_consume(
+            &brokers,
+            "commerce.cart.events",
+            topic_events,
+            Duration::from_secs(120),
+        )
+        .map(|(ops, elapsed)| Rate {
+            ops,
+            elapsed,
+            latencies: Vec::new(),
+        })
     })
     .await??;
 

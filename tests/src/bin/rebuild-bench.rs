@@ -11,9 +11,8 @@ use clap::Parser;
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
 use platform::kafka::KafkaArgs;
 use projectors::rebuild::{rebuild, RebuildOptions};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -107,31 +106,6 @@ fn fill(args: &Args, topic: &str) -> anyhow::Result<(usize, Duration)> {
     Ok((n, start.elapsed()))
 }
 
-fn raw_consume(brokers: &str, topic: &str, expected: usize) -> anyhow::Result<(usize, Duration)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bench-raw-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    drop(tpl);
-    let start = Instant::now();
-    let mut n = 0;
-    while n < expected && start.elapsed() < Duration::from_secs(600) {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            m?;
-            n += 1;
-        }
-    }
-    Ok((n, start.elapsed()))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -155,8 +129,9 @@ async fn main() -> anyhow::Result<()> {
     let a = args;
     let (written, fill_time) = tokio::task::block_in_place(|| fill(&a, &topic))?;
     eprintln!("wrote {written} events in {:.1} s", fill_time.as_secs_f64());
-    let (read, read_time) =
-        tokio::task::block_in_place(|| raw_consume(&a.kafka_brokers, &topic, written))?;
+    let (read, read_time) = tokio::task::block_in_place(|| {
+        e2e_tests::raw_consume(&a.kafka_brokers, &topic, written, Duration::from_secs(600))
+    })?;
     let raw_rate = read as f64 / read_time.as_secs_f64();
     eprintln!(
         "raw consumer: {read} records in {:.1} s",
