@@ -3,7 +3,6 @@
 //! unique even under concurrent registrations, and a deleted account leaves no personal data
 //! in the read models.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::time::Duration;

@@ -6,7 +6,6 @@
 //!   unknown token is refused with INVALID_ARGUMENT;
 //! - the cart's `CartCheckedOut` on Kafka carries the `pm_` reference, not the gateway's token.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! records on Kafka and the documents in MongoDB agree; concurrent writers lose nothing; bad
 //! input is refused with the right code and appends nothing.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::collections::HashMap;

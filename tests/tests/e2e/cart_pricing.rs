@@ -3,7 +3,6 @@
 //! change and after the catalogue reprices a product. And the catalogue's back office:
 //! archived products listed for admins only, and put back on sale.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;

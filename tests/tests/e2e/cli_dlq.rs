@@ -4,10 +4,9 @@
 //! arrived) `commerce dlq replay --stream` applies the held events and the read model catches
 //! up, once. `dlq replay --record` still sends a dead letter back to its topic, once.
 
-
-use chrono::Utc;
 use crate::cli_common::*;
 use crate::common::*;
+use chrono::Utc;
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;

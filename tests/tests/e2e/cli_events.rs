@@ -2,10 +2,9 @@
 //! an export of one event type in a time window holds exactly the matching events of the
 //! store, from Kafka and from the store alike, as JSON lines and as CSV.
 
-
-use chrono::{SecondsFormat, Utc};
 use crate::cli_common::*;
 use crate::common::*;
+use chrono::{SecondsFormat, Utc};
 use mongodb::bson::{self, doc};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! projection's lag growing (in events and seconds); once it is started again the lag
 //! returns to 0, and the projector's `/metrics` shows the lag gauges.
 
-
 use crate::cli_common::*;
 use crate::common::*;
 use std::time::Duration;

@@ -8,7 +8,6 @@
 //!
 //! One test, because each step compares the whole read model with a snapshot.
 
-
 use crate::cli_common::*;
 use crate::common::*;
 use serde_json::{json, Value};

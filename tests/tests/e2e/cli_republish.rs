@@ -4,7 +4,6 @@
 //! read model from them, the checkout saga skips to the end, and every read model equals
 //! the one before; new commands flow through afterwards.
 
-
 use crate::cli_common::*;
 use crate::common::*;
 use mongodb::bson::doc;

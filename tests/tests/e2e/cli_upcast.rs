@@ -4,10 +4,9 @@
 //! folds them from the store, and `events export` gives the same v3 events from Kafka and
 //! from the store.
 
-
-use chrono::Utc;
 use crate::cli_common::*;
 use crate::common::*;
+use chrono::Utc;
 use event_schemas::EventEnvelope;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! command service killed with SIGKILL; the projector killed mid-stream. The tests run one at
 //! a time (they stop shared services).
 
-
 use crate::common::*;
 use serde_json::json;
 use std::collections::BTreeMap;

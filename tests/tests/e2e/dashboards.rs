@@ -6,7 +6,6 @@
 //! scrape every service and pass `promtool check config` (Debian's promtool, installed by
 //! `scripts/install-tools.sh`).
 
-
 use crate::common::*;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, LabelModifier};

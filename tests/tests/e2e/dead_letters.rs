@@ -2,7 +2,6 @@
 //! reason, and the projector goes on with the next records. The record's key names a stream,
 //! which is parked (and then given up with `commerce dlq discard`).
 
-
 use crate::cli_common::*;
 use crate::common::*;
 use rdkafka::message::Headers;

@@ -1,7 +1,6 @@
 //! Envoy at the edge: its config validates, an oversized body gets 413, and a burst past the
 //! local rate limit gets 429. The tests share one mutex: a burst must not starve the others.
 
-
 use crate::common::*;
 use tokio::sync::Mutex;
 

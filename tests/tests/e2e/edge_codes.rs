@@ -6,7 +6,6 @@
 //! version not projected yet is STALE. The tests stop shared services, so they run one at a
 //! time, and each puts the stack back as it found it.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -14,7 +14,6 @@
 //!   commands go on, and the projectors, the saga and the query services recover by
 //!   themselves with nothing acknowledged lost.
 
-
 use crate::common::*;
 use domain::cart::Cart;
 use domain::order::{Order, OrderEvent};

@@ -9,7 +9,6 @@
 //! - no argon2 hash travels on any topic, and login works from the private credentials,
 //!   also after the user service restarts and after a password change.
 
-
 use crate::cli_common::*;
 use crate::common::*;
 use futures::TryStreamExt;

@@ -3,7 +3,6 @@
 //! an error without a client-facing code (see tests/clients/fuzz_checks.py), and the BFF
 //! stays up. (The CloudEvents decoder is fuzzed by proptest in event-schemas.)
 
-
 use crate::common::*;
 use serde_json::json;
 

@@ -9,7 +9,6 @@
 //! advance. Separate tests: mixed currencies and an overflowing total are refused at
 //! `checkout` with nothing appended; hostile cancel reasons, shipment and review texts.
 
-
 use crate::common::*;
 use domain::values::*;
 use proptest::prelude::*;

@@ -4,7 +4,6 @@
 //! like one of the checkout saga's keys changes nothing in the saga (the checkout still
 //! reserves its stock); a retried keyed creation names the same cart or product.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! and prints the record of a cart this test created, with its key, the relay's headers and
 //! the CloudEvents value, then exits by itself.
 
-
 use crate::common::*;
 use serde_json::Value;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Every service serves Prometheus metrics on its admin port; a cart command shows up in the
 //! command service's, the relay's, the projector's, the query service's and the BFF's.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::time::Duration;

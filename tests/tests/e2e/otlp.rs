@@ -2,7 +2,6 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` sends its spans, over OTLP/HTTP (protobuf), to a collector;
 //! the request's span carries the correlation id, so a trace can be found from any log line.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::process::Stdio;

@@ -11,10 +11,9 @@
 //!
 //! Poison goes straight onto the topic or into the store: the domain refuses such input.
 
-
-use chrono::Utc;
 use crate::cli_common::*;
 use crate::common::*;
+use chrono::Utc;
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
 use mongodb::bson::{doc, Bson};
 use rdkafka::producer::{FutureProducer, FutureRecord};

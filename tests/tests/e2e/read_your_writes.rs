@@ -2,7 +2,6 @@
 //! next query returns the new state at once (the wait is woken by the projector's NOTIFY);
 //! a version the read model never reaches gets `STALE` after the bounded wait.
 
-
 use crate::common::*;
 use serde_json::json;
 

@@ -13,7 +13,6 @@
 //! since a second stack would cost minutes of both cores. The stack is left up and healthy
 //! for the test binaries after this one.
 
-
 use crate::common::*;
 use serde_json::json;
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! catalogue's rating and review list, and the rating sort, follow; public reviews name the
 //! reviewer by a display name ("Test C."), never by customer or order id.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::time::Duration;

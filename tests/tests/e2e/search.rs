@@ -3,7 +3,6 @@
 //! visits each product exactly once; and stitched product details (live stock, rating, brand)
 //! cost the same number of SQL statements whatever the page size.
 
-
 use crate::common::*;
 use futures::StreamExt;
 use serde_json::{json, Value};

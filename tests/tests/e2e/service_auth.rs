@@ -6,7 +6,6 @@
 //! (v1 and v1alpha, what `grpcurl list` speaks) answer without a credential and list exactly
 //! what each port serves.
 
-
 use crate::common::*;
 use domain::values::UserId;
 use e2e_tests::{credential, internal_auth};

@@ -3,7 +3,6 @@
 //! version of one stream give exactly one winner and a conflict for every other, whether or
 //! not they shared an `insert_many`.
 
-
 use crate::common::mongodb_uri;
 use domain::cart::{CartCreated, CartEvent};
 use domain::values::CartId;

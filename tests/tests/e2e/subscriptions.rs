@@ -4,7 +4,6 @@
 //! again; the back office sees orders placed; a replayed (stale) record is never sent; and a
 //! cart subscribed to before it is projected is waited for, not refused.
 
-
 use crate::common::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;

@@ -1,7 +1,6 @@
 //! Time travel: `cartAt` at each version, folded from the event store with the domain's
 //! `evolve`, equals what the read model showed at that version.
 
-
 use crate::common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -86,7 +85,7 @@ async fn cart_at_each_version_equals_the_read_model_then() {
     let now = chrono::Utc::now().to_rfc3339();
     let body = gql(
         &client,
-        "query($id: ID!, $t: String) { cartAt(id: $id, at: $t) { version status itemCount lines { productId quantity } } }",
+        "query($id: ID!, $t: DateTime) { cartAt(id: $id, at: $t) { version status itemCount lines { productId quantity } } }",
         json!({ "id": cart, "t": now }),
     )
     .await;

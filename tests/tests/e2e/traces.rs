@@ -6,7 +6,6 @@
 //! order command service the saga called, and the order projector; and the cart command stored
 //! the trace context with the event it appended.
 
-
 use crate::common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
