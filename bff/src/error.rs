@@ -148,6 +148,18 @@ pub fn gql<T>(r: Result<T, BffError>) -> async_graphql::Result<T> {
     r.map_err(|e| e.extend())
 }
 
+/// The error of one field whose value, as a read model sent it, does not map to its GraphQL
+/// type (a status outside the enum, a time that is not RFC 3339): logged, and `INTERNAL` for
+/// that field alone (the rest of the response stands).
+pub fn unmappable(field: &str, raw: &str) -> async_graphql::Error {
+    tracing::error!(
+        field,
+        value = %bounded(raw),
+        "a read model value does not map to its GraphQL type"
+    );
+    BffError::Internal.extend()
+}
+
 /// The code given to errors raised by the GraphQL engine itself (syntax, validation).
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 

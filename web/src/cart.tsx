@@ -5,6 +5,7 @@ import { createContext, useContext, useEffect, useMemo, useState, type ReactNode
 import { useClient, useQuery, useSubscription } from "urql";
 import { getSession, setSession, useSession } from "./session";
 import { errorCode } from "./client";
+import type { CartStatus } from "./format";
 
 export interface CartLine {
   productId: string;
@@ -12,7 +13,7 @@ export interface CartLine {
 }
 export interface Cart {
   id: string;
-  status: string;
+  status: CartStatus;
   version: number;
   itemCount: number;
   lines: CartLine[];

@@ -4,6 +4,12 @@ export interface Money {
   currency: string;
 }
 
+/// The API's enums (bff/schema.graphql), and its `DateTime`: an RFC 3339 string in UTC.
+export type OrderStatus = "PLACED" | "STOCK_RESERVED" | "PAYMENT_AUTHORIZED" | "CONFIRMED" | "SHIPPED" | "DELIVERED" | "CANCELLED";
+export type PaymentStatus = "AUTHORIZED" | "DECLINED" | "CAPTURED" | "VOIDED" | "REFUNDED";
+export type CartStatus = "OPEN" | "CHECKED_OUT";
+export type DateTime = string;
+
 export function money(amountMinor: number, currency: string): string {
   try {
     return new Intl.NumberFormat("en-GB", { style: "currency", currency }).format(amountMinor / 100);
@@ -12,12 +18,12 @@ export function money(amountMinor: number, currency: string): string {
   }
 }
 
-export function date(iso: string): string {
+export function date(iso: DateTime): string {
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" });
 }
 
-const STATUS: Record<string, string> = {
+const STATUS: Record<OrderStatus, string> = {
   PLACED: "Placed",
   STOCK_RESERVED: "Stock reserved",
   PAYMENT_AUTHORIZED: "Payment authorized",
@@ -28,7 +34,7 @@ const STATUS: Record<string, string> = {
 };
 
 export function status(s: string): string {
-  return STATUS[s] ?? s;
+  return STATUS[s as OrderStatus] ?? s;
 }
 
 /// An order's reference for people: the end of its id (ids start with their time, so the

@@ -4,17 +4,14 @@
 
 use super::common::MoneyView;
 use super::product::{loader, Product, ProductOf};
+pub use super::types::CartStatus;
+use super::types::{time, Field, WireEnum};
 use crate::context::{backends, caller, grpc};
 use crate::error::{gql, BffError};
-use async_graphql::{Context, Enum, Object, Result, SimpleObject, ID};
+use async_graphql::{Context, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
 use domain::values::CartId;
 use proto::cart as pb;
-
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum CartStatus {
-    Open,
-    CheckedOut,
-}
 
 /// One product line of a cart, priced live from the catalogue.
 #[derive(SimpleObject, Debug, Clone)]
@@ -34,14 +31,14 @@ pub struct Cart {
     pub id: ID,
     /// The owner, if the cart is not anonymous.
     pub customer_id: Option<ID>,
-    pub status: CartStatus,
+    pub status: Field<CartStatus>,
     /// The cart's stream version this view reflects.
     pub version: i64,
     pub lines: Vec<CartLine>,
     /// Units over all lines.
     pub item_count: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Field<DateTime<Utc>>,
+    pub updated_at: Field<DateTime<Utc>>,
 }
 
 impl From<pb::Cart> for Cart {
@@ -50,11 +47,7 @@ impl From<pb::Cart> for Cart {
         Cart {
             id: ID(c.cart_id),
             customer_id: (!c.customer_id.is_empty()).then_some(ID(c.customer_id)),
-            status: if c.status == "checked_out" {
-                CartStatus::CheckedOut
-            } else {
-                CartStatus::Open
-            },
+            status: CartStatus::field(&c.status),
             version: c.version as i64,
             lines: c
                 .lines
@@ -66,8 +59,8 @@ impl From<pb::Cart> for Cart {
                 })
                 .collect(),
             item_count,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
+            created_at: time("Cart.createdAt", &c.created_at),
+            updated_at: time("Cart.updatedAt", &c.updated_at),
         }
     }
 }
@@ -220,7 +213,7 @@ impl CartHistory {
         ctx: &Context<'_>,
         id: ID,
         version: Option<i64>,
-        at: Option<String>,
+        at: Option<DateTime<Utc>>,
     ) -> Result<Cart> {
         gql(async move {
             let id = CartId::parse(&id)?;
@@ -244,7 +237,7 @@ impl CartHistory {
                     pb::GetCartAtRequest {
                         cart_id: id.to_string(),
                         version,
-                        at: at.unwrap_or_default(),
+                        at: at.map(|t| t.to_rfc3339()).unwrap_or_default(),
                     },
                 ))
                 .await?

@@ -4,7 +4,8 @@
 //! Within: `common` (shared types and the typed command sender), `product` and `order`
 //! (the types other resources link to), `connection` (Relay pages of either), then the
 //! resources: `cart` and `cart_mutation`, `accounts`, `catalogue` and `catalogue_admin`,
-//! `checkout`, `orders` and `notifications`, `subscriptions`.
+//! `checkout`, `orders` and `notifications`, `subscriptions`; `types` holds the enums and
+//! times every resource shows in place of the read models' strings.
 
 pub mod accounts;
 pub mod cart;
@@ -19,3 +20,4 @@ pub mod order;
 pub mod orders;
 pub mod product;
 pub mod subscriptions;
+pub mod types;

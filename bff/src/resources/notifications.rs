@@ -1,30 +1,33 @@
 //! Notifications sent about orders and accounts: the back office's list, for one order or
 //! customer or all, and the signed-in customer's own.
 
+use super::types::{de_enum, de_opt_time, de_time, Field, NotificationChannel, NotificationKind};
 use crate::context::{backends, caller, grpc, parse_doc};
 use crate::error::{gql, BffError};
 use async_graphql::{Context, Object, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
 use domain::values::{OrderId, UserId};
 use proto::queries::NotificationsRequest;
 use serde::Deserialize;
 
 #[derive(SimpleObject, Deserialize)]
 pub struct NotificationView {
-    pub event_id: String,
+    pub event_id: ID,
     /// The order it is about (none for account mails).
-    pub order_id: Option<String>,
-    pub customer_id: String,
-    /// order_received, order_confirmation, shipment, delivery, cancellation, refund,
-    /// password_reset or email_verification.
-    pub kind: String,
-    pub channel: String,
+    pub order_id: Option<ID>,
+    pub customer_id: ID,
+    #[serde(deserialize_with = "de_enum")]
+    pub kind: Field<NotificationKind>,
+    #[serde(deserialize_with = "de_enum")]
+    pub channel: Field<NotificationChannel>,
     pub recipient: Option<String>,
     pub subject: String,
     pub body: String,
-    pub occurred_at: String,
+    #[serde(deserialize_with = "de_time")]
+    pub occurred_at: Field<DateTime<Utc>>,
     /// When the mail was handed to the SMTP server (null: not yet, or never).
-    #[serde(default)]
-    pub sent_at: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_time")]
+    pub sent_at: Option<Field<DateTime<Utc>>>,
 }
 
 async fn notifications(

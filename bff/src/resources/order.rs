@@ -2,26 +2,28 @@
 //! resources load one from the read model.
 
 use super::common::MoneyView;
+use super::types::{de_enum, de_time, Field, OrderStatus, PaymentStatus};
 use crate::clients::Backends;
 use crate::context::{backends, grpc, parse_doc};
 use crate::error::{gql, BffError};
-use async_graphql::{Context, Result, SimpleObject};
+use async_graphql::{Context, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
 use domain::values::OrderId;
 use proto::queries::ById;
 use serde::Deserialize;
 
 #[derive(SimpleObject, Deserialize)]
 pub struct OrderLine {
-    pub product_id: String,
+    pub product_id: ID,
     pub quantity: i64,
     pub unit_price_minor: i64,
 }
 
 #[derive(SimpleObject, Deserialize)]
 pub struct Payment {
-    pub id: String,
-    /// AUTHORIZED, DECLINED, CAPTURED, VOIDED or REFUNDED (captured, then refunded in full).
-    pub status: String,
+    pub id: ID,
+    #[serde(deserialize_with = "de_enum")]
+    pub status: Field<PaymentStatus>,
     pub amount: MoneyView,
     pub refunded_minor: i64,
     pub card_brand: String,
@@ -33,17 +35,18 @@ pub struct Payment {
 #[derive(SimpleObject, Deserialize)]
 #[graphql(complex)]
 pub struct Order {
-    pub id: String,
-    pub customer_id: String,
-    /// PLACED, STOCK_RESERVED, PAYMENT_AUTHORIZED, CONFIRMED, SHIPPED, DELIVERED or CANCELLED.
-    pub status: String,
+    pub id: ID,
+    pub customer_id: ID,
+    #[serde(deserialize_with = "de_enum")]
+    pub status: Field<OrderStatus>,
     pub total: MoneyView,
     pub refunded_minor: i64,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
     pub cancel_reason: Option<String>,
     pub version: i64,
-    pub placed_at: String,
+    #[serde(deserialize_with = "de_time")]
+    pub placed_at: Field<DateTime<Utc>>,
     pub lines: Vec<OrderLine>,
 }
 
@@ -58,7 +61,7 @@ impl Order {
                 .get_payments_of_order(grpc(
                     ctx,
                     ById {
-                        id: self.id.clone(),
+                        id: self.id.to_string(),
                         at_least_version: 0,
                     },
                 ))
@@ -66,11 +69,7 @@ impl Order {
                 .into_inner();
             match docs.json.first() {
                 None => Ok(None),
-                Some(j) => {
-                    let mut p: Payment = parse_doc(j)?;
-                    p.status = p.status.to_uppercase();
-                    Ok(Some(p))
-                }
+                Some(j) => Ok(Some(parse_doc(j)?)),
             }
         }
         .await)
@@ -85,20 +84,13 @@ impl Order {
                 .get_payments_of_order(grpc(
                     ctx,
                     ById {
-                        id: self.id.clone(),
+                        id: self.id.to_string(),
                         at_least_version: 0,
                     },
                 ))
                 .await?
                 .into_inner();
-            docs.json
-                .iter()
-                .map(|j| {
-                    let mut p: Payment = parse_doc(j)?;
-                    p.status = p.status.to_uppercase();
-                    Ok(p)
-                })
-                .collect()
+            docs.json.iter().map(|j| parse_doc(j)).collect()
         }
         .await)
     }
@@ -110,9 +102,7 @@ impl Order {
 }
 
 pub fn order_of(json: &str) -> Result<Order, BffError> {
-    let mut o: Order = parse_doc(json)?;
-    o.status = o.status.to_uppercase();
-    Ok(o)
+    parse_doc(json)
 }
 
 /// An order from the read model, waiting (bounded) for `at_least` when it is above 0.
@@ -139,7 +129,8 @@ pub struct TimelineEntry {
     pub summary: String,
     /// Who did it: a user id, or a service such as `checkout-saga`.
     pub actor: String,
-    pub occurred_at: String,
+    #[serde(deserialize_with = "de_time")]
+    pub occurred_at: Field<DateTime<Utc>>,
 }
 
 /// An order's timeline, from the read model.

@@ -6,9 +6,11 @@
 use super::common::{exec, money, MoneyView, MutationResult};
 use super::connection::Connection;
 use super::order::{load_order, order_of, Order, OrderLine};
+pub use super::types::OrderStatus;
+use super::types::{time, Field, WireEnum};
 use crate::context::{backends, caller, grpc, parse_doc};
 use crate::error::{gql, BffError};
-use async_graphql::{Context, Enum, InputObject, Object, Result, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use domain::order::{CancelledBy, OrderCommand};
 use domain::values::{CancelReason, Carrier, OrderId, TrackingNumber, UserId};
@@ -42,31 +44,6 @@ impl OrderQuery {
             Ok(order)
         }
         .await)
-    }
-}
-
-#[derive(Enum, Copy, Clone, PartialEq, Eq)]
-pub enum OrderStatus {
-    Placed,
-    StockReserved,
-    PaymentAuthorized,
-    Confirmed,
-    Shipped,
-    Delivered,
-    Cancelled,
-}
-
-impl OrderStatus {
-    fn wire(self) -> &'static str {
-        match self {
-            OrderStatus::Placed => "placed",
-            OrderStatus::StockReserved => "stock_reserved",
-            OrderStatus::PaymentAuthorized => "payment_authorized",
-            OrderStatus::Confirmed => "confirmed",
-            OrderStatus::Shipped => "shipped",
-            OrderStatus::Delivered => "delivered",
-            OrderStatus::Cancelled => "cancelled",
-        }
     }
 }
 
@@ -123,7 +100,7 @@ async fn list(
 pub struct OrderSnapshot {
     pub id: ID,
     pub customer_id: ID,
-    pub status: String,
+    pub status: Field<OrderStatus>,
     pub total: Option<MoneyView>,
     pub refunded: Option<MoneyView>,
     pub carrier: Option<String>,
@@ -131,7 +108,7 @@ pub struct OrderSnapshot {
     pub lines: Vec<OrderLine>,
     /// The last version folded in, and when it happened.
     pub version: i64,
-    pub as_of: String,
+    pub as_of: Field<DateTime<Utc>>,
 }
 
 #[derive(Deserialize)]
@@ -237,7 +214,7 @@ impl OrderListQuery {
             Ok(OrderSnapshot {
                 id: ID(view.id.unwrap_or_else(|| id.to_string())),
                 customer_id: ID(view.customer_id.unwrap_or_default()),
-                status: view.status.to_uppercase(),
+                status: OrderStatus::field(&view.status),
                 total: view.total,
                 refunded: view.refunded,
                 carrier: view.shipment.as_ref().map(|s| s.carrier.clone()),
@@ -246,13 +223,13 @@ impl OrderListQuery {
                     .lines
                     .into_iter()
                     .map(|l| OrderLine {
-                        product_id: l.product_id,
+                        product_id: ID(l.product_id),
                         quantity: l.quantity,
                         unit_price_minor: l.unit_price.amount_minor,
                     })
                     .collect(),
                 version: r.version as i64,
-                as_of: r.occurred_at,
+                as_of: time("OrderSnapshot.asOf", &r.occurred_at),
             })
         }
         .await)
@@ -276,7 +253,7 @@ impl OrderMutation {
             let order = load_order(backends(ctx), order_id.as_str(), 0).await?;
             caller(ctx).check_owner(Some(&order.customer_id))?;
             let cmd = cancel(reason.as_deref())?;
-            exec(ctx, &backends(ctx).orders, order.id, &cmd, None).await
+            exec(ctx, &backends(ctx).orders, order.id.0, &cmd, None).await
         }
         .await)
     }
@@ -323,7 +300,14 @@ impl OrderMutation {
             let cmd = OrderCommand::Refund {
                 amount: money(amount_minor, &order.total.currency)?,
             };
-            exec(ctx, &backends(ctx).orders, order.id, &cmd, idempotency_key).await
+            exec(
+                ctx,
+                &backends(ctx).orders,
+                order.id.0,
+                &cmd,
+                idempotency_key,
+            )
+            .await
         }
         .await)
     }

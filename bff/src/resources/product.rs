@@ -3,11 +3,13 @@
 //! statement) per kind of detail, never one per product.
 
 use super::common::{Attribute, MoneyView};
+use super::types::{de_time, time, Field};
 use crate::clients::AuthedChannel as Channel;
 use crate::context::parse_doc;
 use crate::error::{gql, BffError};
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{ComplexObject, Context, Result, SimpleObject, ID};
+use chrono::{DateTime, Utc};
 use proto::queries::queries_client::QueriesClient;
 use proto::queries::{ByIds, ByNames};
 use serde::Deserialize;
@@ -45,7 +47,7 @@ pub struct Product {
     pub price: MoneyView,
     pub archived: bool,
     pub version: i64,
-    pub created_at: String,
+    pub created_at: Field<DateTime<Utc>>,
     #[graphql(skip)]
     pub brand_name: Option<String>,
 }
@@ -80,7 +82,7 @@ impl From<ProductDoc> for Product {
             price: d.price,
             archived: d.archived,
             version: d.version,
-            created_at: d.created_at,
+            created_at: time("Product.createdAt", &d.created_at),
             brand_name: d.brand,
         }
     }
@@ -188,7 +190,8 @@ pub struct Review {
     pub rating: i32,
     pub title: String,
     pub body: String,
-    pub created_at: String,
+    #[serde(deserialize_with = "de_time")]
+    pub created_at: Field<DateTime<Utc>>,
 }
 
 impl Loader<ReviewsOf> for CatalogueLoader {

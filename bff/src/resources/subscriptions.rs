@@ -11,12 +11,14 @@
 use super::cart::Cart;
 use super::common::MoneyView;
 use super::order::{load_order, Order};
+use super::types::{Field, OrderStatus, WireEnum};
 use crate::auth::Caller;
 use crate::clients::Backends;
 use crate::context::{backends, caller, live, RequestContext};
 use crate::error::{gql, BffError};
 use crate::feed::{next_event, version_of, Lagged};
 use async_graphql::{Context, Result, SimpleObject, Subscription, ID};
+use chrono::{DateTime, Utc};
 use domain::order::OrderEvent;
 use domain::values::{CartId, OrderId};
 use futures::Stream;
@@ -30,8 +32,7 @@ const FIRST_WAITS: u32 = 30;
 #[derive(SimpleObject)]
 pub struct OrderStatusChange {
     pub order_id: ID,
-    /// PLACED, STOCK_RESERVED, PAYMENT_AUTHORIZED, CONFIRMED, SHIPPED, DELIVERED or CANCELLED.
-    pub status: String,
+    pub status: Field<OrderStatus>,
     /// The order's stream version at this status.
     pub version: i64,
 }
@@ -42,7 +43,7 @@ pub struct PlacedOrder {
     pub customer_id: ID,
     pub total: MoneyView,
     pub item_count: i64,
-    pub placed_at: String,
+    pub placed_at: DateTime<Utc>,
 }
 
 /// The owner of a context for a stream resolved outside a request (subscriptions run on).
@@ -202,7 +203,7 @@ impl SubscriptionRoot {
                                 currency: p.total.currency().as_str().to_owned(),
                             },
                             item_count: p.lines.iter().map(|l| i64::from(l.quantity.get())).sum(),
-                            placed_at: env.occurred_at.to_rfc3339(),
+                            placed_at: env.occurred_at,
                         }))
                         .await;
                     }
@@ -232,11 +233,11 @@ impl OrderFollow {
         current: Option<Order>,
     ) {
         let mut sent: u64 = 0;
-        let mut status = String::new();
+        let mut status: Option<OrderStatus> = None;
         let mut authorized = current.is_some() || self.claims.is_admin();
         if let Some(o) = current {
             sent = o.version as u64;
-            status = o.status.clone();
+            status = o.status.as_ref().ok().copied();
             y.send(Ok(OrderStatusChange {
                 order_id: ID(self.id.clone()),
                 status: o.status,
@@ -253,9 +254,10 @@ impl OrderFollow {
                     match load_order(&self.backends, &self.id, sent + 1).await {
                         Ok(o) if self.who.check_owner(Some(&o.customer_id)).is_ok() => {
                             authorized = true;
-                            if o.status != status && o.version as u64 > sent {
+                            if o.status.as_ref().ok() != status.as_ref() && o.version as u64 > sent
+                            {
                                 sent = o.version as u64;
-                                status = o.status.clone();
+                                status = o.status.as_ref().ok().copied();
                                 y.send(Ok(OrderStatusChange {
                                     order_id: ID(self.id.clone()),
                                     status: o.status,
@@ -290,10 +292,11 @@ impl OrderFollow {
             }
             sent = env.version;
             if let Some(s) = event.status_after() {
-                status = s.as_str().to_uppercase();
+                let now = OrderStatus::field(s.as_str());
+                status = now.as_ref().ok().copied();
                 y.send(Ok(OrderStatusChange {
                     order_id: ID(self.id.clone()),
-                    status: status.clone(),
+                    status: now,
                     version: env.version as i64,
                 }))
                 .await;

@@ -303,7 +303,7 @@ async fn a_declined_card_reopens_the_cart_for_another_try() {
         || async {
             let body = gql_as(&client, &token, CART_OF, json!({ "id": cart })).await;
             let c = body["data"]["cart"].clone();
-            (c["status"] == "OPEN" || c["status"] == "open").then_some(c)
+            (c["status"] == "OPEN").then_some(c)
         },
     )
     .await;

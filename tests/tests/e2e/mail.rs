@@ -263,7 +263,7 @@ async fn an_order_confirmation_is_mailed_and_recorded_as_sent() {
             body["data"]["myNotifications"]
                 .as_array()?
                 .iter()
-                .any(|n| n["kind"] == "order_confirmation" && n["sentAt"].is_string())
+                .any(|n| n["kind"] == "ORDER_CONFIRMATION" && n["sentAt"].is_string())
                 .then_some(())
         },
     )

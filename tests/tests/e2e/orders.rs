@@ -252,11 +252,11 @@ async fn one_notification_per_order_event_even_after_a_replay() {
     let order = full_order(&client, &admin, &customer).await;
 
     let kinds = [
-        "order_received",
-        "order_confirmation",
-        "shipment",
-        "delivery",
-        "refund",
+        "ORDER_RECEIVED",
+        "ORDER_CONFIRMATION",
+        "SHIPMENT",
+        "DELIVERY",
+        "REFUND",
     ];
     let before = poll("five notifications", Duration::from_secs(60), || async {
         let n = notifications_of(&client, &admin, &order).await;
@@ -276,7 +276,7 @@ async fn one_notification_per_order_event_even_after_a_replay() {
             "{n}"
         );
     }
-    let shipment = before.iter().find(|n| n["kind"] == "shipment").unwrap();
+    let shipment = before.iter().find(|n| n["kind"] == "SHIPMENT").unwrap();
     assert!(shipment["body"].as_str().unwrap().contains("JD014600"));
     let mine = gql_as(
         &client,

@@ -85,7 +85,7 @@ async fn cart_at_each_version_equals_the_read_model_then() {
     let now = chrono::Utc::now().to_rfc3339();
     let body = gql(
         &client,
-        "query($id: ID!, $t: String) { cartAt(id: $id, at: $t) { version status itemCount lines { productId quantity } } }",
+        "query($id: ID!, $t: DateTime) { cartAt(id: $id, at: $t) { version status itemCount lines { productId quantity } } }",
         json!({ "id": cart, "t": now }),
     )
     .await;

@@ -4,7 +4,7 @@ import { useEffect, useRef, useState, type FormEvent } from "react";
 import { Link, useParams, useSearchParams } from "react-router-dom";
 import { useMutation, useSubscription, useQuery } from "urql";
 import { errorMessage } from "../client";
-import { date, money, parseAmount, shortId, status } from "../format";
+import { date, money, parseAmount, shortId, status, type DateTime } from "../format";
 import { ORDERS_FIELDS, type OrdersPage } from "../shop/Account";
 import { ProductName, StatusSteps, useLiveOrder } from "../shop/OrderPage";
 import { Alert, Empty, Field, Loading, Title } from "../ui";
@@ -16,7 +16,7 @@ interface Placed {
   customerId: string;
   total: { amountMinor: number; currency: string };
   itemCount: number;
-  placedAt: string;
+  placedAt: DateTime;
 }
 
 function LiveFeed({ onNew }: { onNew: (orderId: string) => void }) {

@@ -3,7 +3,7 @@ import { useEffect, useState, type FormEvent } from "react";
 import { Link, Navigate, useNavigate, useSearchParams } from "react-router-dom";
 import { useMutation, useQuery } from "urql";
 import { errorMessage } from "../client";
-import { date, money, shortId, status } from "../format";
+import { date, money, shortId, status, type DateTime, type OrderStatus } from "../format";
 import { useSession } from "../session";
 import { Alert, Empty, Field, Loading, Title, useLogout } from "../ui";
 import { ME, type MeData } from "./CheckoutPage";
@@ -97,7 +97,7 @@ export const ORDERS_FIELDS = `totalCount pageInfo { hasNextPage endCursor } edge
 export interface OrdersPage {
   totalCount: number;
   pageInfo: { hasNextPage: boolean; endCursor: string | null };
-  edges: { node: { id: string; customerId: string; status: string; placedAt: string; total: { amountMinor: number; currency: string }; lines: { quantity: number }[] } }[];
+  edges: { node: { id: string; customerId: string; status: OrderStatus; placedAt: DateTime; total: { amountMinor: number; currency: string }; lines: { quantity: number }[] } }[];
 }
 
 export function MyOrdersPage() {

@@ -4,7 +4,7 @@ import { useCallback, useEffect, useState } from "react";
 import { Link, useParams } from "react-router-dom";
 import { useMutation, useQuery, useSubscription } from "urql";
 import { errorMessage } from "../client";
-import { date, money, shortId, status } from "../format";
+import { date, money, shortId, status, type DateTime, type OrderStatus, type PaymentStatus } from "../format";
 import { Alert, Field, Loading, Title, useRetryWhilePending } from "../ui";
 
 export const ORDER = `query Order($id: ID!, $v: Int) {
@@ -21,17 +21,17 @@ export interface OrderData {
   order: {
     id: string;
     customerId: string;
-    status: string;
+    status: OrderStatus;
     version: number;
-    placedAt: string;
+    placedAt: DateTime;
     refundedMinor: number;
     carrier: string | null;
     trackingNumber: string | null;
     cancelReason: string | null;
     total: { amountMinor: number; currency: string };
     lines: { productId: string; quantity: number; unitPriceMinor: number }[];
-    payment: { status: string; cardBrand: string; cardLast4: string; declineReason: string | null; refundedMinor: number; amount: { amountMinor: number; currency: string } } | null;
-    timeline: { version: number; eventType: string; summary: string; actor: string; occurredAt: string }[];
+    payment: { status: PaymentStatus; cardBrand: string; cardLast4: string; declineReason: string | null; refundedMinor: number; amount: { amountMinor: number; currency: string } } | null;
+    timeline: { version: number; eventType: string; summary: string; actor: string; occurredAt: DateTime }[];
   };
 }
 
@@ -41,7 +41,7 @@ const STEPS = ["PLACED", "CONFIRMED", "SHIPPED", "DELIVERED"];
 export function useLiveOrder(id: string) {
   const [minVersion, setMinVersion] = useState<number | undefined>(undefined);
   const [res, refetch] = useQuery<OrderData>({ query: ORDER, variables: { id, v: minVersion }, requestPolicy: "network-only" });
-  const [live] = useSubscription<{ orderStatusChanged: { status: string; version: number } }>({
+  const [live] = useSubscription<{ orderStatusChanged: { status: OrderStatus; version: number } }>({
     query: `subscription($id: ID!) { orderStatusChanged(orderId: $id) { status version } }`,
     variables: { id },
   });

@@ -4,7 +4,7 @@ import { Link, useParams } from "react-router-dom";
 import { useMutation, useQuery } from "urql";
 import { errorCode, errorMessage } from "../client";
 import { useCart } from "../cart";
-import { date, money } from "../format";
+import { date, money, type DateTime } from "../format";
 import { ProductArt, Stars } from "../art";
 import { Alert, Loading, useRetryWhilePending } from "../ui";
 
@@ -28,7 +28,7 @@ interface ProductData {
     stock: { available: number };
     rating: { average: number; count: number };
     brand: { name: string; productCount: number } | null;
-    reviews: { rating: number; title: string; body: string; createdAt: string; reviewerName: string }[];
+    reviews: { rating: number; title: string; body: string; createdAt: DateTime; reviewerName: string }[];
   };
 }
 
