@@ -303,28 +303,10 @@ impl Cart {
         }
         Ok(())
     }
-}
 
-impl Aggregate for Cart {
-    const STREAM_TYPE: &'static str = "cart";
-    type Command = CartCommand;
-    type Event = CartEvent;
-    type Error = CartError;
-
-    fn authorize(&self, actor: &str) -> Result<(), CartError> {
-        match self.customer_id {
-            Some(owner)
-                if actor != format!("user:{owner}")
-                    && !actor.starts_with("admin:")
-                    && !actor.starts_with("service:") =>
-            {
-                Err(CartError::Forbidden)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn decide(&self, command: &CartCommand) -> Result<Vec<CartEvent>, CartError> {
+    /// The answer of a command given where the cart is in its life, when that alone decides
+    /// it (`None`: an open cart decides on its lines).
+    fn lifecycle(&self, command: &CartCommand) -> Result<Option<Vec<CartEvent>>, CartError> {
         use CartCommand as C;
         match (self.status, command) {
             (
@@ -334,32 +316,40 @@ impl Aggregate for Cart {
                     customer_id,
                 },
             ) => {
-                return Ok(vec![CartEvent::CartCreated(CartCreated {
+                return Ok(Some(vec![CartEvent::CartCreated(CartCreated {
                     cart_id: *cart_id,
                     customer_id: *customer_id,
-                })])
+                })]))
             }
             (_, C::Create { .. }) => return Err(CartError::AlreadyExists),
             (CartStatus::New, _) => return Err(CartError::NotFound),
             (CartStatus::Deleted, _) => return Err(CartError::NotFound),
             (CartStatus::CheckedOut, C::Delete) => {
-                return Ok(vec![CartEvent::CartDeleted(CartDeleted {})])
+                return Ok(Some(vec![CartEvent::CartDeleted(CartDeleted {})]))
             }
             (CartStatus::CheckedOut, C::ReopenCheckout { order_id, reason })
                 if self.checkout == Some(*order_id) =>
             {
-                return Ok(vec![CartEvent::CartCheckoutFailed(CartCheckoutFailed {
-                    order_id: *order_id,
-                    reason: reason.clone(),
-                })])
+                return Ok(Some(vec![CartEvent::CartCheckoutFailed(
+                    CartCheckoutFailed {
+                        order_id: *order_id,
+                        reason: reason.clone(),
+                    },
+                )]))
             }
             // Reopened already, or closed since by another checkout: nothing to reopen.
             (CartStatus::CheckedOut | CartStatus::Open, C::ReopenCheckout { .. }) => {
-                return Ok(vec![])
+                return Ok(Some(vec![]))
             }
             (CartStatus::CheckedOut, _) => return Err(CartError::Closed),
             (CartStatus::Open, _) => {}
         }
+        Ok(None)
+    }
+
+    /// What an open cart does on a command.
+    fn decide_open(&self, command: &CartCommand) -> Result<Vec<CartEvent>, CartError> {
+        use CartCommand as C;
         let events = match command {
             C::Create { .. } => return Err(CartError::AlreadyExists),
             C::AddItem {
@@ -411,46 +401,7 @@ impl Aggregate for Cart {
                 order_id,
                 prices,
                 payment,
-            } => {
-                let customer_id = self.customer_id.ok_or(CartError::Anonymous)?;
-                let lines = self
-                    .lines
-                    .iter()
-                    .map(|(p, q)| {
-                        prices
-                            .get(p)
-                            .map(|price| CheckedOutLine {
-                                product_id: *p,
-                                quantity: *q,
-                                unit_price: *price,
-                            })
-                            .ok_or(CartError::Unavailable(*p))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                if let Some(first) = lines.first() {
-                    let currency = first.unit_price.currency();
-                    if let Some(other) = lines.iter().find(|l| l.unit_price.currency() != currency)
-                    {
-                        return Err(CartError::MixedCurrencies(
-                            other.product_id,
-                            other.unit_price.currency().as_str().to_owned(),
-                            currency.as_str().to_owned(),
-                        ));
-                    }
-                }
-                let total =
-                    crate::values::total_of(lines.iter().map(|l| (l.unit_price, l.quantity)))
-                        .map_err(|_| CartError::TotalTooLarge)?;
-                if total.amount_minor() == 0 {
-                    return Err(CartError::NothingToPay);
-                }
-                vec![CartEvent::CartCheckedOut(CartCheckedOut {
-                    order_id: *order_id,
-                    customer_id,
-                    lines,
-                    payment: payment.into(),
-                })]
-            }
+            } => vec![self.check_out(*order_id, prices, payment)?],
             C::Delete => vec![CartEvent::CartDeleted(CartDeleted {})],
             C::ReopenCheckout { .. } => vec![],
             C::Claim { customer_id } => match self.customer_id {
@@ -460,39 +411,113 @@ impl Aggregate for Cart {
                     customer_id: *customer_id,
                 })],
             },
-            C::Merge { lines } => {
-                let mut state = self.clone();
-                let mut events = Vec::new();
-                for (product_id, quantity) in lines {
-                    let event = match state.lines.get(product_id) {
-                        Some(current) => {
-                            let total = current.checked_add(*quantity).unwrap_or(
-                                Quantity::new(i64::from(Quantity::MAX))
-                                    .map_err(|_| CartError::QuantityTooLarge)?,
-                            );
-                            if total == *current {
-                                continue;
-                            }
-                            CartEvent::CartItemQuantityChanged(CartItemQuantityChanged {
-                                product_id: *product_id,
-                                quantity: total,
-                            })
-                        }
-                        None if state.lines.len() >= MAX_LINES => {
-                            return Err(CartError::TooManyLines)
-                        }
-                        None => CartEvent::CartItemAdded(CartItemAdded {
-                            product_id: *product_id,
-                            quantity: *quantity,
-                        }),
-                    };
-                    state = state.evolve(&event);
-                    events.push(event);
-                }
-                events
-            }
+            C::Merge { lines } => self.merge(lines)?,
         };
         Ok(events)
+    }
+
+    /// Closes the cart into an order: every line priced by the catalogue, one currency, a
+    /// total to pay, a signed-in customer.
+    fn check_out(
+        &self,
+        order_id: OrderId,
+        prices: &BTreeMap<ProductId, Money>,
+        payment: &CheckoutPayment,
+    ) -> Result<CartEvent, CartError> {
+        let customer_id = self.customer_id.ok_or(CartError::Anonymous)?;
+        let lines = self
+            .lines
+            .iter()
+            .map(|(p, q)| {
+                prices
+                    .get(p)
+                    .map(|price| CheckedOutLine {
+                        product_id: *p,
+                        quantity: *q,
+                        unit_price: *price,
+                    })
+                    .ok_or(CartError::Unavailable(*p))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(first) = lines.first() {
+            let currency = first.unit_price.currency();
+            if let Some(other) = lines.iter().find(|l| l.unit_price.currency() != currency) {
+                return Err(CartError::MixedCurrencies(
+                    other.product_id,
+                    other.unit_price.currency().as_str().to_owned(),
+                    currency.as_str().to_owned(),
+                ));
+            }
+        }
+        let total = crate::values::total_of(lines.iter().map(|l| (l.unit_price, l.quantity)))
+            .map_err(|_| CartError::TotalTooLarge)?;
+        if total.amount_minor() == 0 {
+            return Err(CartError::NothingToPay);
+        }
+        Ok(CartEvent::CartCheckedOut(CartCheckedOut {
+            order_id,
+            customer_id,
+            lines,
+            payment: payment.into(),
+        }))
+    }
+
+    /// Another cart's lines added to this one: quantities add up, capped at the maximum.
+    fn merge(&self, lines: &[(ProductId, Quantity)]) -> Result<Vec<CartEvent>, CartError> {
+        let mut state = self.clone();
+        let mut events = Vec::new();
+        for (product_id, quantity) in lines {
+            let event = match state.lines.get(product_id) {
+                Some(current) => {
+                    let total = current.checked_add(*quantity).unwrap_or(
+                        Quantity::new(i64::from(Quantity::MAX))
+                            .map_err(|_| CartError::QuantityTooLarge)?,
+                    );
+                    if total == *current {
+                        continue;
+                    }
+                    CartEvent::CartItemQuantityChanged(CartItemQuantityChanged {
+                        product_id: *product_id,
+                        quantity: total,
+                    })
+                }
+                None if state.lines.len() >= MAX_LINES => return Err(CartError::TooManyLines),
+                None => CartEvent::CartItemAdded(CartItemAdded {
+                    product_id: *product_id,
+                    quantity: *quantity,
+                }),
+            };
+            state = state.evolve(&event);
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
+
+impl Aggregate for Cart {
+    const STREAM_TYPE: &'static str = "cart";
+    type Command = CartCommand;
+    type Event = CartEvent;
+    type Error = CartError;
+
+    fn authorize(&self, actor: &str) -> Result<(), CartError> {
+        match self.customer_id {
+            Some(owner)
+                if actor != format!("user:{owner}")
+                    && !actor.starts_with("admin:")
+                    && !actor.starts_with("service:") =>
+            {
+                Err(CartError::Forbidden)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn decide(&self, command: &CartCommand) -> Result<Vec<CartEvent>, CartError> {
+        match self.lifecycle(command)? {
+            Some(answer) => Ok(answer),
+            None => self.decide_open(command),
+        }
     }
 
     fn evolve(mut self, event: &CartEvent) -> Self {
