@@ -388,21 +388,7 @@ impl Aggregate for Product {
             initial_stock,
         } = command
         {
-            if self.id.is_some() {
-                return Err(ProductError::AlreadyExists);
-            }
-            let details = details.check()?;
-            if *initial_stock > MAX_STOCK {
-                return Err(ProductError::Invalid(format!(
-                    "stock on hand is at most {MAX_STOCK} units"
-                )));
-            }
-            return Ok(vec![E::ProductCreated(ProductCreated {
-                product_id: *product_id,
-                details,
-                price: *price,
-                initial_stock: *initial_stock,
-            })]);
+            return self.create(*product_id, details, *price, *initial_stock);
         }
         if self.id.is_none() {
             return Err(ProductError::NotFound);
@@ -418,65 +404,13 @@ impl Aggregate for Product {
                     vec![E::ProductUpdated(ProductUpdated { details })]
                 }
             }
-            C::ChangePrice { price } => {
-                self.not_archived()?;
-                match self.price {
-                    Some(p) if p.currency() != price.currency() => {
-                        return Err(ProductError::CurrencyChange(
-                            p.currency().as_str().to_owned(),
-                        ))
-                    }
-                    Some(p) if p == *price => vec![],
-                    _ => vec![E::ProductPriceChanged(ProductPriceChanged {
-                        price: *price,
-                    })],
-                }
-            }
+            C::ChangePrice { price } => self.change_price(*price)?,
             C::Archive if self.archived => vec![],
             C::Archive => vec![E::ProductArchived(ProductArchived {})],
             C::Unarchive if !self.archived => vec![],
             C::Unarchive => vec![E::ProductUnarchived(ProductUnarchived {})],
-            C::AdjustStock { delta, reason } => {
-                let new = i64::from(self.on_hand).checked_add(*delta);
-                if new.is_none_or(|n| n > i64::from(MAX_STOCK)) {
-                    return Err(ProductError::Invalid(format!(
-                        "stock on hand is at most {MAX_STOCK} units"
-                    )));
-                }
-                let new = new.unwrap_or_default();
-                if new < i64::from(self.reserved()) {
-                    return Err(ProductError::NegativeStock {
-                        on_hand: self.on_hand,
-                        reserved: self.reserved(),
-                    });
-                }
-                if *delta == 0 {
-                    vec![]
-                } else {
-                    vec![E::StockAdjusted(StockAdjusted {
-                        delta: *delta,
-                        on_hand: u32::try_from(new).unwrap_or(MAX_STOCK),
-                        reason: reason.as_str().to_owned(),
-                    })]
-                }
-            }
-            C::ReserveStock { order_id, quantity } => {
-                if self.reservations.contains_key(order_id) || self.settled.contains(order_id) {
-                    vec![]
-                } else {
-                    self.not_archived()?;
-                    if quantity.get() > self.available() {
-                        return Err(ProductError::InsufficientStock {
-                            available: self.available(),
-                            requested: quantity.get(),
-                        });
-                    }
-                    vec![E::StockReserved(StockReserved {
-                        order_id: *order_id,
-                        quantity: *quantity,
-                    })]
-                }
-            }
+            C::AdjustStock { delta, reason } => self.adjust_stock(*delta, reason)?,
+            C::ReserveStock { order_id, quantity } => self.reserve(*order_id, *quantity)?,
             C::ReleaseReservation { order_id } => match self.reservations.get(order_id) {
                 None => vec![],
                 Some(q) => vec![E::StockReservationReleased(StockReservationReleased {
@@ -498,22 +432,7 @@ impl Aggregate for Product {
                 title,
                 body,
                 purchase,
-            } => {
-                let reviewer = match purchase {
-                    Some(p) if p.received => p.reviewer,
-                    _ => return Err(ProductError::NotReceived),
-                };
-                if self.reviewers.contains(&reviewer) {
-                    return Err(ProductError::AlreadyReviewed);
-                }
-                vec![E::ProductReviewed(ProductReviewed {
-                    customer_id: reviewer,
-                    order_id: *order_id,
-                    rating: *rating,
-                    title: title.as_str().to_owned(),
-                    body: body.as_str().to_owned(),
-                })]
-            }
+            } => vec![self.review(*order_id, *rating, title, body, purchase.as_ref())?],
         };
         Ok(events)
     }
@@ -558,6 +477,122 @@ impl Product {
         } else {
             Ok(())
         }
+    }
+
+    fn create(
+        &self,
+        product_id: ProductId,
+        details: &ProductFields,
+        price: Money,
+        initial_stock: u32,
+    ) -> Result<Vec<ProductEvent>, ProductError> {
+        if self.id.is_some() {
+            return Err(ProductError::AlreadyExists);
+        }
+        let details = details.check()?;
+        if initial_stock > MAX_STOCK {
+            return Err(ProductError::Invalid(format!(
+                "stock on hand is at most {MAX_STOCK} units"
+            )));
+        }
+        Ok(vec![ProductEvent::ProductCreated(ProductCreated {
+            product_id,
+            details,
+            price,
+            initial_stock,
+        })])
+    }
+
+    /// A new price, in the product's currency.
+    fn change_price(&self, price: Money) -> Result<Vec<ProductEvent>, ProductError> {
+        self.not_archived()?;
+        Ok(match self.price {
+            Some(p) if p.currency() != price.currency() => {
+                return Err(ProductError::CurrencyChange(
+                    p.currency().as_str().to_owned(),
+                ))
+            }
+            Some(p) if p == price => vec![],
+            _ => vec![ProductEvent::ProductPriceChanged(ProductPriceChanged {
+                price,
+            })],
+        })
+    }
+
+    /// Stock on hand moves by `delta`, within bounds and never below what is reserved.
+    fn adjust_stock(
+        &self,
+        delta: i64,
+        reason: &StockReason,
+    ) -> Result<Vec<ProductEvent>, ProductError> {
+        let new = i64::from(self.on_hand).checked_add(delta);
+        if new.is_none_or(|n| n > i64::from(MAX_STOCK)) {
+            return Err(ProductError::Invalid(format!(
+                "stock on hand is at most {MAX_STOCK} units"
+            )));
+        }
+        let new = new.unwrap_or_default();
+        if new < i64::from(self.reserved()) {
+            return Err(ProductError::NegativeStock {
+                on_hand: self.on_hand,
+                reserved: self.reserved(),
+            });
+        }
+        if delta == 0 {
+            return Ok(vec![]);
+        }
+        Ok(vec![ProductEvent::StockAdjusted(StockAdjusted {
+            delta,
+            on_hand: u32::try_from(new).unwrap_or(MAX_STOCK),
+            reason: reason.as_str().to_owned(),
+        })])
+    }
+
+    /// Holds stock for an order, once per order.
+    fn reserve(
+        &self,
+        order_id: OrderId,
+        quantity: Quantity,
+    ) -> Result<Vec<ProductEvent>, ProductError> {
+        if self.reservations.contains_key(&order_id) || self.settled.contains(&order_id) {
+            return Ok(vec![]);
+        }
+        self.not_archived()?;
+        if quantity.get() > self.available() {
+            return Err(ProductError::InsufficientStock {
+                available: self.available(),
+                requested: quantity.get(),
+            });
+        }
+        Ok(vec![ProductEvent::StockReserved(StockReserved {
+            order_id,
+            quantity,
+        })])
+    }
+
+    /// A review by someone who received the product, once per reviewer.
+    fn review(
+        &self,
+        order_id: OrderId,
+        rating: Rating,
+        title: &ReviewTitle,
+        body: &ReviewBody,
+        purchase: Option<&Purchase>,
+    ) -> Result<ProductEvent, ProductError> {
+        let reviewer = match purchase {
+            Some(p) if p.received => p.reviewer,
+            _ => return Err(ProductError::NotReceived),
+        };
+        if self.reviewers.contains(&reviewer) {
+            return Err(ProductError::AlreadyReviewed);
+        }
+        Ok(ProductEvent::ProductReviewed(ProductReviewed {
+            customer_id: reviewer,
+            order_id,
+            rating,
+            title: title.as_str().to_owned(),
+            body: body.as_str().to_owned(),
+        }))
     }
 }
 
