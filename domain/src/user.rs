@@ -345,6 +345,86 @@ fn token_matches(
 pub const MAX_SPENT_TOKENS: usize = 256;
 
 impl User {
+    fn register(
+        &self,
+        user_id: UserId,
+        email: &Email,
+        name: &PersonName,
+        role: Role,
+    ) -> Result<Vec<UserEvent>, UserError> {
+        if self.id.is_some() {
+            return Err(UserError::AlreadyExists);
+        }
+        Ok(vec![UserEvent::UserRegistered(UserRegistered {
+            user_id,
+            email: Some(email.clone()),
+            name: Some(name.as_str().to_owned()),
+            role,
+        })])
+    }
+
+    fn change_profile(
+        &self,
+        name: &PersonName,
+        addresses: &[AddressInput],
+    ) -> Result<UserEvent, UserError> {
+        if addresses.len() > MAX_ADDRESSES {
+            return Err(UserError::Invalid(format!(
+                "at most {MAX_ADDRESSES} addresses"
+            )));
+        }
+        Ok(UserEvent::UserProfileChanged(UserProfileChanged {
+            name: Some(name.as_str().to_owned()),
+            addresses: Some(addresses.iter().map(Address::from).collect()),
+        }))
+    }
+
+    /// A live refresh token, presented with its secret, is revoked and replaced by a new one
+    /// of the same family.
+    fn rotate(
+        &self,
+        token_id: &String,
+        presented_hash: &String,
+        new_token_id: &str,
+        new_token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: &DateTime<Utc>,
+    ) -> Result<Vec<UserEvent>, UserError> {
+        match self.refresh_tokens.get(token_id) {
+            Some((hash, expires)) if hash == presented_hash && expires > now => {
+                let family = self
+                    .refresh_families
+                    .get(token_id)
+                    .cloned()
+                    .unwrap_or_else(|| token_id.clone());
+                Ok(vec![
+                    UserEvent::RefreshTokenRevoked(RefreshTokenRevoked {
+                        token_id: token_id.clone(),
+                    }),
+                    UserEvent::RefreshTokenIssued(RefreshTokenIssued {
+                        token_id: new_token_id.to_owned(),
+                        token_hash: new_token_hash.to_owned(),
+                        expires_at,
+                        family_id: Some(family),
+                    }),
+                ])
+            }
+            _ => Err(UserError::InvalidRefreshToken),
+        }
+    }
+
+    /// Every token of a refresh family revoked (a replayed token gives the family away).
+    fn revoke_family(&self, family_id: &String) -> Vec<UserEvent> {
+        self.refresh_families
+            .iter()
+            .filter(|(_, f)| *f == family_id)
+            .map(|(t, _)| {
+                UserEvent::RefreshTokenRevoked(RefreshTokenRevoked {
+                    token_id: t.clone(),
+                })
+            })
+            .collect()
+    }
     /// The family a live or spent refresh token belongs to.
     pub fn refresh_family_of(&self, token_id: &str) -> Option<&str> {
         self.refresh_families
@@ -377,15 +457,7 @@ impl Aggregate for User {
             role,
         } = command
         {
-            if self.id.is_some() {
-                return Err(UserError::AlreadyExists);
-            }
-            return Ok(vec![E::UserRegistered(UserRegistered {
-                user_id: *user_id,
-                email: Some(email.clone()),
-                name: Some(name.as_str().to_owned()),
-                role: *role,
-            })]);
+            return self.register(*user_id, email, name, *role);
         }
         if self.id.is_none() {
             return Err(UserError::NotFound);
@@ -395,17 +467,7 @@ impl Aggregate for User {
         }
         Ok(match command {
             C::Register { .. } => return Err(UserError::AlreadyExists),
-            C::ChangeProfile { name, addresses } => {
-                if addresses.len() > MAX_ADDRESSES {
-                    return Err(UserError::Invalid(format!(
-                        "at most {MAX_ADDRESSES} addresses"
-                    )));
-                }
-                vec![E::UserProfileChanged(UserProfileChanged {
-                    name: Some(name.as_str().to_owned()),
-                    addresses: Some(addresses.iter().map(Address::from).collect()),
-                })]
-            }
+            C::ChangeProfile { name, addresses } => vec![self.change_profile(name, addresses)?],
             C::ChangePassword => vec![E::UserPasswordChanged(UserPasswordChanged {})],
             C::IssueRefreshToken {
                 token_id,
@@ -424,37 +486,15 @@ impl Aggregate for User {
                 new_token_hash,
                 expires_at,
                 now,
-            } => match self.refresh_tokens.get(token_id) {
-                Some((hash, expires)) if hash == presented_hash && expires > now => {
-                    let family = self
-                        .refresh_families
-                        .get(token_id)
-                        .cloned()
-                        .unwrap_or_else(|| token_id.clone());
-                    vec![
-                        E::RefreshTokenRevoked(RefreshTokenRevoked {
-                            token_id: token_id.clone(),
-                        }),
-                        E::RefreshTokenIssued(RefreshTokenIssued {
-                            token_id: new_token_id.clone(),
-                            token_hash: new_token_hash.clone(),
-                            expires_at: *expires_at,
-                            family_id: Some(family),
-                        }),
-                    ]
-                }
-                _ => return Err(UserError::InvalidRefreshToken),
-            },
-            C::RevokeRefreshFamily { family_id } => self
-                .refresh_families
-                .iter()
-                .filter(|(_, f)| *f == family_id)
-                .map(|(t, _)| {
-                    E::RefreshTokenRevoked(RefreshTokenRevoked {
-                        token_id: t.clone(),
-                    })
-                })
-                .collect(),
+            } => self.rotate(
+                token_id,
+                presented_hash,
+                new_token_id,
+                new_token_hash,
+                *expires_at,
+                now,
+            )?,
+            C::RevokeRefreshFamily { family_id } => self.revoke_family(family_id),
             C::RevokeRefreshToken { token_id } => {
                 if self.refresh_tokens.contains_key(token_id) {
                     vec![E::RefreshTokenRevoked(RefreshTokenRevoked {
