@@ -264,6 +264,38 @@ impl Order {
             .map_err(|e| OrderError::Invalid(e.0))
     }
 
+    /// A refund of part or all of what was paid, never more than is left to refund.
+    fn refund(&self, amount: Money) -> Result<Vec<OrderEvent>, OrderError> {
+        if !self.paid {
+            return Err(OrderError::InvalidTransition {
+                status: self.status,
+                action: "refund",
+            });
+        }
+        let total = self.total.ok_or(OrderError::NotFound)?;
+        let already = self.refunded.unwrap_or(Money::zero(total.currency()));
+        let refundable = self.refundable()?;
+        if amount.currency() != total.currency() {
+            return Err(OrderError::Invalid(format!(
+                "refunds are in {}",
+                total.currency().as_str()
+            )));
+        }
+        if amount.amount_minor() == 0 || amount.amount_minor() > refundable.amount_minor() {
+            return Err(OrderError::RefundTooLarge {
+                requested: amount.amount_minor(),
+                refundable: refundable.amount_minor(),
+            });
+        }
+        let total_refunded = already
+            .checked_add(amount)
+            .map_err(|e| OrderError::Invalid(e.0))?;
+        Ok(vec![OrderEvent::OrderRefunded(OrderRefunded {
+            amount,
+            total_refunded,
+        })])
+    }
+
     fn cancel(&self, reason: &str, by: CancelledBy) -> Result<Vec<OrderEvent>, OrderError> {
         let mut events = vec![OrderEvent::OrderCancelled(OrderCancelled {
             reason: reason.to_owned(),
@@ -310,21 +342,7 @@ impl Aggregate for Order {
                     cart_id,
                     lines,
                 },
-            ) => {
-                if lines.len() > MAX_LINES {
-                    return Err(OrderError::Invalid(format!(
-                        "an order holds at most {MAX_LINES} lines"
-                    )));
-                }
-                let total = total_of(lines)?;
-                Ok(vec![E::OrderPlaced(OrderPlaced {
-                    order_id: *order_id,
-                    customer_id: *customer_id,
-                    cart_id: *cart_id,
-                    lines: lines.clone(),
-                    total,
-                })])
-            }
+            ) => place(*order_id, *customer_id, *cart_id, lines),
             (_, C::Place { .. }) => Err(OrderError::AlreadyExists),
             (S::New, _) => Err(OrderError::NotFound),
 
@@ -374,33 +392,7 @@ impl Aggregate for Order {
             }
             (_, C::TimeOut) => refuse("time out"),
 
-            (_, C::Refund { amount }) => {
-                if !self.paid {
-                    return refuse("refund");
-                }
-                let total = self.total.ok_or(OrderError::NotFound)?;
-                let already = self.refunded.unwrap_or(Money::zero(total.currency()));
-                let refundable = self.refundable()?;
-                if amount.currency() != total.currency() {
-                    return Err(OrderError::Invalid(format!(
-                        "refunds are in {}",
-                        total.currency().as_str()
-                    )));
-                }
-                if amount.amount_minor() == 0 || amount.amount_minor() > refundable.amount_minor() {
-                    return Err(OrderError::RefundTooLarge {
-                        requested: amount.amount_minor(),
-                        refundable: refundable.amount_minor(),
-                    });
-                }
-                let total_refunded = already
-                    .checked_add(*amount)
-                    .map_err(|e| OrderError::Invalid(e.0))?;
-                Ok(vec![E::OrderRefunded(OrderRefunded {
-                    amount: *amount,
-                    total_refunded,
-                })])
-            }
+            (_, C::Refund { amount }) => self.refund(*amount),
         }
     }
 
@@ -430,6 +422,28 @@ impl Aggregate for Order {
         }
         self
     }
+}
+
+/// A new order of at most [`MAX_LINES`] lines, its total computed from them.
+fn place(
+    order_id: OrderId,
+    customer_id: UserId,
+    cart_id: CartId,
+    lines: &[OrderLine],
+) -> Result<Vec<OrderEvent>, OrderError> {
+    if lines.len() > MAX_LINES {
+        return Err(OrderError::Invalid(format!(
+            "an order holds at most {MAX_LINES} lines"
+        )));
+    }
+    let total = total_of(lines)?;
+    Ok(vec![OrderEvent::OrderPlaced(OrderPlaced {
+        order_id,
+        customer_id,
+        cart_id,
+        lines: lines.to_vec(),
+        total,
+    })])
 }
 
 #[cfg(test)]
