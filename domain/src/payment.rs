@@ -219,31 +219,7 @@ impl Aggregate for Payment {
                     card,
                     outcome,
                 },
-            ) => {
-                if amount.amount_minor() == 0 {
-                    return Err(PaymentError::Invalid(
-                        "cannot authorize a zero amount".into(),
-                    ));
-                }
-                Ok(vec![match outcome {
-                    GatewayOutcome::Approved { reference } => {
-                        E::PaymentAuthorized(PaymentAuthorized {
-                            payment_id: *payment_id,
-                            order_id: *order_id,
-                            amount: *amount,
-                            card: card.into(),
-                            gateway_reference: reference.clone(),
-                        })
-                    }
-                    GatewayOutcome::Declined(reason) => E::PaymentDeclined(PaymentDeclined {
-                        payment_id: *payment_id,
-                        order_id: *order_id,
-                        amount: *amount,
-                        card: card.into(),
-                        reason: *reason,
-                    }),
-                }])
-            }
+            ) => authorize(*payment_id, *order_id, *amount, card, outcome),
             (_, C::Authorize { .. }) => Ok(vec![]),
             (S::New, _) => Err(PaymentError::NotFound),
 
@@ -260,32 +236,7 @@ impl Aggregate for Payment {
             (S::Voided | S::Declined, C::Void) => Ok(vec![]),
             (_, C::Void) => refuse("void"),
 
-            (S::Captured | S::Refunded, C::Refund { amount }) => {
-                let captured = self.amount.ok_or(PaymentError::NotFound)?;
-                let already = self.refunded.unwrap_or(Money::zero(captured.currency()));
-                let refundable = captured
-                    .checked_sub(already)
-                    .map_err(|e| PaymentError::Invalid(e.0))?;
-                if amount.currency() != captured.currency() {
-                    return Err(PaymentError::Invalid(format!(
-                        "refunds are in {}",
-                        captured.currency().as_str()
-                    )));
-                }
-                if amount.amount_minor() == 0 || amount.amount_minor() > refundable.amount_minor() {
-                    return Err(PaymentError::RefundTooLarge {
-                        requested: amount.amount_minor(),
-                        refundable: refundable.amount_minor(),
-                    });
-                }
-                Ok(vec![E::PaymentRefunded(PaymentRefunded {
-                    order_id: order_id?,
-                    amount: *amount,
-                    total_refunded: already
-                        .checked_add(*amount)
-                        .map_err(|e| PaymentError::Invalid(e.0))?,
-                })])
-            }
+            (S::Captured | S::Refunded, C::Refund { amount }) => self.refund(order_id?, *amount),
             (_, C::Refund { .. }) => refuse("refund"),
         }
     }
@@ -320,6 +271,69 @@ impl Aggregate for Payment {
             }
         }
         self
+    }
+}
+
+/// The gateway's answer to an authorization, as the event it makes.
+fn authorize(
+    payment_id: PaymentId,
+    order_id: OrderId,
+    amount: Money,
+    card: &Card,
+    outcome: &GatewayOutcome,
+) -> Result<Vec<PaymentEvent>, PaymentError> {
+    if amount.amount_minor() == 0 {
+        return Err(PaymentError::Invalid(
+            "cannot authorize a zero amount".into(),
+        ));
+    }
+    Ok(vec![match outcome {
+        GatewayOutcome::Approved { reference } => {
+            PaymentEvent::PaymentAuthorized(PaymentAuthorized {
+                payment_id,
+                order_id,
+                amount,
+                card: card.into(),
+                gateway_reference: reference.clone(),
+            })
+        }
+        GatewayOutcome::Declined(reason) => PaymentEvent::PaymentDeclined(PaymentDeclined {
+            payment_id,
+            order_id,
+            amount,
+            card: card.into(),
+            reason: *reason,
+        }),
+    }])
+}
+
+impl Payment {
+    /// A refund of a captured payment, in its currency, never more than is left of it.
+    fn refund(&self, order_id: OrderId, amount: Money) -> Result<Vec<PaymentEvent>, PaymentError> {
+        let captured = self.amount.ok_or(PaymentError::NotFound)?;
+        let already = self.refunded.unwrap_or(Money::zero(captured.currency()));
+        let refundable = captured
+            .checked_sub(already)
+            .map_err(|e| PaymentError::Invalid(e.0))?;
+        if amount.currency() != captured.currency() {
+            return Err(PaymentError::Invalid(format!(
+                "refunds are in {}",
+                captured.currency().as_str()
+            )));
+        }
+        if amount.amount_minor() == 0 || amount.amount_minor() > refundable.amount_minor() {
+            return Err(PaymentError::RefundTooLarge {
+                requested: amount.amount_minor(),
+                refundable: refundable.amount_minor(),
+            });
+        }
+        Ok(vec![PaymentEvent::PaymentRefunded(PaymentRefunded {
+            order_id,
+            amount,
+            total_refunded: already
+                .checked_add(amount)
+                .map_err(|e| PaymentError::Invalid(e.0))?,
+        })])
     }
 }
 
