@@ -119,57 +119,7 @@ fn model(name: &str) -> anyhow::Result<ReadModel> {
 pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow::Result<i32> {
     let pool = ep.pg().await?;
     match cmd {
-        ProjectionsCommand::Status { name } => {
-            let models = match name {
-                Some(n) => vec![model(&n)?],
-                None => registry::read_models(),
-            };
-            let reported = lag::reported_status(&pool).await.unwrap_or_default();
-            // Every projection is measured at once: each probe waits for a quiet topic.
-            let all = futures::future::try_join_all(
-                models.iter().map(|m| status(&pool, ep, m, &reported)),
-            )
-            .await?;
-            match out {
-                Format::Json => output::json(&all)?,
-                Format::Table => {
-                    let mut rows = Vec::new();
-                    for s in &all {
-                        for p in &s.partitions {
-                            rows.push(vec![
-                                s.projection.clone(),
-                                s.state.clone(),
-                                s.health.clone(),
-                                p.topic.clone(),
-                                p.partition.to_string(),
-                                p.checkpoint.to_string(),
-                                p.end.to_string(),
-                                p.lag_events.to_string(),
-                                format!("{:.1}", p.lag_seconds),
-                            ]);
-                        }
-                    }
-                    output::table(
-                        &[
-                            "projection",
-                            "state",
-                            "health",
-                            "topic",
-                            "partition",
-                            "checkpoint",
-                            "end",
-                            "lag",
-                            "lag s",
-                        ],
-                        &rows,
-                    );
-                    for s in all.iter().filter(|s| !s.health_detail.is_empty()) {
-                        println!("{}: {}: {}", s.projection, s.health, s.health_detail);
-                    }
-                }
-            }
-            Ok(0)
-        }
+        ProjectionsCommand::Status { name } => status_of(&pool, ep, name, out).await,
         ProjectionsCommand::Rebuild {
             name,
             keep,
@@ -177,7 +127,6 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
             adopt_offsets,
             max_rate,
         } => {
-            let m = model(&name)?;
             let opts = RebuildOptions {
                 batch_size: batch_size.max(1),
                 keep,
@@ -185,103 +134,185 @@ pub async fn run(cmd: ProjectionsCommand, ep: &Endpoints, out: Format) -> anyhow
                 max_rate,
                 ..RebuildOptions::default()
             };
-            let bar = output::progress(0, &format!("rebuilding {name}"));
-            let report = rebuild::rebuild(&pool, &ep.kafka(), &m, &opts, |p| {
-                bar.set_length(p.target.max(p.done) as u64);
-                bar.set_position(p.done as u64);
-            })
-            .await;
-            bar.finish_and_clear();
-            let report = report?;
-            match out {
-                Format::Json => output::json(&report)?,
-                Format::Table => println!(
-                    "rebuilt {} from {} events ({} skipped) in {:.1} s, catch-up {:.0} events/s{}; switched{}",
-                    report.projection,
-                    report.events,
-                    report.skipped,
-                    report.seconds,
-                    report.events as f64 / report.catch_up_seconds.max(1e-3),
-                    if report.resumed { ", resumed" } else { "" },
-                    report
-                        .retired_schema
-                        .as_ref()
-                        .map(|s| format!(", old tables kept in {s}"))
-                        .unwrap_or_default()
-                ),
-            }
-            Ok(0)
+            rebuild_one(&pool, ep, &name, &opts, out).await
         }
-        ProjectionsCommand::Reset { name, .. } => {
-            let m = model(&name)?;
-            let cps = rebuild::reset_to_end(&pool, &ep.kafka(), &m).await?;
-            let rows: Vec<Vec<String>> = cps
-                .iter()
-                .map(|((t, p), o)| vec![name.clone(), t.clone(), p.to_string(), o.to_string()])
-                .collect();
-            match out {
-                Format::Json => output::json(&rows)?,
-                Format::Table => {
-                    output::table(&["projection", "topic", "partition", "checkpoint"], &rows)
+        ProjectionsCommand::Reset { name, .. } => reset(&pool, ep, &name, out).await,
+        ProjectionsCommand::Verify { name } => verify(&pool, ep, &name, out).await,
+    }
+}
+
+/// `projections status`: every projection's state, health and lag per partition.
+async fn status_of(
+    pool: &sqlx::PgPool,
+    ep: &Endpoints,
+    name: Option<String>,
+    out: Format,
+) -> anyhow::Result<i32> {
+    let models = match name {
+        Some(n) => vec![model(&n)?],
+        None => registry::read_models(),
+    };
+    let reported = lag::reported_status(pool).await.unwrap_or_default();
+    // Every projection is measured at once: each probe waits for a quiet topic.
+    let all = futures::future::try_join_all(models.iter().map(|m| status(pool, ep, m, &reported)))
+        .await?;
+    match out {
+        Format::Json => output::json(&all)?,
+        Format::Table => {
+            let mut rows = Vec::new();
+            for s in &all {
+                for p in &s.partitions {
+                    rows.push(vec![
+                        s.projection.clone(),
+                        s.state.clone(),
+                        s.health.clone(),
+                        p.topic.clone(),
+                        p.partition.to_string(),
+                        p.checkpoint.to_string(),
+                        p.end.to_string(),
+                        p.lag_events.to_string(),
+                        format!("{:.1}", p.lag_seconds),
+                    ]);
                 }
             }
-            Ok(0)
-        }
-        ProjectionsCommand::Verify { name } => {
-            let m = model(&name)?;
-            // The replay takes each projection's per-event reference path, so a verify
-            // cross-checks the live projector's set-based apply (the cart model).
-            let verify_options = RebuildOptions {
-                per_event: true,
-                ..RebuildOptions::default()
-            };
-            let bar = output::progress(0, &format!("verifying {name}"));
-            let checks = rebuild::verify(&pool, &ep.kafka(), &m, &verify_options, |p| {
-                bar.set_length(p.target.max(p.done) as u64);
-                bar.set_position(p.done as u64);
-            })
-            .await;
-            bar.finish_and_clear();
-            let checks = checks?;
-            let differing: usize = checks.iter().map(|c| c.differences.len()).sum();
-            match out {
-                Format::Json => output::json(&checks)?,
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = checks
-                        .iter()
-                        .map(|c| {
-                            vec![
-                                c.table.clone(),
-                                c.live_rows.to_string(),
-                                c.rebuilt_rows.to_string(),
-                                c.live_checksum.clone(),
-                                c.rebuilt_checksum.clone(),
-                                c.differences.len().to_string(),
-                            ]
-                        })
-                        .collect();
-                    output::table(
-                        &[
-                            "table",
-                            "live rows",
-                            "rebuilt rows",
-                            "live checksum",
-                            "rebuilt checksum",
-                            "differences",
-                        ],
-                        &rows,
-                    );
-                    for c in &checks {
-                        for d in &c.differences {
-                            println!("{}: {} {} {}", c.table, d.key, d.kind, d.columns.join(","));
-                        }
-                    }
-                    if differing == 0 {
-                        println!("no differences");
-                    }
-                }
+            output::table(
+                &[
+                    "projection",
+                    "state",
+                    "health",
+                    "topic",
+                    "partition",
+                    "checkpoint",
+                    "end",
+                    "lag",
+                    "lag s",
+                ],
+                &rows,
+            );
+            for s in all.iter().filter(|s| !s.health_detail.is_empty()) {
+                println!("{}: {}: {}", s.projection, s.health, s.health_detail);
             }
-            Ok(if differing == 0 { 0 } else { 3 })
         }
     }
+    Ok(0)
+}
+
+/// `projections rebuild`: beside the live model from offset zero, then switched.
+async fn rebuild_one(
+    pool: &sqlx::PgPool,
+    ep: &Endpoints,
+    name: &str,
+    opts: &RebuildOptions,
+    out: Format,
+) -> anyhow::Result<i32> {
+    let m = model(name)?;
+    let bar = output::progress(0, &format!("rebuilding {name}"));
+    let report = rebuild::rebuild(pool, &ep.kafka(), &m, opts, |p| {
+        bar.set_length(p.target.max(p.done) as u64);
+        bar.set_position(p.done as u64);
+    })
+    .await;
+    bar.finish_and_clear();
+    let report = report?;
+    match out {
+        Format::Json => output::json(&report)?,
+        Format::Table => println!(
+            "rebuilt {} from {} events ({} skipped) in {:.1} s, catch-up {:.0} events/s{}; switched{}",
+            report.projection,
+            report.events,
+            report.skipped,
+            report.seconds,
+            report.events as f64 / report.catch_up_seconds.max(1e-3),
+            if report.resumed { ", resumed" } else { "" },
+            report
+                .retired_schema
+                .as_ref()
+                .map(|s| format!(", old tables kept in {s}"))
+                .unwrap_or_default()
+        ),
+    }
+    Ok(0)
+}
+
+/// `projections reset`: the checkpoints moved to the end of the topics.
+async fn reset(
+    pool: &sqlx::PgPool,
+    ep: &Endpoints,
+    name: &str,
+    out: Format,
+) -> anyhow::Result<i32> {
+    let m = model(name)?;
+    let cps = rebuild::reset_to_end(pool, &ep.kafka(), &m).await?;
+    let rows: Vec<Vec<String>> = cps
+        .iter()
+        .map(|((t, p), o)| vec![name.to_owned(), t.clone(), p.to_string(), o.to_string()])
+        .collect();
+    match out {
+        Format::Json => output::json(&rows)?,
+        Format::Table => output::table(&["projection", "topic", "partition", "checkpoint"], &rows),
+    }
+    Ok(0)
+}
+
+/// `projections verify`: a rebuild into a scratch schema compared with the live model.
+async fn verify(
+    pool: &sqlx::PgPool,
+    ep: &Endpoints,
+    name: &str,
+    out: Format,
+) -> anyhow::Result<i32> {
+    let m = model(name)?;
+    // The replay takes each projection's per-event reference path, so a verify
+    // cross-checks the live projector's set-based apply (the cart model).
+    let verify_options = RebuildOptions {
+        per_event: true,
+        ..RebuildOptions::default()
+    };
+    let bar = output::progress(0, &format!("verifying {name}"));
+    let checks = rebuild::verify(pool, &ep.kafka(), &m, &verify_options, |p| {
+        bar.set_length(p.target.max(p.done) as u64);
+        bar.set_position(p.done as u64);
+    })
+    .await;
+    bar.finish_and_clear();
+    let checks = checks?;
+    let differing: usize = checks.iter().map(|c| c.differences.len()).sum();
+    match out {
+        Format::Json => output::json(&checks)?,
+        Format::Table => {
+            let rows: Vec<Vec<String>> = checks
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.table.clone(),
+                        c.live_rows.to_string(),
+                        c.rebuilt_rows.to_string(),
+                        c.live_checksum.clone(),
+                        c.rebuilt_checksum.clone(),
+                        c.differences.len().to_string(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "table",
+                    "live rows",
+                    "rebuilt rows",
+                    "live checksum",
+                    "rebuilt checksum",
+                    "differences",
+                ],
+                &rows,
+            );
+            for c in &checks {
+                for d in &c.differences {
+                    println!("{}: {} {} {}", c.table, d.key, d.kind, d.columns.join(","));
+                }
+            }
+            if differing == 0 {
+                println!("no differences");
+            }
+        }
+    }
+    Ok(if differing == 0 { 0 } else { 3 })
 }

@@ -9,7 +9,6 @@ use crate::Endpoints;
 use event_schemas::{cloudevents, topic_for};
 use futures::TryStreamExt;
 use mongodb::bson::doc;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::Serialize;
 
@@ -62,15 +61,12 @@ pub async fn run(cmd: KafkaCommand, ep: &Endpoints, out: Format) -> anyhow::Resu
         while let Some(d) = cursor.try_next().await? {
             let env = event_store::event_store::from_document(d)?;
             let payload = cloudevents::encode(&env);
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "content-type",
-                    value: Some(cloudevents::CONTENT_TYPE),
-                })
-                .insert(Header {
-                    key: "correlation-id",
-                    value: Some(env.correlation_id.as_str()),
-                });
+            let headers = platform::kafka::event_headers(
+                cloudevents::CONTENT_TYPE,
+                &env.correlation_id,
+                None,
+                None,
+            );
             let mut record = FutureRecord::to(&topic)
                 .key(env.stream_id.as_str())
                 .payload(&payload)

@@ -42,11 +42,11 @@ use mongodb::bson::{self, doc, Document};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::change_stream::ChangeStream;
 use mongodb::Collection;
-use platform::kafka::{KafkaArgs, EPOCH_HEADER, EVENT_ID_HEADER, STORE_HEADER};
+use platform::kafka::{event_headers, KafkaArgs, Origin, EVENT_ID_HEADER};
 use platform::support::Readiness;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -651,40 +651,22 @@ impl Relay {
             let payload = cloudevents::encode(env);
             let event_id = env.event_id.to_string();
             let epoch = self.epochs.get(&topic).copied().unwrap_or(0).to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "content-type",
-                    value: Some(cloudevents::CONTENT_TYPE),
-                })
-                .insert(Header {
-                    key: "correlation-id",
-                    value: Some(env.correlation_id.as_str()),
-                })
-                .insert(Header {
-                    key: EVENT_ID_HEADER,
-                    value: Some(&event_id),
-                })
-                .insert(Header {
-                    key: STORE_HEADER,
-                    value: Some(self.store_id.as_str()),
-                })
-                .insert(Header {
-                    key: EPOCH_HEADER,
-                    value: Some(&epoch),
-                });
             // The command's trace goes on to the consumers (W3C `traceparent` header).
             let traceparent = platform::trace_context::publish_span(
                 env.traceparent.as_deref(),
                 &topic,
                 &env.stream_id,
             );
-            let headers = match &traceparent {
-                Some(t) => headers.insert(Header {
-                    key: platform::trace_context::TRACEPARENT,
-                    value: Some(t.as_str()),
+            let headers = event_headers(
+                cloudevents::CONTENT_TYPE,
+                &env.correlation_id,
+                Some(Origin {
+                    event_id: &event_id,
+                    store_id: &self.store_id,
+                    epoch: &epoch,
                 }),
-                None => headers,
-            };
+                traceparent.as_deref(),
+            );
             let record = FutureRecord::to(&topic)
                 .key(env.stream_id.as_str())
                 .payload(&payload)

@@ -154,6 +154,58 @@ impl ConsumerBuilder {
     }
 }
 
+/// Header of every record: its media type.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+/// Header of every record: the correlation id of the command that wrote the event.
+pub const CORRELATION_HEADER: &str = "correlation-id";
+
+/// Where the relay says a record comes from: the event, the store, the topic's epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub event_id: &'a str,
+    pub store_id: &'a str,
+    pub epoch: &'a str,
+}
+
+/// The headers of an event record: its media type and correlation id; with an origin, the
+/// relay's event id, store and epoch; with a trace context, its `traceparent`.
+pub fn event_headers(
+    content_type: &str,
+    correlation_id: &str,
+    origin: Option<Origin<'_>>,
+    traceparent: Option<&str>,
+) -> rdkafka::message::OwnedHeaders {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut headers = OwnedHeaders::new()
+        .insert(Header {
+            key: CONTENT_TYPE_HEADER,
+            value: Some(content_type),
+        })
+        .insert(Header {
+            key: CORRELATION_HEADER,
+            value: Some(correlation_id),
+        });
+    if let Some(o) = origin {
+        for (key, value) in [
+            (EVENT_ID_HEADER, o.event_id),
+            (STORE_HEADER, o.store_id),
+            (EPOCH_HEADER, o.epoch),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+    }
+    if let Some(t) = traceparent {
+        headers = headers.insert(Header {
+            key: crate::trace_context::TRACEPARENT,
+            value: Some(t),
+        });
+    }
+    headers
+}
+
 /// Header of every record: the event's id, checked by the probes.
 pub const EVENT_ID_HEADER: &str = "event-id";
 /// Header of every record: the identity of the store it came from.

@@ -57,12 +57,30 @@ pub async fn apply_batch(
     ids.sort_unstable();
     ids.dedup();
     // The carts as they are now (None: no row).
+    let mut carts = read(conn, &ids).await?;
+    let mut results = Vec::with_capacity(events.len());
+    for (env, d) in events.iter().zip(decoded) {
+        match d {
+            Ok((id, event)) => results.push(apply_one(&mut carts, env, id, event)),
+            Err(ProjectionError::Poison(reason)) => results.push(Some(reason)),
+            Err(e) => return Err(e),
+        }
+    }
+    write(conn, &ids, &carts).await?;
+    Ok(results)
+}
+
+/// The batch's carts as they are now, with their lines (`None`: no row).
+async fn read(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Option<Row>>, ProjectionError> {
     let mut carts: HashMap<Uuid, Option<Row>> = ids.iter().map(|id| (*id, None)).collect();
     let rows: Vec<CartRow> =
         sqlx::query_as(
             "SELECT id, customer_id, status, version, created_at, updated_at FROM carts WHERE id = ANY($1)",
         )
-        .bind(&ids)
+        .bind(ids)
         .fetch_all(&mut *conn)
         .await?;
     for (id, customer_id, status, version, created_at, updated_at) in rows {
@@ -86,7 +104,7 @@ pub async fn apply_batch(
     let lines: Vec<(Uuid, Uuid, i32, i64, i64)> = sqlx::query_as(
         "SELECT cart_id, product_id, quantity, added_version, version FROM cart_lines WHERE cart_id = ANY($1)",
     )
-    .bind(&ids)
+    .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
     for (cart, product, quantity, added_version, version) in lines {
@@ -102,91 +120,94 @@ pub async fn apply_batch(
         }
     }
 
-    let mut results = Vec::with_capacity(events.len());
-    for (env, d) in events.iter().zip(decoded) {
-        let (id, event) = match d {
-            Ok(x) => x,
-            Err(ProjectionError::Poison(reason)) => {
-                results.push(Some(reason));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let slot = carts.entry(id).or_insert(None);
-        if let CartEvent::CartCreated(e) = &event {
-            if slot.is_none() {
-                *slot = Some(Row {
-                    customer_id: e.customer_id.map(|c| c.as_uuid()),
-                    status: "open",
-                    version: 1,
-                    created_at: env.occurred_at,
-                    updated_at: env.occurred_at,
-                    lines: BTreeMap::new(),
-                });
-            }
-            results.push(None);
-            continue;
-        }
-        let version = env.version as i64;
-        let Some(row) = slot.as_mut() else {
-            results.push(Some(format!("carts {id} was never created")));
-            continue;
-        };
-        if row.version >= version {
-            results.push(None);
-            continue;
-        }
-        if row.version != version - 1 {
-            results.push(Some(format!(
-                "carts {id} is at version {}; version {version} leaves a gap",
-                row.version
-            )));
-            continue;
-        }
-        row.version = version;
-        row.updated_at = env.occurred_at;
-        match event {
-            CartEvent::CartCreated(_) => {}
-            CartEvent::CartDeleted(_) => *slot = None,
-            CartEvent::CartClaimed(e) => row.customer_id = Some(e.customer_id.as_uuid()),
-            CartEvent::CartCheckedOut(_) => row.status = "checked_out",
-            CartEvent::CartCheckoutFailed(_) => row.status = "open",
-            CartEvent::CartItemAdded(e) => {
-                let q = e.quantity.get() as i32;
-                row.lines
-                    .entry(e.product_id.as_uuid())
-                    .and_modify(|l| {
-                        l.quantity = q;
-                        l.version = version;
-                    })
-                    .or_insert(Line {
-                        quantity: q,
-                        added_version: version,
-                        version,
-                    });
-            }
-            CartEvent::CartItemQuantityChanged(e) => {
-                if let Some(l) = row.lines.get_mut(&e.product_id.as_uuid()) {
-                    l.quantity = e.quantity.get() as i32;
-                    l.version = version;
-                }
-            }
-            CartEvent::CartItemRemoved(e) => {
-                row.lines.remove(&e.product_id.as_uuid());
-            }
-            CartEvent::CartCleared(_) => row.lines.clear(),
-        }
-        results.push(None);
-    }
+    Ok(carts)
+}
 
-    // Write back every cart the batch named: out with the old rows, in with the new.
+/// Applies one event to the carts in memory, with the per-event rules: a row only moves to
+/// its stream's next version (an older one is a redelivery, a gap or a missing cart refuses
+/// the event). Returns why the event was refused, if it was.
+fn apply_one(
+    carts: &mut HashMap<Uuid, Option<Row>>,
+    env: &EventEnvelope,
+    id: Uuid,
+    event: CartEvent,
+) -> Option<String> {
+    let slot = carts.entry(id).or_insert(None);
+    if let CartEvent::CartCreated(e) = &event {
+        if slot.is_none() {
+            *slot = Some(Row {
+                customer_id: e.customer_id.map(|c| c.as_uuid()),
+                status: "open",
+                version: 1,
+                created_at: env.occurred_at,
+                updated_at: env.occurred_at,
+                lines: BTreeMap::new(),
+            });
+        }
+        return None;
+    }
+    let version = env.version as i64;
+    let Some(row) = slot.as_mut() else {
+        return Some(format!("carts {id} was never created"));
+    };
+    if row.version >= version {
+        return None;
+    }
+    if row.version != version - 1 {
+        return Some(format!(
+            "carts {id} is at version {}; version {version} leaves a gap",
+            row.version
+        ));
+    }
+    row.version = version;
+    row.updated_at = env.occurred_at;
+    match event {
+        CartEvent::CartCreated(_) => {}
+        CartEvent::CartDeleted(_) => *slot = None,
+        CartEvent::CartClaimed(e) => row.customer_id = Some(e.customer_id.as_uuid()),
+        CartEvent::CartCheckedOut(_) => row.status = "checked_out",
+        CartEvent::CartCheckoutFailed(_) => row.status = "open",
+        CartEvent::CartItemAdded(e) => {
+            let q = e.quantity.get() as i32;
+            row.lines
+                .entry(e.product_id.as_uuid())
+                .and_modify(|l| {
+                    l.quantity = q;
+                    l.version = version;
+                })
+                .or_insert(Line {
+                    quantity: q,
+                    added_version: version,
+                    version,
+                });
+        }
+        CartEvent::CartItemQuantityChanged(e) => {
+            if let Some(l) = row.lines.get_mut(&e.product_id.as_uuid()) {
+                l.quantity = e.quantity.get() as i32;
+                l.version = version;
+            }
+        }
+        CartEvent::CartItemRemoved(e) => {
+            row.lines.remove(&e.product_id.as_uuid());
+        }
+        CartEvent::CartCleared(_) => row.lines.clear(),
+    }
+    None
+}
+
+/// Writes back every cart the batch named: out with the old rows, in with the new.
+async fn write(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    carts: &HashMap<Uuid, Option<Row>>,
+) -> Result<(), ProjectionError> {
     sqlx::query("DELETE FROM carts WHERE id = ANY($1)")
-        .bind(&ids)
+        .bind(ids)
         .execute(&mut *conn)
         .await?;
     let mut c = (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut l = (vec![], vec![], vec![], vec![], vec![]);
-    for (id, row) in &carts {
+    for (id, row) in carts {
         let Some(row) = row else { continue };
         c.0.push(*id);
         c.1.push(row.customer_id);
@@ -225,5 +246,5 @@ pub async fn apply_batch(
     .bind(&l.4)
     .execute(&mut *conn)
     .await?;
-    Ok(results)
+    Ok(())
 }

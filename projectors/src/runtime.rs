@@ -330,6 +330,64 @@ async fn current_cluster(kafka: &KafkaArgs) -> Option<String> {
         .flatten()
 }
 
+/// Waits a second before the next try; `true` if shut down meanwhile.
+async fn pause(shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+    }
+}
+
+/// What [`sort_batch`] found besides the records it kept.
+#[derive(Debug, Default, PartialEq)]
+struct Sorted {
+    /// A topic begins a newer epoch than the checkpoints count in: heal it.
+    newer: Option<(String, i64)>,
+    /// Topics seen for the first time, in the epoch their records carry.
+    adopted: Vec<(String, i64)>,
+}
+
+/// Keeps the records of a batch that belong to the read side: of its store, in the epoch
+/// its checkpoints count in (records without the relay's headers, e.g. dead letters replayed
+/// by the CLI, count as current). Records of another store or an older epoch go; a topic's
+/// first epoch is adopted; a newer epoch is reported, and its records go.
+fn sort_batch(
+    batch: &mut Vec<OwnedMessage>,
+    store_id: Option<&str>,
+    epochs: &mut HashMap<String, i64>,
+    checkpoints: &Checkpoints,
+) -> Sorted {
+    let mut sorted = Sorted::default();
+    batch.retain(|m| {
+        let (store, epoch) = platform::kafka::record_origin(m);
+        if let (Some(ours), Some(theirs)) = (store_id, &store) {
+            if ours != theirs {
+                return false;
+            }
+        }
+        let Some(epoch) = epoch else { return true };
+        match epochs.get(m.topic()) {
+            Some(k) if epoch == *k => true,
+            Some(k) if epoch < *k => false,
+            Some(_) => {
+                sorted.newer.get_or_insert((m.topic().to_owned(), epoch));
+                false
+            }
+            // Checkpoints counted in an epoch not recorded: replay the topic.
+            None if checkpoints.keys().any(|(t, _)| t == m.topic()) => {
+                sorted.newer.get_or_insert((m.topic().to_owned(), epoch));
+                false
+            }
+            None => {
+                epochs.insert(m.topic().to_owned(), epoch);
+                sorted.adopted.push((m.topic().to_owned(), epoch));
+                true
+            }
+        }
+    });
+    sorted
+}
+
 type SharedEpochs = Arc<Mutex<HashMap<String, i64>>>;
 type SharedCluster = Arc<Mutex<Option<String>>>;
 
@@ -672,32 +730,10 @@ impl<P: Projection> ProjectorRuntime<P> {
         let mut producer: FutureProducer = self.kafka.producer()?;
         let mut store_id = self.check_identity(&shutdown).await?;
         let cluster: SharedCluster = Arc::default();
-        // Lag and health as Prometheus gauges and the status row, beside the consumer.
-        let _lag = AbortOnDrop(tokio::spawn(crate::lag::export_metrics(
-            self.pool.clone(),
-            self.kafka.clone(),
-            name,
-            topics.clone(),
-            Duration::from_secs(2),
-            self.health.clone(),
-            self.ready.clone(),
-            crate::lag::RelayWatch {
-                store: self.store.clone(),
-                cluster: cluster.clone(),
-            },
-            shutdown.clone(),
-        )));
         let known: SharedEpochs = Arc::default();
         let (heal_tx, mut heal_rx) = mpsc::channel(4);
-        let _watch = AbortOnDrop(tokio::spawn(watch(
-            self.kafka.clone(),
-            topics.clone(),
-            self.store.clone(),
-            store_id.clone(),
-            known.clone(),
-            cluster.clone(),
-            heal_tx,
-        )));
+        let _watchers =
+            self.spawn_watchers(&topics, &store_id, &known, &cluster, heal_tx, &shutdown);
         'assign: loop {
             // A broker that answers as another cluster holds none of the offsets the
             // checkpoints name: replay every topic from its beginning (rows stay correct, a
@@ -721,9 +757,8 @@ impl<P: Projection> ProjectorRuntime<P> {
                 Err(e) => {
                     tracing::warn!(projection = name, error = %e, "assigning partitions; retrying");
                     self.health.failed(&format!("assigning: {e:#}"));
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break 'assign,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    if pause(&shutdown).await {
+                        break 'assign;
                     }
                     continue 'assign;
                 }
@@ -742,27 +777,10 @@ impl<P: Projection> ProjectorRuntime<P> {
                         continue;
                     }
                     heal = heal_rx.recv() => {
-                        match heal {
-                            Some(Heal::Store(new)) => {
-                                tracing::warn!(projection = name, store = %new,
-                                    "the event store changed; emptying the read model and replaying");
-                                self.health.healing("the event store changed");
-                                self.reset(None, Some(&new)).await?;
-                                store_id = Some(new);
-                                continue 'assign;
-                            }
-                            Some(Heal::Epoch(topic, epoch)) => {
-                                self.heal_topic(&topic, epoch, &epochs).await?;
-                                continue 'assign;
-                            }
-                            // Checked and recorded when partitions are assigned again.
-                            Some(Heal::Cluster(new)) => {
-                                tracing::warn!(projection = name, cluster = %new,
-                                    "the broker answers as another cluster; assigning again");
-                                continue 'assign;
-                            }
-                            None => continue,
+                        if self.heal(heal, &mut store_id, &epochs).await? {
+                            continue 'assign;
                         }
+                        continue;
                     }
                     m = stream.next() => m,
                 };
@@ -776,9 +794,8 @@ impl<P: Projection> ProjectorRuntime<P> {
                         self.health.failed(&format!("consumer: {e}"));
                         drop(stream);
                         drop(consumer);
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break 'assign,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        if pause(&shutdown).await {
+                            break 'assign;
                         }
                         continue 'assign;
                     }
@@ -790,42 +807,12 @@ impl<P: Projection> ProjectorRuntime<P> {
                         _ => break,
                     }
                 }
-                // Which store and epoch each record belongs to (records without the relay's
-                // headers, e.g. dead letters replayed by the CLI, count as current).
-                let mut newer: Option<(String, i64)> = None;
-                let mut adopted: Vec<(String, i64)> = Vec::new();
-                batch.retain(|m| {
-                    let (store, epoch) = platform::kafka::record_origin(m);
-                    if let (Some(ours), Some(theirs)) = (&store_id, &store) {
-                        if ours != theirs {
-                            return false;
-                        }
-                    }
-                    let Some(epoch) = epoch else { return true };
-                    match epochs.get(m.topic()) {
-                        Some(k) if epoch == *k => true,
-                        Some(k) if epoch < *k => false,
-                        Some(_) => {
-                            newer.get_or_insert((m.topic().to_owned(), epoch));
-                            false
-                        }
-                        // Checkpoints counted in an epoch not recorded: replay the topic.
-                        None if checkpoints.keys().any(|(t, _)| t == m.topic()) => {
-                            newer.get_or_insert((m.topic().to_owned(), epoch));
-                            false
-                        }
-                        None => {
-                            epochs.insert(m.topic().to_owned(), epoch);
-                            adopted.push((m.topic().to_owned(), epoch));
-                            true
-                        }
-                    }
-                });
-                if let Some((topic, epoch)) = newer {
+                let sorted = sort_batch(&mut batch, store_id.as_deref(), &mut epochs, &checkpoints);
+                if let Some((topic, epoch)) = sorted.newer {
                     self.heal_topic(&topic, epoch, &epochs).await?;
                     continue 'assign;
                 }
-                for (topic, epoch) in adopted {
+                for (topic, epoch) in sorted.adopted {
                     let mut conn = self.pool.acquire().await?;
                     save_epoch(&mut conn, name, &topic, epoch).await?;
                     known
@@ -840,76 +827,169 @@ impl<P: Projection> ProjectorRuntime<P> {
                 if batch.is_empty() {
                     continue;
                 }
-                // Only transient failures come back here (a poison event parks its stream
-                // inside the batch): retry the same batch with capped exponential backoff.
-                let mut attempt: u32 = 0;
-                let committed = loop {
-                    match self.apply_batch(&batch, &producer).await {
-                        Ok(c) => {
-                            if attempt > 0 {
-                                metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
-                                    .set(0.0);
-                            }
-                            break Some(c);
-                        }
-                        Err(e) => {
-                            // Still alive and consuming: failures show in the metrics and the
-                            // health state (stalled), and a start is not blocked by them.
-                            attempt = attempt.saturating_add(1);
-                            metrics::counter!("projector_batch_failures_total", "projection" => name)
-                                .increment(1);
-                            metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
-                                .set(f64::from(attempt));
-                            self.health.failed(&format!("{e:#}"));
-                            // A broker that lost its state forgets the idempotent producer
-                            // (its dead letters then time out for ever): a new one each retry.
-                            match self.kafka.producer() {
-                                Ok(p) => producer = p,
-                                Err(e) => tracing::warn!(error = %e, "recreating the producer"),
-                            }
-                            let delay = retry_delay(attempt);
-                            tracing::warn!(
-                                projection = name,
-                                attempt,
-                                retry_in_ms = delay.as_millis() as u64,
-                                error = %e,
-                                "batch failed (transient); retrying"
-                            );
-                            tokio::select! {
-                                _ = shutdown.cancelled() => break None,
-                                _ = tokio::time::sleep(delay) => {}
-                            }
-                        }
-                    }
-                };
-                let Some(committed) = committed else {
+                let Some(committed) = self
+                    .apply_with_retry(&batch, &mut producer, &shutdown)
+                    .await
+                else {
                     break 'assign;
                 };
-                self.health.committed();
-                metrics::counter!("projector_events_total", "projection" => name)
-                    .increment(batch.len() as u64);
-                metrics::histogram!("projector_batch_size", "projection" => name)
-                    .record(batch.len() as f64);
-                let mut tpl = TopicPartitionList::new();
-                for ((topic, partition), next) in committed {
-                    metrics::gauge!(
-                        "projector_checkpoint_offset",
-                        "projection" => name,
-                        "topic" => topic.clone(),
-                        "partition" => partition.to_string()
-                    )
-                    .set(next as f64);
-                    tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
-                    checkpoints.insert((topic, partition), next);
-                }
-                // Kafka's committed offsets only make restarts and lag tooling cheaper; the
-                // PostgreSQL checkpoint is the truth.
-                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-                    tracing::debug!(error = %e, "offset commit to Kafka failed");
-                }
+                self.record_commit(batch.len(), committed, &mut checkpoints, &consumer)?;
             }
         }
         tracing::info!(projection = name, "projector stopped");
+        Ok(())
+    }
+
+    /// The lag and health exporter and the store and epoch watcher, beside the consumer;
+    /// they stop when the guards are dropped.
+    fn spawn_watchers(
+        &self,
+        topics: &[String],
+        store_id: &Option<String>,
+        known: &SharedEpochs,
+        cluster: &SharedCluster,
+        heal_tx: mpsc::Sender<Heal>,
+        shutdown: &CancellationToken,
+    ) -> [AbortOnDrop; 2] {
+        // Lag and health as Prometheus gauges and the status row, beside the consumer.
+        let lag = AbortOnDrop(tokio::spawn(crate::lag::export_metrics(
+            self.pool.clone(),
+            self.kafka.clone(),
+            self.projection.name(),
+            topics.to_vec(),
+            Duration::from_secs(2),
+            self.health.clone(),
+            self.ready.clone(),
+            crate::lag::RelayWatch {
+                store: self.store.clone(),
+                cluster: cluster.clone(),
+            },
+            shutdown.clone(),
+        )));
+        let watcher = AbortOnDrop(tokio::spawn(watch(
+            self.kafka.clone(),
+            topics.to_vec(),
+            self.store.clone(),
+            store_id.clone(),
+            known.clone(),
+            cluster.clone(),
+            heal_tx,
+        )));
+        [lag, watcher]
+    }
+
+    /// Acts on what the watcher found; `true`: assign the partitions again.
+    async fn heal(
+        &self,
+        heal: Option<Heal>,
+        store_id: &mut Option<String>,
+        epochs: &HashMap<String, i64>,
+    ) -> anyhow::Result<bool> {
+        let name = self.projection.name();
+        match heal {
+            Some(Heal::Store(new)) => {
+                tracing::warn!(projection = name, store = %new,
+                    "the event store changed; emptying the read model and replaying");
+                self.health.healing("the event store changed");
+                self.reset(None, Some(&new)).await?;
+                *store_id = Some(new);
+                Ok(true)
+            }
+            Some(Heal::Epoch(topic, epoch)) => {
+                self.heal_topic(&topic, epoch, epochs).await?;
+                Ok(true)
+            }
+            // Checked and recorded when partitions are assigned again.
+            Some(Heal::Cluster(new)) => {
+                tracing::warn!(projection = name, cluster = %new,
+                    "the broker answers as another cluster; assigning again");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Applies a batch, retrying transient failures with capped exponential backoff (a
+    /// poison event parks its stream inside the batch, so only transient failures come
+    /// back). `None`: shut down while waiting to retry.
+    async fn apply_with_retry(
+        &self,
+        batch: &[OwnedMessage],
+        producer: &mut FutureProducer,
+        shutdown: &CancellationToken,
+    ) -> Option<Checkpoints> {
+        let name = self.projection.name();
+        let mut attempt: u32 = 0;
+        loop {
+            match self.apply_batch(batch, producer).await {
+                Ok(c) => {
+                    if attempt > 0 {
+                        metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
+                            .set(0.0);
+                    }
+                    return Some(c);
+                }
+                Err(e) => {
+                    // Still alive and consuming: failures show in the metrics and the
+                    // health state (stalled), and a start is not blocked by them.
+                    attempt = attempt.saturating_add(1);
+                    metrics::counter!("projector_batch_failures_total", "projection" => name)
+                        .increment(1);
+                    metrics::gauge!("projector_batch_retry_attempt", "projection" => name)
+                        .set(f64::from(attempt));
+                    self.health.failed(&format!("{e:#}"));
+                    // A broker that lost its state forgets the idempotent producer (its
+                    // dead letters then time out for ever): a new one each retry.
+                    match self.kafka.producer() {
+                        Ok(p) => *producer = p,
+                        Err(e) => tracing::warn!(error = %e, "recreating the producer"),
+                    }
+                    let delay = retry_delay(attempt);
+                    tracing::warn!(
+                        projection = name,
+                        attempt,
+                        retry_in_ms = delay.as_millis() as u64,
+                        error = %e,
+                        "batch failed (transient); retrying"
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// A committed batch: health, metrics, the checkpoints held in memory, and the offsets
+    /// committed to Kafka too (they only make restarts and lag tooling cheaper; the
+    /// PostgreSQL checkpoint is the truth).
+    fn record_commit(
+        &self,
+        applied: usize,
+        committed: Checkpoints,
+        checkpoints: &mut Checkpoints,
+        consumer: &StreamConsumer,
+    ) -> anyhow::Result<()> {
+        let name = self.projection.name();
+        self.health.committed();
+        metrics::counter!("projector_events_total", "projection" => name).increment(applied as u64);
+        metrics::histogram!("projector_batch_size", "projection" => name).record(applied as f64);
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in committed {
+            metrics::gauge!(
+                "projector_checkpoint_offset",
+                "projection" => name,
+                "topic" => topic.clone(),
+                "partition" => partition.to_string()
+            )
+            .set(next as f64);
+            tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+            checkpoints.insert((topic, partition), next);
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "offset commit to Kafka failed");
+        }
         Ok(())
     }
 
@@ -1341,6 +1421,66 @@ impl<P: Projection> ProjectorRuntime<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(topic: &str, offset: i64, store: &str, epoch: Option<i64>) -> OwnedMessage {
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: platform::kafka::STORE_HEADER,
+            value: Some(store),
+        });
+        if let Some(e) = epoch {
+            let e = e.to_string();
+            headers = headers.insert(Header {
+                key: platform::kafka::EPOCH_HEADER,
+                value: Some(e.as_str()),
+            });
+        }
+        OwnedMessage::new(
+            None,
+            None,
+            topic.into(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            offset,
+            Some(headers),
+        )
+    }
+
+    #[test]
+    fn a_batch_keeps_its_store_and_epoch_and_adopts_a_first_epoch() {
+        let mut epochs: HashMap<String, i64> = [("a".to_owned(), 5)].into();
+        let mut batch = vec![
+            record("a", 0, "s1", Some(5)),
+            record("a", 1, "s2", Some(5)),
+            record("a", 2, "s1", Some(4)),
+            record("b", 0, "s1", Some(9)),
+        ];
+        let sorted = sort_batch(&mut batch, Some("s1"), &mut epochs, &HashMap::new());
+        let kept: Vec<(String, i64)> = batch
+            .iter()
+            .map(|m| (m.topic().to_owned(), m.offset()))
+            .collect();
+        assert_eq!(
+            kept,
+            [("a".to_owned(), 0), ("b".to_owned(), 0)],
+            "other store and older epoch go"
+        );
+        assert_eq!(sorted.adopted, [("b".to_owned(), 9)]);
+        assert_eq!(sorted.newer, None);
+        assert_eq!(epochs.get("b"), Some(&9));
+    }
+
+    #[test]
+    fn a_newer_epoch_or_checkpoints_of_an_unknown_one_heal_the_topic() {
+        let mut epochs: HashMap<String, i64> = [("a".to_owned(), 5)].into();
+        let mut batch = vec![record("a", 0, "s1", Some(6))];
+        let sorted = sort_batch(&mut batch, Some("s1"), &mut epochs, &HashMap::new());
+        assert_eq!(sorted.newer, Some(("a".to_owned(), 6)));
+        assert!(batch.is_empty());
+        let checkpoints: Checkpoints = [(("c".to_owned(), 0), 10)].into();
+        let mut batch = vec![record("c", 10, "s1", Some(1))];
+        let sorted = sort_batch(&mut batch, Some("s1"), &mut HashMap::new(), &checkpoints);
+        assert_eq!(sorted.newer, Some(("c".to_owned(), 1)));
+    }
 
     fn item(stream: &str, version: Option<i64>) -> Item {
         Item {

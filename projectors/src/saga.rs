@@ -430,34 +430,7 @@ impl CheckoutSaga {
         let lines: Vec<domain::cart::CheckedOutLine> = serde_json::from_value(c.lines.clone())
             .map_err(|e| ProjectionError::Poison(e.to_string()))?;
         match event {
-            OrderEvent::OrderPlaced(_) => {
-                for l in &lines {
-                    let product = l.product_id.as_uuid();
-                    let cmd = ProductCommand::ReserveStock {
-                        order_id: OrderId::from(order_id),
-                        quantity: l.quantity,
-                    };
-                    let key = format!("saga:reserve:{order_id}:{product}");
-                    if let Step::Refused(_, why) =
-                        Self::exec(&self.products, product, cmd, key, corr).await?
-                    {
-                        tracing::info!(%order_id, %product, %why, "stock unavailable; cancelling");
-                        return self
-                            .cancel(order_id, &format!("out of stock: {why}"), corr)
-                            .await;
-                    }
-                }
-                let cmd = OrderCommand::MarkStockReserved;
-                Self::exec(
-                    &self.orders,
-                    order_id,
-                    cmd,
-                    format!("saga:reserved:{order_id}"),
-                    corr,
-                )
-                .await?;
-                Self::set_status(conn, order_id, "stock_reserved").await?;
-            }
+            OrderEvent::OrderPlaced(_) => self.reserve_stock(conn, order_id, &lines, corr).await?,
             OrderEvent::OrderStockReserved(_) => {
                 let cmd = c.authorize(order_id)?;
                 let key = format!("saga:authorize:{order_id}");
@@ -481,65 +454,13 @@ impl CheckoutSaga {
                 .await?;
                 Self::set_status(conn, order_id, "payment_authorized").await?;
             }
-            OrderEvent::OrderConfirmed(_) => {
-                let cmd = PaymentRequest::Capture;
-                let captured = Self::exec(
-                    &self.payments,
-                    c.payment_id,
-                    cmd,
-                    format!("saga:capture:{order_id}"),
-                    corr,
-                )
-                .await?;
-                if let Step::Refused(_, why) = captured {
-                    tracing::error!(%order_id, %why, "capture refused; cancelling the order");
-                    return self
-                        .cancel(
-                            order_id,
-                            &format!("payment could not be captured: {why}"),
-                            corr,
-                        )
-                        .await;
-                }
-                Self::set_status(conn, order_id, "confirmed").await?;
-                metrics::counter!("saga_outcomes_total", "outcome" => "confirmed").increment(1);
-            }
+            OrderEvent::OrderConfirmed(_) => self.capture(conn, &c, order_id, corr).await?,
             OrderEvent::OrderCancelled(e) => {
-                for l in &lines {
-                    let product = l.product_id.as_uuid();
-                    let cmd = ProductCommand::ReleaseReservation {
-                        order_id: OrderId::from(order_id),
-                    };
-                    Self::exec(
-                        &self.products,
-                        product,
-                        cmd,
-                        format!("saga:release:{order_id}:{product}"),
-                        corr,
-                    )
-                    .await?;
-                }
-                // Voiding a payment that was never authorized, or was captured (its refund
-                // follows as the order's `OrderRefunded`), is refused: nothing to void.
-                let cmd = PaymentRequest::Void;
-                Self::exec(
-                    &self.payments,
-                    c.payment_id,
-                    cmd,
-                    format!("saga:void:{order_id}"),
-                    corr,
-                )
-                .await?;
-                // A checkout the system gave up on gives the customer the cart back.
-                if e.by == CancelledBy::System {
-                    self.reopen_cart(c.cart_id, order_id, &e.reason, corr)
-                        .await?;
-                }
-                Self::set_status(conn, order_id, "cancelled").await?;
-                metrics::counter!("saga_outcomes_total", "outcome" => "cancelled").increment(1);
+                self.compensate(conn, &c, order_id, &lines, &e, corr)
+                    .await?
             }
             OrderEvent::OrderShipped(_) => {
-                for l in &lines {
+                for l in lines {
                     let product = l.product_id.as_uuid();
                     let cmd = ProductCommand::CommitReservation {
                         order_id: OrderId::from(order_id),
@@ -565,6 +486,122 @@ impl CheckoutSaga {
             }
             OrderEvent::OrderDelivered(_) => {}
         }
+        Ok(())
+    }
+
+    /// An order placed: stock held for every line, or the order cancelled for what is
+    /// missing.
+    async fn reserve_stock(
+        &self,
+        conn: &mut PgConnection,
+        order_id: Uuid,
+        lines: &[domain::cart::CheckedOutLine],
+        corr: &str,
+    ) -> Result<(), ProjectionError> {
+        for l in lines {
+            let product = l.product_id.as_uuid();
+            let cmd = ProductCommand::ReserveStock {
+                order_id: OrderId::from(order_id),
+                quantity: l.quantity,
+            };
+            let key = format!("saga:reserve:{order_id}:{product}");
+            if let Step::Refused(_, why) =
+                Self::exec(&self.products, product, cmd, key, corr).await?
+            {
+                tracing::info!(%order_id, %product, %why, "stock unavailable; cancelling");
+                return self
+                    .cancel(order_id, &format!("out of stock: {why}"), corr)
+                    .await;
+            }
+        }
+        let cmd = OrderCommand::MarkStockReserved;
+        Self::exec(
+            &self.orders,
+            order_id,
+            cmd,
+            format!("saga:reserved:{order_id}"),
+            corr,
+        )
+        .await?;
+        Self::set_status(conn, order_id, "stock_reserved").await?;
+        Ok(())
+    }
+
+    /// An order confirmed: its payment captured, or the order cancelled if it cannot be.
+    async fn capture(
+        &self,
+        conn: &mut PgConnection,
+        c: &Checkout,
+        order_id: Uuid,
+        corr: &str,
+    ) -> Result<(), ProjectionError> {
+        let cmd = PaymentRequest::Capture;
+        let captured = Self::exec(
+            &self.payments,
+            c.payment_id,
+            cmd,
+            format!("saga:capture:{order_id}"),
+            corr,
+        )
+        .await?;
+        if let Step::Refused(_, why) = captured {
+            tracing::error!(%order_id, %why, "capture refused; cancelling the order");
+            return self
+                .cancel(
+                    order_id,
+                    &format!("payment could not be captured: {why}"),
+                    corr,
+                )
+                .await;
+        }
+        Self::set_status(conn, order_id, "confirmed").await?;
+        metrics::counter!("saga_outcomes_total", "outcome" => "confirmed").increment(1);
+        Ok(())
+    }
+
+    /// An order cancelled: its stock released, its payment voided, and a checkout the system
+    /// gave up on gives the customer the cart back.
+    async fn compensate(
+        &self,
+        conn: &mut PgConnection,
+        c: &Checkout,
+        order_id: Uuid,
+        lines: &[domain::cart::CheckedOutLine],
+        e: &domain::order::OrderCancelled,
+        corr: &str,
+    ) -> Result<(), ProjectionError> {
+        for l in lines {
+            let product = l.product_id.as_uuid();
+            let cmd = ProductCommand::ReleaseReservation {
+                order_id: OrderId::from(order_id),
+            };
+            Self::exec(
+                &self.products,
+                product,
+                cmd,
+                format!("saga:release:{order_id}:{product}"),
+                corr,
+            )
+            .await?;
+        }
+        // Voiding a payment that was never authorized, or was captured (its refund
+        // follows as the order's `OrderRefunded`), is refused: nothing to void.
+        let cmd = PaymentRequest::Void;
+        Self::exec(
+            &self.payments,
+            c.payment_id,
+            cmd,
+            format!("saga:void:{order_id}"),
+            corr,
+        )
+        .await?;
+        // A checkout the system gave up on gives the customer the cart back.
+        if e.by == CancelledBy::System {
+            self.reopen_cart(c.cart_id, order_id, &e.reason, corr)
+                .await?;
+        }
+        Self::set_status(conn, order_id, "cancelled").await?;
+        metrics::counter!("saga_outcomes_total", "outcome" => "cancelled").increment(1);
         Ok(())
     }
 

@@ -132,8 +132,11 @@ async fn rebuild_without_downtime_resume_after_kill_and_verify() {
             "cart",
             "--batch-size",
             "5",
+            // Slow enough that a status probe (which may wait 2 s for a first record) sees
+            // it halfway even when the topic holds only this test's few dozen events; it is
+            // killed at the first sight of progress, so a long topic costs no more time.
             "--max-rate",
-            "40",
+            "8",
         ])
         .kill_on_drop(true)
         .spawn()

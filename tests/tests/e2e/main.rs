@@ -14,6 +14,7 @@ mod accounts;
 mod cards;
 mod cart_e2e;
 mod cart_pricing;
+mod cart_rules;
 mod checkout;
 mod cli_dlq;
 mod cli_events;
