@@ -454,11 +454,18 @@ async fn main() -> anyhow::Result<()> {
         "projection=\"cart\"",
     )
     .await?;
-    let projected = (final_applied - first.unwrap_or(final_applied)).max(0) as usize;
+    // From the first committed batch to the last; a projector that applied the whole
+    // backlog before its health check answered (the first look saw it all) is timed from
+    // the start command instead, start-up included: a lower bound.
+    let (from, since) = match first {
+        Some(f) if f < final_applied => (f, first_at),
+        _ => (before, started),
+    };
+    let projected = (final_applied - from).max(0) as usize;
     let proj_rate = Rate {
         ops: projected,
         elapsed: done_at
-            .saturating_duration_since(first_at)
+            .saturating_duration_since(since)
             .max(Duration::from_millis(1)),
         latencies: Vec::new(),
     };
