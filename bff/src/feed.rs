@@ -4,8 +4,8 @@
 
 use event_schemas::{cloudevents, topic_for, EventEnvelope};
 use futures::StreamExt;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::{Message, Offset};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -50,25 +50,10 @@ impl LiveEvents {
         let topics = [topic_for("order"), topic_for("cart")];
         kafka.ensure_topics(&topics).await?;
         let consumer: StreamConsumer = kafka
-            .client_config()
-            .set("group.id", "bff.subscriptions")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .create()?;
-        let mut tpl = TopicPartitionList::new();
-        for topic in &topics {
-            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            let partitions = md
-                .topics()
-                .first()
-                .map(|t| t.partitions().len())
-                .unwrap_or(0);
-            anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
-            for p in 0..partitions as i32 {
-                tpl.add_partition_offset(topic, p, Offset::End)?;
-            }
-        }
-        consumer.assign(&tpl)?;
+            .consumer("bff.subscriptions")
+            .no_partition_eof()
+            .stream()?;
+        platform::kafka::assign_all(&consumer, &topics, |_, _| Offset::End)?;
         tracing::info!(?topics, "subscription feed consuming");
         let mut stream = consumer.stream();
         loop {

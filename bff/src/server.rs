@@ -27,8 +27,8 @@ use axum::routing::get;
 use axum::Router;
 use clap::Parser;
 use platform::auth::{Jwt, JwtArgs};
+use platform::host::{self, Service};
 use platform::kafka::KafkaArgs;
-use platform::support::{init_tracing, serve_admin, shutdown_token, Readiness};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tower_http::services::{ServeDir, ServeFile};
@@ -307,50 +307,50 @@ pub fn app(
 }
 
 pub async fn bff_main() -> anyhow::Result<()> {
-    init_tracing();
     let args = BffArgs::parse();
-    let shutdown = shutdown_token();
-    let backends = Backends::new(&args.backends)?;
-    let live = LiveEvents::new();
-    let schema = build_schema(backends.clone(), live.clone());
-    let introspection = build_introspection_schema(backends.clone(), live.clone());
-    let feed = tokio::spawn(live.run(args.kafka.clone(), shutdown.clone()));
-    let ready = Readiness::default();
-    ready.set_ready(true);
-    let admin = tokio::spawn(serve_admin(args.admin_addr, ready, shutdown.clone()));
-    let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
-    tracing::info!(addr = %args.http_addr, "GraphQL BFF listening on /graphql");
-    let token = shutdown.clone();
-    let jwt = match &args.jwt_secret {
-        Some(s) => Some(Jwt::new(&JwtArgs {
-            jwt_secret: s.clone(),
-            access_token_ttl: 0,
-        })?),
-        None => {
-            tracing::warn!("no JWT_SECRET: every token is refused");
-            None
+    host::serve(args.admin_addr, |service| async move {
+        let Service { shutdown, ready } = service;
+        let backends = Backends::new(&args.backends)?;
+        let live = LiveEvents::new();
+        let schema = build_schema(backends.clone(), live.clone());
+        let introspection = build_introspection_schema(backends.clone(), live.clone());
+        let feed = tokio::spawn(live.run(args.kafka.clone(), shutdown.clone()));
+        ready.set_ready(true);
+        let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
+        tracing::info!(addr = %args.http_addr, "GraphQL BFF listening on /graphql");
+        let jwt = match &args.jwt_secret {
+            Some(s) => Some(Jwt::new(&JwtArgs {
+                jwt_secret: s.clone(),
+                access_token_ttl: 0,
+            })?),
+            None => {
+                tracing::warn!("no JWT_SECRET: every token is refused");
+                None
+            }
+        };
+        let edge = Edge::new(
+            std::time::Duration::from_millis(args.session_cache_ms),
+            args.throttle.clone(),
+            args.ws_messages_per_second,
+            &args.trusted_proxies,
+        );
+        let mut router = app(schema, introspection, jwt, backends, edge);
+        if let Some(dir) = &args.web_dir {
+            tracing::info!(dir = %dir.display(), "serving the web app on /");
+            router = router.fallback_service(
+                ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))),
+            );
         }
-    };
-    let edge = Edge::new(
-        std::time::Duration::from_millis(args.session_cache_ms),
-        args.throttle.clone(),
-        args.ws_messages_per_second,
-        &args.trusted_proxies,
-    );
-    let mut router = app(schema, introspection, jwt, backends, edge);
-    if let Some(dir) = &args.web_dir {
-        tracing::info!(dir = %dir.display(), "serving the web app on /");
-        router = router
-            .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))));
-    }
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { token.cancelled().await })
-    .await?;
-    shutdown.cancel();
-    let _ = feed.await;
-    admin.await??;
-    Ok(())
+        let token = shutdown.clone();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await?;
+        shutdown.cancel();
+        feed.await?;
+        Ok(())
+    })
+    .await
 }

@@ -43,14 +43,20 @@ impl MemoryStore {
     }
 }
 
+/// The collection and `_id` a side write names (an `_id` that is a string keeps its text,
+/// so an insert and a later delete of the same document meet).
 fn side_id(w: &SideWrite) -> (&'static str, String) {
     match w {
-        SideWrite::Insert { collection, doc } => (
-            collection,
-            doc.get("_id").map(|id| id.to_string()).unwrap_or_default(),
-        ),
+        SideWrite::Insert { collection, doc } => {
+            let id = match doc.get("_id") {
+                Some(mongodb::bson::Bson::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            (collection, id)
+        }
         SideWrite::Delete { collection, id } | SideWrite::Replace { collection, id, .. } => {
-            (collection, format!("{:?}", id))
+            (collection, id.clone())
         }
     }
 }
@@ -135,5 +141,68 @@ impl Store for MemoryStore {
             .or_default()
             .extend(events.iter().cloned());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::doc;
+
+    fn event(stream: &str, version: u64) -> EventEnvelope {
+        EventEnvelope {
+            event_id: uuid::Uuid::now_v7(),
+            stream_type: "user".into(),
+            stream_id: stream.into(),
+            version,
+            event_type: "UserRegistered".into(),
+            schema_version: 1,
+            occurred_at: chrono::Utc::now(),
+            correlation_id: "c".into(),
+            causation_id: None,
+            actor: "anonymous".into(),
+            data: serde_json::json!({}),
+            traceparent: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_taken_side_insert_refuses_the_append_until_it_is_deleted() {
+        let store = MemoryStore::new();
+        let reserve = |email: &str| SideWrite::Insert {
+            collection: "emails",
+            doc: doc! { "_id": email },
+        };
+        store
+            .append_with(&[event("a", 1)], None, &[reserve("x@example.com")])
+            .await
+            .unwrap();
+        let taken = store
+            .append_with(&[event("b", 1)], None, &[reserve("x@example.com")])
+            .await;
+        assert!(
+            matches!(taken, Err(StoreError::Taken("emails"))),
+            "{taken:?}"
+        );
+        assert!(
+            store.events("b").is_empty(),
+            "nothing of the refused append is written"
+        );
+        let release = SideWrite::Delete {
+            collection: "emails",
+            id: "x@example.com".into(),
+        };
+        store
+            .append_with(&[event("a", 2)], None, &[release])
+            .await
+            .unwrap();
+        store
+            .append_with(&[event("b", 1)], None, &[reserve("x@example.com")])
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.append_with(&[event("b", 3)], None, &[]).await,
+            Err(StoreError::Conflict)
+        ));
     }
 }

@@ -1,6 +1,7 @@
-//! Kafka plumbing shared by the relay, the projectors and the tools: client configuration,
-//! the consumer builder every consumer is made with, the idempotent producer, topic creation (event topics keep history forever), and the
-//! headers the relay puts on every record.
+//! Kafka plumbing shared by the relay, the projectors, the BFF's feed and the tools: client
+//! configuration, the consumer builder every consumer is made with, assigning every
+//! partition of some topics, the idempotent producer, topic creation (event topics keep
+//! history forever), and the headers the relay puts on every record.
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -101,6 +102,30 @@ impl KafkaArgs {
     }
 }
 
+/// Assigns every partition of `topics` to `consumer`, each at the offset `start` names for
+/// it; a topic without partitions (not there) is an error.
+pub fn assign_all<C: rdkafka::consumer::Consumer>(
+    consumer: &C,
+    topics: &[String],
+    start: impl Fn(&str, i32) -> rdkafka::Offset,
+) -> anyhow::Result<()> {
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for topic in topics {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = md
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
+        for p in 0..partitions as i32 {
+            tpl.add_partition_offset(topic, p, start(topic, p))?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    Ok(())
+}
+
 /// A consumer's configuration: the brokers and group from [`KafkaArgs::consumer`], and what
 /// this consumer needs of its own.
 #[derive(Clone)]
@@ -157,7 +182,7 @@ impl ConsumerBuilder {
 /// Header of every record: its media type.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
 /// Header of every record: the correlation id of the command that wrote the event.
-pub const CORRELATION_HEADER: &str = "correlation-id";
+pub const CORRELATION_ID_HEADER: &str = "correlation-id";
 
 /// Where the relay says a record comes from: the event, the store, the topic's epoch.
 #[derive(Debug, Clone, Copy)]
@@ -182,7 +207,7 @@ pub fn event_headers(
             value: Some(content_type),
         })
         .insert(Header {
-            key: CORRELATION_HEADER,
+            key: CORRELATION_ID_HEADER,
             value: Some(correlation_id),
         });
     if let Some(o) = origin {

@@ -677,25 +677,12 @@ impl<P: Projection> ProjectorRuntime<P> {
         // PostgreSQL checkpoint is the position, a restart resumes exactly there at once,
         // and no group rebalance can stall the projection. The group id still names the
         // projection's committed offsets, for lag tooling.
-        let mut tpl = TopicPartitionList::new();
-        for topic in topics {
-            let md = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10))?;
-            let partitions = md
-                .topics()
-                .first()
-                .map(|t| t.partitions().len())
-                .unwrap_or(0);
-            anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
-            for p in 0..partitions as i32 {
-                let offset = match checkpoints.get(&(topic.clone(), p)) {
-                    Some(next) => Offset::Offset(*next),
-                    None => Offset::Beginning,
-                };
-                tpl.add_partition_offset(topic, p, offset)?;
+        platform::kafka::assign_all(&consumer, topics, |topic, p| {
+            match checkpoints.get(&(topic.to_owned(), p)) {
+                Some(next) => Offset::Offset(*next),
+                None => Offset::Beginning,
             }
-        }
-        consumer.assign(&tpl)?;
-        drop(tpl);
+        })?;
         Ok(consumer)
     }
 

@@ -87,19 +87,6 @@ pub async fn get_cart(pool: &PgPool, id: &str) -> Result<Cart, QueryError> {
     })
 }
 
-/// [`get_cart`], read once more after a database error: a rebuild's switch moves the live
-/// tables aside and drops them, and a read planned against the old ones fails once; the next
-/// read finds the new tables. A second failure is the read model's, and is answered.
-async fn get_cart_again_once(pool: &PgPool, id: &str) -> Result<Cart, QueryError> {
-    match get_cart(pool, id).await {
-        Err(QueryError::Db(e)) => {
-            tracing::debug!(error = %e, "cart read failed; reading once more");
-            get_cart(pool, id).await
-        }
-        other => other,
-    }
-}
-
 /// The id of a customer's most recently changed open cart.
 pub async fn open_cart_of(pool: &PgPool, customer: &str) -> Result<Cart, QueryError> {
     let customer = Uuid::parse_str(customer.trim())
@@ -150,7 +137,7 @@ impl CartQueries for CartQueryService {
                 .await
                 .map_err(QueryError::from)?;
         }
-        let result = match get_cart_again_once(&self.pool, &r.cart_id).await {
+        let result = match get_cart(&self.pool, &r.cart_id).await {
             // Waited for a version and the cart is not projected at all yet: NOT_FOUND with
             // `at_least_version` means "not there yet" (the BFF answers STALE).
             Err(QueryError::NotFound(_)) if !reached => Err(QueryError::NotFound(format!(
